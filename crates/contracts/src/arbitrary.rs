@@ -41,7 +41,10 @@ arbitrary_from_regex!(
     "[a-z0-9]([a-z0-9_+-]{0,15}[a-z0-9])?@[a-z0-9]{1,15}\\.[a-z]{2,6}"
 );
 arbitrary_from_regex!(Phone, "\\+[1-9][0-9]{6,14}");
-arbitrary_from_regex!(Url, "https://[a-z]{1,15}\\.example(/[a-zA-Z0-9_-]{1,10}){0,3}");
+arbitrary_from_regex!(
+    Url,
+    "https://[a-z]{1,15}\\.example(/[a-zA-Z0-9_-]{1,10}){0,3}"
+);
 
 impl Arbitrary for Money {
     type Parameters = ();
@@ -68,7 +71,8 @@ impl Arbitrary for Revision {
 /// Dates between 1970 and about 2134.
 pub fn date() -> impl Strategy<Value = NaiveDate> {
     (0i64..60_000).prop_map(|days| {
-        NaiveDate::from_ymd_opt(1970, 1, 1).expect("1970-01-01 exists") + chrono::Days::new(days as u64)
+        NaiveDate::from_ymd_opt(1970, 1, 1).expect("1970-01-01 exists")
+            + chrono::Days::new(days as u64)
     })
 }
 

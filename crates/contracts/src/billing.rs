@@ -64,7 +64,10 @@ pub struct InvoiceUpdatedV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::date())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::date())")
+    )]
     pub due_on: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<InvoiceContact>,
@@ -212,7 +215,10 @@ pub struct PaymentFailedV1 {
     #[cfg_attr(test, proptest(strategy = "1u32..=1000"))]
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::instant())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::instant())")
+    )]
     pub next_retry_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_method: Option<PaymentMethod>,
@@ -296,10 +302,16 @@ pub struct SegmentAttributes {
     pub risk_level: Option<RiskLevel>,
     /// Start of the business relationship.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::date())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::date())")
+    )]
     pub customer_since: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::tags())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::tags())")
+    )]
     pub tags: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preferred_channel: Option<PreferredChannel>,

@@ -100,7 +100,9 @@ pub struct SendReminderV1 {
     pub template: TemplateRef,
     #[cfg_attr(
         test,
-        proptest(strategy = "proptest::collection::vec(proptest::prelude::any::<ReminderInvoice>(), 1..4)")
+        proptest(
+            strategy = "proptest::collection::vec(proptest::prelude::any::<ReminderInvoice>(), 1..4)"
+        )
     )]
     pub invoices: Vec<ReminderInvoice>,
     /// The date the customer is asked to pay or answer by.
@@ -163,7 +165,9 @@ pub struct CreateTaskV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(
         test,
-        proptest(strategy = "proptest::option::of(proptest::collection::vec(proptest::prelude::any::<Money>(), 0..3))")
+        proptest(
+            strategy = "proptest::option::of(proptest::collection::vec(proptest::prelude::any::<Money>(), 0..3))"
+        )
     )]
     pub amount_due: Option<Vec<Money>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -251,7 +251,10 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
             let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
             return Err(fail(
                 DecodeErrorKind::SchemaViolation,
-                format!("{event_type} v{version} breaks its schema: {}.", list.join("; ")),
+                format!(
+                    "{event_type} v{version} breaks its schema: {}.",
+                    list.join("; ")
+                ),
             ));
         }
         Some(Ok(())) => {}

@@ -43,7 +43,10 @@ pub enum PauseReason {
 pub struct Pause {
     pub reason: PauseReason,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::date())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::date())")
+    )]
     pub until: Option<NaiveDate>,
 }
 
@@ -104,11 +107,17 @@ pub struct ReminderSentV1 {
     pub channel: Channel,
     pub provider: Code,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(\"[a-zA-Z0-9-]{1,64}\")"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(\"[a-zA-Z0-9-]{1,64}\")")
+    )]
     pub provider_message_id: Option<String>,
     /// The email address or phone number it was sent to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(\"[a-z]{1,20}@[a-z]{1,20}\\\\.fr\")"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(\"[a-z]{1,20}@[a-z]{1,20}\\\\.fr\")")
+    )]
     pub recipient_address: Option<String>,
     pub segment: Code,
     pub step: StepRef,
@@ -116,7 +125,10 @@ pub struct ReminderSentV1 {
     #[cfg_attr(test, proptest(strategy = "crate::arbitrary::instant()"))]
     pub sent_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(\"[^\\\\x00-\\\\x1f]{0,80}\")"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(\"[^\\\\x00-\\\\x1f]{0,80}\")")
+    )]
     pub subject: Option<String>,
     /// SHA-256 of the rendered body, lower-case hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -257,7 +269,10 @@ pub struct CustomerActionV1 {
     pub customer_id: Id,
     pub invoice_id: Id,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::uuid())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::uuid())")
+    )]
     pub reminder_id: Option<Uuid>,
     pub action: CustomerActionKind,
     #[cfg_attr(test, proptest(strategy = "crate::arbitrary::instant()"))]
@@ -270,7 +285,10 @@ pub struct CustomerActionV1 {
     pub reason: Option<Code>,
     /// The date the customer promises to pay by.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::date())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::date())")
+    )]
     pub promised_on: Option<NaiveDate>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Text>,
@@ -305,7 +323,10 @@ pub struct PaymentAttributedV1 {
     #[cfg_attr(test, proptest(strategy = "crate::arbitrary::instant()"))]
     pub reminder_sent_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(test, proptest(strategy = "proptest::option::of(crate::arbitrary::instant())"))]
+    #[cfg_attr(
+        test,
+        proptest(strategy = "proptest::option::of(crate::arbitrary::instant())")
+    )]
     pub first_reminder_at: Option<DateTime<Utc>>,
     pub channel: Channel,
     pub segment: Code,

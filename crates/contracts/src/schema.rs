@@ -162,21 +162,25 @@ impl Schemas {
                 file: "common.v1.json",
                 reason: error.to_string(),
             })?;
-        let build = |file: &'static str, text: &'static str| -> Result<Validator, SchemaCompileError> {
-            let schema = parse(file, text)?;
-            jsonschema::options()
-                .with_draft(Draft::Draft202012)
-                .should_validate_formats(true)
-                .with_registry(&registry)
-                .build(&schema)
-                .map_err(|error| SchemaCompileError {
-                    file,
-                    reason: error.to_string(),
-                })
-        };
+        let build =
+            |file: &'static str, text: &'static str| -> Result<Validator, SchemaCompileError> {
+                let schema = parse(file, text)?;
+                jsonschema::options()
+                    .with_draft(Draft::Draft202012)
+                    .should_validate_formats(true)
+                    .with_registry(&registry)
+                    .build(&schema)
+                    .map_err(|error| SchemaCompileError {
+                        file,
+                        reason: error.to_string(),
+                    })
+            };
         let mut events = HashMap::with_capacity(EVENT_SPECS.len());
         for spec in EVENT_SPECS {
-            events.insert((spec.event_type, spec.version), build(spec.file_name, spec.schema)?);
+            events.insert(
+                (spec.event_type, spec.version),
+                build(spec.file_name, spec.schema)?,
+            );
         }
         let dead_letter = build(DEAD_LETTER_SCHEMA.0, DEAD_LETTER_SCHEMA.1)?;
         Ok(Self {

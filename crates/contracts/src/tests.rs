@@ -14,7 +14,9 @@ use crate::dead_letter::{DeadLetterRecordV1, OriginalRecord};
 use crate::decode::{decode, decode_value, BillingEvent, Command, DecodeErrorKind, DunningEvent};
 use crate::dunning::*;
 use crate::envelope::{Envelope, EventPayload};
-use crate::schema::{find_spec, Direction, Schemas, DEAD_LETTER_SCHEMA, EVENT_SPECS, SHARED_SCHEMAS};
+use crate::schema::{
+    find_spec, Direction, Schemas, DEAD_LETTER_SCHEMA, EVENT_SPECS, SHARED_SCHEMAS,
+};
 
 fn proto_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto")
@@ -25,7 +27,11 @@ fn examples() -> Vec<(String, String, u32, Value)> {
     let mut examples = Vec::new();
     for entry in std::fs::read_dir(proto_dir().join("examples")).expect("proto/examples exists") {
         let path = entry.expect("directory entry").path();
-        let file = path.file_name().expect("file name").to_string_lossy().to_string();
+        let file = path
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .to_string();
         assert!(file.ends_with(".json"), "{file}: examples are .json files");
         // <type>.v<version>[.<variant>].json
         let stem = file.trim_end_matches(".json");
@@ -41,8 +47,8 @@ fn examples() -> Vec<(String, String, u32, Value)> {
         let version: u32 = segments[version_at][1..].parse().expect("numeric version");
         let event_type = segments[..version_at].join(".");
         let text = std::fs::read_to_string(&path).expect("readable example");
-        let json: Value = serde_json::from_str(&text)
-            .unwrap_or_else(|error| panic!("{file}: not JSON: {error}"));
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|error| panic!("{file}: not JSON: {error}"));
         examples.push((file, event_type, version, json));
     }
     examples.sort_by(|a, b| a.0.cmp(&b.0));
@@ -64,7 +70,11 @@ fn validate(event_type: &str, version: u32, json: &Value) -> Result<(), String> 
             .unwrap_or_else(|| panic!("no schema for {event_type} v{version}"))
     };
     result.map_err(|violations| {
-        violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        violations
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     })
 }
 
@@ -100,19 +110,33 @@ fn every_embedded_schema_compiles() {
 
 #[test]
 fn every_schema_file_is_embedded_and_every_event_type_has_an_example() {
-    let mut embedded: BTreeSet<String> = SHARED_SCHEMAS.iter().map(|(file, _)| file.to_string()).collect();
+    let mut embedded: BTreeSet<String> = SHARED_SCHEMAS
+        .iter()
+        .map(|(file, _)| file.to_string())
+        .collect();
     embedded.insert(DEAD_LETTER_SCHEMA.0.to_string());
     embedded.extend(EVENT_SPECS.iter().map(|spec| spec.file_name.to_string()));
     let on_disk: BTreeSet<String> = std::fs::read_dir(proto_dir().join("schemas"))
         .expect("proto/schemas exists")
-        .map(|entry| entry.expect("entry").file_name().to_string_lossy().to_string())
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string()
+        })
         .collect();
-    assert_eq!(embedded, on_disk, "proto/schemas and the embedded list differ");
+    assert_eq!(
+        embedded, on_disk,
+        "proto/schemas and the embedded list differ"
+    );
 
     let examples = examples();
     for spec in EVENT_SPECS {
         assert!(
-            examples.iter().any(|(_, t, v, _)| t == spec.event_type && *v == spec.version),
+            examples
+                .iter()
+                .any(|(_, t, v, _)| t == spec.event_type && *v == spec.version),
             "{} v{} has no example in proto/examples",
             spec.event_type,
             spec.version
@@ -145,8 +169,16 @@ fn every_example_validates_against_its_schema() {
             panic!("{file} breaks its schema: {violations}");
         }
         if !is_dead_letter(&event_type) {
-            assert_eq!(json["type"], Value::String(event_type.clone()), "{file}: type");
-            assert_eq!(json["schemaversion"], Value::from(version), "{file}: schemaversion");
+            assert_eq!(
+                json["type"],
+                Value::String(event_type.clone()),
+                "{file}: type"
+            );
+            assert_eq!(
+                json["schemaversion"],
+                Value::from(version),
+                "{file}: schemaversion"
+            );
         }
     }
 }
@@ -182,7 +214,11 @@ impl SchemaWalker {
 
     fn resolve(&self, file: &str, reference: &str) -> (String, Value) {
         let (target_file, pointer) = reference.split_once('#').expect("refs have a fragment");
-        let target_file = if target_file.is_empty() { file } else { target_file };
+        let target_file = if target_file.is_empty() {
+            file
+        } else {
+            target_file
+        };
         let document = &self.files[target_file];
         let node = document
             .pointer(pointer)
@@ -216,7 +252,11 @@ impl SchemaWalker {
                 .map(|names| names.iter().filter_map(Value::as_str).collect())
                 .unwrap_or_default();
             for (name, property) in properties {
-                let child = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                let child = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
                 out.insert(child.clone(), required.contains(name.as_str()));
                 self.walk(file, property, &child, out);
             }
@@ -244,7 +284,11 @@ fn present_paths(value: &Value, path: &str, out: &mut BTreeSet<String>) {
     match value {
         Value::Object(map) => {
             for (name, child) in map {
-                let child_path = if path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+                let child_path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
                 out.insert(child_path.clone());
                 present_paths(child, &child_path, out);
             }
@@ -274,13 +318,22 @@ fn every_schema_property_is_exercised_by_an_example() {
                 present_paths(json, "", &mut present);
             }
         }
-        let missing: Vec<&String> = declared.keys().filter(|path| !present.contains(*path)).collect();
+        let missing: Vec<&String> = declared
+            .keys()
+            .filter(|path| !present.contains(*path))
+            .collect();
         assert!(
             missing.is_empty(),
             "{event_type} v{version}: no example sets {missing:?}, so the Rust type is not checked against them"
         );
-        let undeclared: Vec<&String> = present.iter().filter(|path| !declared.contains_key(*path)).collect();
-        assert!(undeclared.is_empty(), "{event_type} v{version}: examples set undeclared {undeclared:?}");
+        let undeclared: Vec<&String> = present
+            .iter()
+            .filter(|path| !declared.contains_key(*path))
+            .collect();
+        assert!(
+            undeclared.is_empty(),
+            "{event_type} v{version}: examples set undeclared {undeclared:?}"
+        );
     }
 }
 
@@ -294,13 +347,17 @@ fn remove_path(value: &mut Value, path: &str) {
         Some(name) => (name, true),
         None => (head, false),
     };
-    let Some(map) = value.as_object_mut() else { return };
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
     match rest {
         None => {
             map.remove(name);
         }
         Some(rest) => {
-            let Some(child) = map.get_mut(name) else { return };
+            let Some(child) = map.get_mut(name) else {
+                return;
+            };
             if is_array {
                 if let Some(items) = child.as_array_mut() {
                     for item in items {
@@ -351,7 +408,10 @@ fn properties_required_by_the_schema_are_required_in_rust() {
             }
             let mut without = json.clone();
             remove_path(&mut without, &path);
-            assert!(validate(&event_type, version, &without).is_err(), "{file}: {path} is required");
+            assert!(
+                validate(&event_type, version, &without).is_err(),
+                "{file}: {path} is required"
+            );
             // Through the Rust type alone, without the schema check, it must fail too.
             let rust_accepts = if is_dead_letter(&event_type) {
                 serde_json::from_value::<DeadLetterRecordV1>(without).is_ok()
@@ -359,7 +419,10 @@ fn properties_required_by_the_schema_are_required_in_rust() {
                 serde_json::from_value::<Envelope<Value>>(without)
                     .is_ok_and(|envelope| data_deserialises(&event_type, version, envelope.data))
             };
-            assert!(!rust_accepts, "{file}: the schema requires {path} but Rust accepts it missing");
+            assert!(
+                !rust_accepts,
+                "{file}: the schema requires {path} but Rust accepts it missing"
+            );
         }
     }
 }
@@ -369,7 +432,9 @@ fn data_deserialises(event_type: &str, version: u32, data: Value) -> bool {
     use crate::decode::EventFamily;
     BillingEvent::from_data(event_type, version, data.clone())
         .map(|result| result.is_ok())
-        .or_else(|| Command::from_data(event_type, version, data.clone()).map(|result| result.is_ok()))
+        .or_else(|| {
+            Command::from_data(event_type, version, data.clone()).map(|result| result.is_ok())
+        })
         .or_else(|| DunningEvent::from_data(event_type, version, data).map(|result| result.is_ok()))
         .unwrap_or_else(|| panic!("no Rust type for {event_type} v{version}"))
 }
@@ -390,7 +455,10 @@ fn assert_rust_value_meets_schema<T: EventPayload + std::fmt::Debug + PartialEq>
     let envelope = envelope_for(data);
     let json = serde_json::to_value(&envelope).expect("serialises");
     if let Err(violations) = validate(T::EVENT_TYPE, T::SCHEMA_VERSION, &json) {
-        panic!("a valid Rust {} breaks its schema: {violations}\n{json:#}", T::EVENT_TYPE);
+        panic!(
+            "a valid Rust {} breaks its schema: {violations}\n{json:#}",
+            T::EVENT_TYPE
+        );
     }
     let back: Envelope<T> = serde_json::from_value(json).expect("deserialises");
     assert_eq!(back, envelope);
@@ -471,7 +539,9 @@ fn example_bytes(event_type: &str) -> Value {
 
 fn decode_error_kind(json: &Value) -> DecodeErrorKind {
     let bytes = serde_json::to_vec(json).expect("serialises");
-    decode::<BillingEvent>(&bytes).expect_err("must not decode").kind
+    decode::<BillingEvent>(&bytes)
+        .expect_err("must not decode")
+        .kind
 }
 
 #[test]
@@ -497,23 +567,41 @@ fn each_kind_of_bad_record_is_reported_with_its_reason() {
     assert_eq!(not_json.kind, DecodeErrorKind::InvalidJson);
     assert_eq!(not_json.kind.code(), "invalid_json");
 
-    assert_eq!(decode_error_kind(&Value::from(42)), DecodeErrorKind::NotACloudEvent);
+    assert_eq!(
+        decode_error_kind(&Value::from(42)),
+        DecodeErrorKind::NotACloudEvent
+    );
 
     let mut no_specversion = good.clone();
-    no_specversion.as_object_mut().expect("object").remove("specversion");
-    assert_eq!(decode_error_kind(&no_specversion), DecodeErrorKind::NotACloudEvent);
+    no_specversion
+        .as_object_mut()
+        .expect("object")
+        .remove("specversion");
+    assert_eq!(
+        decode_error_kind(&no_specversion),
+        DecodeErrorKind::NotACloudEvent
+    );
 
     let mut old_spec = good.clone();
     old_spec["specversion"] = Value::from("0.3");
-    assert_eq!(decode_error_kind(&old_spec), DecodeErrorKind::UnsupportedSpecVersion);
+    assert_eq!(
+        decode_error_kind(&old_spec),
+        DecodeErrorKind::UnsupportedSpecVersion
+    );
 
     let mut unknown_type = good.clone();
     unknown_type["type"] = Value::from("billing.invoice.teleported");
-    assert_eq!(decode_error_kind(&unknown_type), DecodeErrorKind::UnknownEventType);
+    assert_eq!(
+        decode_error_kind(&unknown_type),
+        DecodeErrorKind::UnknownEventType
+    );
 
     // A real event type, but not one a billing consumer handles.
     let reminder = example_bytes("relance.reminder.send");
-    assert_eq!(decode_error_kind(&reminder), DecodeErrorKind::UnknownEventType);
+    assert_eq!(
+        decode_error_kind(&reminder),
+        DecodeErrorKind::UnknownEventType
+    );
 
     let mut future_version = good.clone();
     future_version["schemaversion"] = Value::from(2);
@@ -521,30 +609,49 @@ fn each_kind_of_bad_record_is_reported_with_its_reason() {
         .expect_err("v2 unsupported");
     assert_eq!(error.kind, DecodeErrorKind::UnsupportedSchemaVersion);
     assert_eq!(error.identity.tenant.as_ref().map(Id::as_str), Some("acme"));
-    assert_eq!(error.identity.event_type.as_deref(), Some("billing.invoice.issued"));
+    assert_eq!(
+        error.identity.event_type.as_deref(),
+        Some("billing.invoice.issued")
+    );
 
     let mut negative = good.clone();
     negative["data"]["total"]["amount_minor"] = Value::from(-500);
     let error = decode::<BillingEvent>(&serde_json::to_vec(&negative).expect("json"))
         .expect_err("negative amount");
     assert_eq!(error.kind, DecodeErrorKind::SchemaViolation);
-    assert!(error.detail.contains("/data/total/amount_minor"), "{}", error.detail);
+    assert!(
+        error.detail.contains("/data/total/amount_minor"),
+        "{}",
+        error.detail
+    );
 
     let mut overflowing = good.clone();
     overflowing["data"]["total"]["amount_minor"] = serde_json::json!(9_007_199_254_740_992_u64);
-    assert_eq!(decode_error_kind(&overflowing), DecodeErrorKind::SchemaViolation);
+    assert_eq!(
+        decode_error_kind(&overflowing),
+        DecodeErrorKind::SchemaViolation
+    );
 
     let mut float_amount = good.clone();
     float_amount["data"]["total"]["amount_minor"] = Value::from(12.5);
-    assert_eq!(decode_error_kind(&float_amount), DecodeErrorKind::SchemaViolation);
+    assert_eq!(
+        decode_error_kind(&float_amount),
+        DecodeErrorKind::SchemaViolation
+    );
 
     let mut local_time = good.clone();
     local_time["time"] = Value::from("2026-11-02T10:15:00+01:00");
-    assert_eq!(decode_error_kind(&local_time), DecodeErrorKind::SchemaViolation);
+    assert_eq!(
+        decode_error_kind(&local_time),
+        DecodeErrorKind::SchemaViolation
+    );
 
     let mut extra_field = good;
     extra_field["data"]["surprise"] = Value::from(true);
-    assert_eq!(decode_error_kind(&extra_field), DecodeErrorKind::SchemaViolation);
+    assert_eq!(
+        decode_error_kind(&extra_field),
+        DecodeErrorKind::SchemaViolation
+    );
 }
 
 #[test]
@@ -553,7 +660,11 @@ fn constrained_values_reject_what_the_contract_rejects() {
     assert!(Currency::parse("eur").is_err());
     assert!(Currency::parse("EURO").is_err());
     assert!(Money::new(-1, Currency::parse("EUR").expect("currency")).is_err());
-    assert!(Money::new(MAX_SAFE_INTEGER + 1, Currency::parse("EUR").expect("currency")).is_err());
+    assert!(Money::new(
+        MAX_SAFE_INTEGER + 1,
+        Currency::parse("EUR").expect("currency")
+    )
+    .is_err());
     assert!(Locale::parse("fr-FR").is_ok());
     assert!(Locale::parse("zh-Hans-CN").is_ok());
     assert!(Locale::parse("es-419").is_ok());

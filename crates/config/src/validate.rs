@@ -1,0 +1,450 @@
+//! Start-up validation: every value that is well-typed but wrong, with its key and value.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use secrecy::ExposeSecret;
+
+use crate::sections::{KafkaSettings, Settings};
+
+/// The relance services, each validating the settings it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ServiceName {
+    Ingestor,
+    Scheduler,
+    Sender,
+    Tracker,
+}
+
+impl ServiceName {
+    /// The service's name, as in its binary and its `[section]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingestor => "ingestor",
+            Self::Scheduler => "scheduler",
+            Self::Sender => "sender",
+            Self::Tracker => "tracker",
+        }
+    }
+
+    /// All four.
+    pub const ALL: [ServiceName; 4] =
+        [Self::Ingestor, Self::Scheduler, Self::Sender, Self::Tracker];
+}
+
+impl fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One invalid value: `kafka.session_timeout_ms = 500: must be at least 6000`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidSetting {
+    /// Dotted key, as in the file (`kafka.session_timeout_ms`).
+    pub key: String,
+    /// The value as read, or `[redacted]` for secrets.
+    pub value: String,
+    /// What it must be instead.
+    pub reason: String,
+}
+
+impl fmt::Display for InvalidSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.key, self.value, self.reason)
+    }
+}
+
+#[derive(Default)]
+struct Findings(Vec<InvalidSetting>);
+
+impl Findings {
+    fn add(&mut self, key: impl Into<String>, value: impl fmt::Debug, reason: impl Into<String>) {
+        self.0.push(InvalidSetting {
+            key: key.into(),
+            value: format!("{value:?}"),
+            reason: reason.into(),
+        });
+    }
+
+    fn add_secret(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(InvalidSetting {
+            key: key.into(),
+            value: "[redacted]".into(),
+            reason: reason.into(),
+        });
+    }
+
+    fn range(&mut self, key: &str, value: u64, min: u64, max: u64) {
+        if value < min || value > max {
+            self.add(key, value, format!("must be between {min} and {max}"));
+        }
+    }
+
+    fn not_blank(&mut self, key: &str, value: &str) {
+        if value.trim().is_empty() {
+            self.add(key, value, "must not be empty");
+        }
+    }
+
+    fn socket_address(&mut self, key: &str, value: &str) {
+        if value.parse::<SocketAddr>().is_err() {
+            self.add(
+                key,
+                value,
+                "must be an IP address and port, such as 0.0.0.0:9101",
+            );
+        }
+    }
+
+    fn topic_name(&mut self, key: &str, value: &str) {
+        // Kafka's own rule for topic names.
+        let legal = !value.is_empty()
+            && value.len() <= 249
+            && value != "."
+            && value != ".."
+            && value
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        if !legal {
+            self.add(
+                key,
+                value,
+                "must be 1 to 249 characters of letters, digits, '.', '_' and '-'",
+            );
+        }
+    }
+}
+
+/// librdkafka properties that a typed setting controls: passing them through is an error.
+const TYPED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
+    ("bootstrap.servers", "kafka.bootstrap_servers"),
+    ("metadata.broker.list", "kafka.bootstrap_servers"),
+    ("client.id", "kafka.client_id"),
+    ("group.id", "the service's group_id"),
+    ("security.protocol", "kafka.security_protocol"),
+    ("sasl.mechanism", "kafka.sasl_mechanism"),
+    ("sasl.mechanisms", "kafka.sasl_mechanism"),
+    ("sasl.username", "kafka.sasl_username"),
+    ("sasl.password", "kafka.sasl_password"),
+    ("ssl.ca.location", "kafka.ssl_ca_location"),
+    ("ssl.certificate.location", "kafka.ssl_certificate_location"),
+    ("ssl.key.location", "kafka.ssl_key_location"),
+    ("ssl.key.password", "kafka.ssl_key_password"),
+    ("session.timeout.ms", "kafka.session_timeout_ms"),
+    ("heartbeat.interval.ms", "kafka.heartbeat_interval_ms"),
+    ("max.poll.interval.ms", "kafka.max_poll_interval_ms"),
+    ("fetch.wait.max.ms", "kafka.fetch_wait_max_ms"),
+    ("auto.offset.reset", "kafka.auto_offset_reset"),
+    ("message.timeout.ms", "kafka.message_timeout_ms"),
+    ("delivery.timeout.ms", "kafka.message_timeout_ms"),
+    ("linger.ms", "kafka.linger_ms"),
+    ("queue.buffering.max.ms", "kafka.linger_ms"),
+    ("compression.codec", "kafka.compression"),
+    ("compression.type", "kafka.compression"),
+    // relance's delivery guarantees depend on these; they are not negotiable.
+    (
+        "enable.auto.commit",
+        "relance (offsets are committed after processing)",
+    ),
+    (
+        "enable.auto.offset.store",
+        "relance (offsets are committed after processing)",
+    ),
+    ("enable.idempotence", "relance (producers are idempotent)"),
+    ("acks", "relance (producers wait for all in-sync replicas)"),
+    (
+        "request.required.acks",
+        "relance (producers wait for all in-sync replicas)",
+    ),
+];
+
+impl Settings {
+    /// Checks every value `service` uses.
+    ///
+    /// # Errors
+    /// Every invalid value found, each with its key and value.
+    pub fn validate(&self, service: ServiceName) -> Result<(), Vec<InvalidSetting>> {
+        let mut findings = Findings::default();
+        self.validate_telemetry(&mut findings);
+        self.validate_runtime(&mut findings);
+        self.validate_database(&mut findings);
+        validate_kafka(&self.kafka, &mut findings);
+        if self.runtime.shutdown_timeout_ms >= self.kafka.session_timeout_ms {
+            findings.add(
+                "runtime.shutdown_timeout_ms",
+                self.runtime.shutdown_timeout_ms,
+                format!(
+                    "must be shorter than kafka.session_timeout_ms ({}), or the group would evict the member while it drains",
+                    self.kafka.session_timeout_ms
+                ),
+            );
+        }
+        let section = service.as_str();
+        findings.socket_address(
+            &format!("{section}.ops_listen_address"),
+            self.ops_listen_address(service),
+        );
+        if service == ServiceName::Ingestor {
+            findings.not_blank("ingestor.group_id", &self.ingestor.group_id);
+            findings.range(
+                "ingestor.batch_max_messages",
+                self.ingestor.batch_max_messages as u64,
+                1,
+                100_000,
+            );
+            findings.range(
+                "ingestor.batch_max_wait_ms",
+                self.ingestor.batch_max_wait_ms,
+                1,
+                60_000,
+            );
+        }
+        if findings.0.is_empty() {
+            Ok(())
+        } else {
+            Err(findings.0)
+        }
+    }
+
+    fn validate_telemetry(&self, findings: &mut Findings) {
+        let filter = &self.telemetry.log_level;
+        let levels = ["off", "error", "warn", "info", "debug", "trace"];
+        // EnvFilter reads a bare word as "everything from that module", so a mistyped level such
+        // as `verbose` would silently log nothing of relance: require levels to be levels.
+        let bare_non_level = filter.split(',').map(str::trim).find(|directive| {
+            !directive.contains('=') && !levels.contains(&directive.to_ascii_lowercase().as_str())
+        });
+        let parsed = tracing_subscriber::EnvFilter::builder().parse(filter);
+        if filter.trim().is_empty() || bare_non_level.is_some() || parsed.is_err() {
+            findings.add(
+                "telemetry.log_level",
+                filter,
+                "must be a level (off, error, warn, info, debug, trace) or a filter such as info,relance_kafka=debug",
+            );
+        }
+    }
+
+    fn validate_runtime(&self, findings: &mut Findings) {
+        findings.range(
+            "runtime.shutdown_timeout_ms",
+            self.runtime.shutdown_timeout_ms,
+            100,
+            25_000,
+        );
+        findings.range(
+            "runtime.readiness_timeout_ms",
+            self.runtime.readiness_timeout_ms,
+            50,
+            30_000,
+        );
+    }
+
+    fn validate_database(&self, findings: &mut Findings) {
+        let database = &self.database;
+        findings.not_blank("database.host", &database.host);
+        if database.port == 0 {
+            findings.add(
+                "database.port",
+                database.port,
+                "must be between 1 and 65535",
+            );
+        }
+        findings.not_blank("database.username", &database.username);
+        findings.not_blank("database.database_name", &database.database_name);
+        findings.range(
+            "database.max_connections",
+            u64::from(database.max_connections),
+            1,
+            1000,
+        );
+        if database.min_connections > database.max_connections {
+            findings.add(
+                "database.min_connections",
+                database.min_connections,
+                format!(
+                    "must not exceed database.max_connections ({})",
+                    database.max_connections
+                ),
+            );
+        }
+        findings.range(
+            "database.acquire_timeout_ms",
+            database.acquire_timeout_ms,
+            1,
+            300_000,
+        );
+        findings.range(
+            "database.statement_timeout_ms",
+            database.statement_timeout_ms,
+            0,
+            3_600_000,
+        );
+        if !database.ssl_root_cert.is_empty()
+            && !std::path::Path::new(&database.ssl_root_cert).is_file()
+        {
+            findings.add(
+                "database.ssl_root_cert",
+                &database.ssl_root_cert,
+                "file not found",
+            );
+        }
+    }
+}
+
+fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
+    let servers: Vec<&str> = kafka.bootstrap_servers.split(',').map(str::trim).collect();
+    let malformed = servers.iter().any(|server| match server.rsplit_once(':') {
+        Some((host, port)) => host.is_empty() || port.parse::<u16>().map_or(true, |port| port == 0),
+        None => true,
+    });
+    if kafka.bootstrap_servers.trim().is_empty() || malformed {
+        findings.add(
+            "kafka.bootstrap_servers",
+            &kafka.bootstrap_servers,
+            "must be a comma-separated list of host:port",
+        );
+    }
+    findings.not_blank("kafka.client_id", &kafka.client_id);
+    findings.range(
+        "kafka.session_timeout_ms",
+        kafka.session_timeout_ms,
+        6_000,
+        1_800_000,
+    );
+    if kafka.heartbeat_interval_ms == 0
+        || kafka.heartbeat_interval_ms * 3 > kafka.session_timeout_ms
+    {
+        findings.add(
+            "kafka.heartbeat_interval_ms",
+            kafka.heartbeat_interval_ms,
+            format!(
+                "must be positive and at most a third of kafka.session_timeout_ms ({})",
+                kafka.session_timeout_ms
+            ),
+        );
+    }
+    if kafka.max_poll_interval_ms < kafka.session_timeout_ms
+        || kafka.max_poll_interval_ms > 86_400_000
+    {
+        findings.add(
+            "kafka.max_poll_interval_ms",
+            kafka.max_poll_interval_ms,
+            format!(
+                "must be at least kafka.session_timeout_ms ({}) and at most 86400000",
+                kafka.session_timeout_ms
+            ),
+        );
+    }
+    findings.range(
+        "kafka.fetch_wait_max_ms",
+        kafka.fetch_wait_max_ms,
+        1,
+        300_000,
+    );
+    findings.range(
+        "kafka.message_timeout_ms",
+        kafka.message_timeout_ms,
+        1_000,
+        900_000,
+    );
+    findings.range("kafka.linger_ms", kafka.linger_ms, 0, 900_000);
+    findings.range(
+        "kafka.metadata_timeout_ms",
+        kafka.metadata_timeout_ms,
+        100,
+        300_000,
+    );
+
+    let protocol = kafka.security_protocol;
+    if protocol.uses_sasl() {
+        if !matches!(
+            kafka.sasl_mechanism.as_str(),
+            "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"
+        ) {
+            findings.add(
+                "kafka.sasl_mechanism",
+                &kafka.sasl_mechanism,
+                format!(
+                    "must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 when kafka.security_protocol is {}",
+                    protocol.as_librdkafka()
+                ),
+            );
+        }
+        findings.not_blank("kafka.sasl_username", &kafka.sasl_username);
+        if kafka.sasl_password.expose_secret().is_empty() {
+            findings.add_secret("kafka.sasl_password", "must not be empty with SASL");
+        }
+    } else if !kafka.sasl_mechanism.is_empty() {
+        findings.add(
+            "kafka.sasl_mechanism",
+            &kafka.sasl_mechanism,
+            format!(
+                "is set but kafka.security_protocol is {}, which does not use SASL",
+                protocol.as_librdkafka()
+            ),
+        );
+    }
+    for (key, path) in [
+        ("kafka.ssl_ca_location", &kafka.ssl_ca_location),
+        (
+            "kafka.ssl_certificate_location",
+            &kafka.ssl_certificate_location,
+        ),
+        ("kafka.ssl_key_location", &kafka.ssl_key_location),
+    ] {
+        if !path.is_empty() {
+            if !protocol.uses_tls() {
+                findings.add(
+                    key,
+                    path,
+                    format!(
+                        "is set but kafka.security_protocol is {}, which does not use TLS",
+                        protocol.as_librdkafka()
+                    ),
+                );
+            } else if !std::path::Path::new(path).is_file() {
+                findings.add(key, path, "file not found");
+            }
+        }
+    }
+    if kafka.ssl_certificate_location.is_empty() != kafka.ssl_key_location.is_empty() {
+        findings.add(
+            "kafka.ssl_key_location",
+            &kafka.ssl_key_location,
+            "kafka.ssl_certificate_location and kafka.ssl_key_location go together",
+        );
+    }
+    for (property, value) in &kafka.librdkafka {
+        let key = format!("kafka.librdkafka.\"{property}\"");
+        if let Some((_, owner)) = TYPED_LIBRDKAFKA_KEYS
+            .iter()
+            .find(|(name, _)| name == property)
+        {
+            findings.add(
+                key,
+                value,
+                format!("is controlled by {owner}; set that instead"),
+            );
+        } else if property.is_empty()
+            || !property
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_')
+        {
+            findings.add(key, value, "is not a librdkafka property name");
+        }
+    }
+    for (name, topic) in kafka.topics.all() {
+        findings.topic_name(&format!("kafka.topics.{name}"), topic);
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (name, topic) in kafka.topics.all() {
+        if let Some(first) = seen.insert(topic, name) {
+            findings.add(
+                format!("kafka.topics.{name}"),
+                topic,
+                format!("is also the name of kafka.topics.{first}; every topic must be distinct"),
+            );
+        }
+    }
+}

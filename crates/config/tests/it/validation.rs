@@ -1,0 +1,176 @@
+use crate::error_with;
+
+/// Asserts that `env` is rejected and the message names `key` and `value`.
+fn rejects(env: &[(&str, &str)], key: &str, value: &str) {
+    let message = error_with(env);
+    assert!(
+        message.contains(key),
+        "message does not name {key}: {message}"
+    );
+    assert!(
+        message.contains(value),
+        "message does not show {value}: {message}"
+    );
+}
+
+#[test]
+fn an_out_of_range_number_is_rejected() {
+    rejects(
+        &[("RELANCE__KAFKA__SESSION_TIMEOUT_MS", "500")],
+        "kafka.session_timeout_ms",
+        "500",
+    );
+    rejects(
+        &[("RELANCE__DATABASE__MAX_CONNECTIONS", "0")],
+        "database.max_connections",
+        "0",
+    );
+    rejects(
+        &[("RELANCE__INGESTOR__BATCH_MAX_MESSAGES", "0")],
+        "ingestor.batch_max_messages",
+        "0",
+    );
+}
+
+#[test]
+fn a_malformed_address_is_rejected() {
+    rejects(
+        &[("RELANCE__INGESTOR__OPS_LISTEN_ADDRESS", "everywhere")],
+        "ingestor.ops_listen_address",
+        "everywhere",
+    );
+    rejects(
+        &[("RELANCE__KAFKA__BOOTSTRAP_SERVERS", "broker-without-port")],
+        "kafka.bootstrap_servers",
+        "broker-without-port",
+    );
+}
+
+#[test]
+fn an_empty_required_text_is_rejected() {
+    rejects(
+        &[("RELANCE__DATABASE__HOST", " ")],
+        "database.host",
+        "\" \"",
+    );
+    rejects(
+        &[("RELANCE__INGESTOR__GROUP_ID", " ")],
+        "ingestor.group_id",
+        "\" \"",
+    );
+}
+
+#[test]
+fn an_illegal_or_duplicate_topic_name_is_rejected() {
+    rejects(
+        &[("RELANCE__KAFKA__TOPICS__DLQ", "dead letters")],
+        "kafka.topics.dlq",
+        "dead letters",
+    );
+    rejects(
+        &[("RELANCE__KAFKA__TOPICS__DLQ", "relance.events")],
+        "kafka.topics.dlq",
+        "relance.events",
+    );
+}
+
+#[test]
+fn an_invalid_log_filter_is_rejected() {
+    rejects(
+        &[("RELANCE__TELEMETRY__LOG_LEVEL", "loud")],
+        "telemetry.log_level",
+        "loud",
+    );
+}
+
+#[test]
+fn inconsistent_values_are_rejected_naming_both_keys() {
+    let message = error_with(&[("RELANCE__KAFKA__HEARTBEAT_INTERVAL_MS", "5000")]);
+    assert!(
+        message.contains("kafka.heartbeat_interval_ms = 5000"),
+        "{message}"
+    );
+    assert!(message.contains("kafka.session_timeout_ms"), "{message}");
+
+    let message = error_with(&[("RELANCE__RUNTIME__SHUTDOWN_TIMEOUT_MS", "7000")]);
+    assert!(
+        message.contains("runtime.shutdown_timeout_ms = 7000"),
+        "{message}"
+    );
+    assert!(
+        message.contains("kafka.session_timeout_ms (6000)"),
+        "{message}"
+    );
+
+    let message = error_with(&[("RELANCE__DATABASE__MIN_CONNECTIONS", "50")]);
+    assert!(
+        message.contains("database.min_connections = 50"),
+        "{message}"
+    );
+}
+
+#[test]
+fn sasl_without_credentials_is_rejected_and_the_secret_is_not_shown() {
+    let message = error_with(&[
+        ("RELANCE__KAFKA__SECURITY_PROTOCOL", "sasl_ssl"),
+        ("RELANCE__KAFKA__SASL_MECHANISM", "GSSAPI"),
+    ]);
+    assert!(
+        message.contains("kafka.sasl_mechanism = \"GSSAPI\""),
+        "{message}"
+    );
+    assert!(message.contains("kafka.sasl_username"), "{message}");
+    assert!(
+        message.contains("kafka.sasl_password = [redacted]"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_tls_file_that_does_not_exist_is_rejected() {
+    rejects(
+        &[
+            ("RELANCE__KAFKA__SECURITY_PROTOCOL", "ssl"),
+            ("RELANCE__KAFKA__SSL_CA_LOCATION", "/nonexistent/ca.pem"),
+        ],
+        "kafka.ssl_ca_location",
+        "/nonexistent/ca.pem",
+    );
+}
+
+#[test]
+fn every_invalid_value_is_reported_at_once() {
+    let message = error_with(&[
+        ("RELANCE__KAFKA__SESSION_TIMEOUT_MS", "500"),
+        ("RELANCE__DATABASE__MAX_CONNECTIONS", "0"),
+    ]);
+    assert!(message.contains("kafka.session_timeout_ms"), "{message}");
+    assert!(message.contains("database.max_connections"), "{message}");
+}
+
+#[test]
+fn a_passthrough_property_cannot_override_a_typed_setting() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(
+        crate::repo_config_dir().join("local.toml"),
+        dir.path().join("local.toml"),
+    )
+    .expect("copy");
+    let mut text = std::fs::read_to_string(dir.path().join("local.toml")).expect("read");
+    text.push_str("\n[kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\"socket.keepalive.enable\" = \"true\"\n");
+    std::fs::write(dir.path().join("local.toml"), text).expect("write");
+    let error = relance_config::Settings::load(
+        &relance_config::ConfigSource::with_env_vars(dir.path(), "local", Default::default()),
+        relance_config::ServiceName::Ingestor,
+    )
+    .expect_err("conflicting passthrough");
+    let message = error.to_string();
+    assert!(
+        message.contains("kafka.librdkafka.\"enable.auto.commit\""),
+        "{message}"
+    );
+    assert!(
+        !message.contains("socket.keepalive.enable"),
+        "an unrelated property is fine: {message}"
+    );
+}

@@ -1,1 +1,89 @@
-//! placeholder
+//! PostgreSQL for relance: the connection pool built from settings, the migrations, and (in
+//! later modules) the repositories. This is the only crate that speaks SQL.
+
+use std::time::Duration;
+
+use relance_config::{DatabaseSettings, SslMode};
+use secrecy::ExposeSecret;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
+use sqlx::PgPool;
+
+/// The migrations of `crates/storage/migrations`, embedded in the binary.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("applying database migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("database unreachable")]
+    Unreachable(#[source] sqlx::Error),
+    #[error("database query failed")]
+    Query(#[source] sqlx::Error),
+}
+
+/// Connection options from settings; `application_name` shows in `pg_stat_activity`.
+pub fn connect_options(settings: &DatabaseSettings, application_name: &str) -> PgConnectOptions {
+    let ssl_mode = match settings.ssl_mode {
+        SslMode::Disable => PgSslMode::Disable,
+        SslMode::Prefer => PgSslMode::Prefer,
+        SslMode::Require => PgSslMode::Require,
+        SslMode::VerifyCa => PgSslMode::VerifyCa,
+        SslMode::VerifyFull => PgSslMode::VerifyFull,
+    };
+    let mut options = PgConnectOptions::new()
+        .host(&settings.host)
+        .port(settings.port)
+        .username(&settings.username)
+        .database(&settings.database_name)
+        .ssl_mode(ssl_mode)
+        .application_name(application_name);
+    let password = settings.password.expose_secret();
+    if !password.is_empty() {
+        options = options.password(password);
+    }
+    if !settings.ssl_root_cert.is_empty() {
+        options = options.ssl_root_cert(&settings.ssl_root_cert);
+    }
+    if settings.statement_timeout_ms > 0 {
+        options = options.options([(
+            "statement_timeout",
+            settings.statement_timeout_ms.to_string(),
+        )]);
+    }
+    options
+}
+
+/// A pool that connects lazily: a service starts (and reports not ready) while the database is
+/// unreachable, and recovers by itself when it comes back.
+pub fn lazy_pool(settings: &DatabaseSettings, application_name: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        .acquire_timeout(Duration::from_millis(settings.acquire_timeout_ms))
+        // Broken connections (after a database restart) are detected before use.
+        .test_before_acquire(true)
+        .connect_lazy_with(connect_options(settings, application_name))
+}
+
+/// Applies pending migrations. Safe to run from several replicas at once: sqlx holds an
+/// advisory lock while migrating, and already applied migrations are skipped.
+///
+/// # Errors
+/// [`StorageError::Migrate`] when the database is unreachable or a migration fails.
+pub async fn migrate(pool: &PgPool) -> Result<(), StorageError> {
+    MIGRATOR.run(pool).await.map_err(StorageError::Migrate)
+}
+
+/// Checks that the database answers a query now.
+///
+/// # Errors
+/// [`StorageError::Unreachable`] otherwise.
+pub async fn ping(pool: &PgPool) -> Result<(), StorageError> {
+    sqlx::query("SELECT 1")
+        .execute(pool)
+        .await
+        .map(|_| ())
+        .map_err(StorageError::Unreachable)
+}

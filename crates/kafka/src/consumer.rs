@@ -1,0 +1,339 @@
+//! The consumer runner: reads records in batches, hands each batch to a handler, and commits
+//! the batch's offsets only after the handler reports it durably processed.
+//!
+//! - A handler failure the handler calls transient (database down) is retried with exponential
+//!   backoff and jitter, without reading further: nothing is stepped over. If the outage lasts
+//!   longer than `max.poll.interval.ms`, the member leaves its group and rejoins when it polls
+//!   again, continuing from the last committed offset.
+//! - A fatal failure stops the runner with an error, without committing.
+//! - On shutdown, the batch in hand is finished (or, while waiting to retry, abandoned),
+//!   committed if processed, and the consumer leaves its group. Abandoned records are
+//!   redelivered to whoever owns the partition next; handlers are idempotent.
+//! - Offsets are committed synchronously after every batch, before the next poll, so a
+//!   rebalance (which only happens inside a poll) never finds processed but uncommitted work.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+use relance_config::KafkaSettings;
+use tokio_util::sync::CancellationToken;
+
+use crate::client::consumer_config;
+use crate::context::RelanceContext;
+use crate::metrics::KafkaMetrics;
+
+/// A record as read from Kafka, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumedRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The record's timestamp, milliseconds since the Unix epoch.
+    pub timestamp_ms: Option<i64>,
+}
+
+impl ConsumedRecord {
+    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|header| (header.key.to_string(), header.value.map(<[u8]>::to_vec)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec),
+            headers,
+            timestamp_ms: message.timestamp().to_millis(),
+        }
+    }
+
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .and_then(|(_, value)| value.as_deref())
+    }
+}
+
+/// A boxed error a handler reports.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a batch failed.
+#[derive(Debug)]
+pub enum HandlerError {
+    /// A dependency is unavailable (database, broker): the same batch is retried later.
+    Transient(BoxError),
+    /// Retrying cannot help: the runner stops without committing.
+    Fatal(BoxError),
+}
+
+/// What processes batches. `Ok` means every record of the batch is durably handled (applied in
+/// a committed transaction or written to the dead-letter topic), so its offset may be
+/// committed. The handler must be idempotent: a batch may be delivered again after a crash.
+pub trait BatchHandler: Send {
+    fn handle(
+        &mut self,
+        batch: &[ConsumedRecord],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// How the runner batches and retries.
+#[derive(Debug, Clone)]
+pub struct RunnerOptions {
+    /// Most records in a batch.
+    pub batch_max_messages: usize,
+    /// Longest the runner waits to fill a batch once it has a first record.
+    pub batch_max_wait: Duration,
+    /// First pause after a transient failure; it doubles up to `retry_max`.
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            batch_max_messages: 500,
+            batch_max_wait: Duration::from_millis(50),
+            retry_initial: Duration::from_millis(200),
+            retry_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why the runner stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error("creating the Kafka consumer")]
+    Create(#[source] KafkaError),
+    #[error("subscribing to {topics:?}")]
+    Subscribe {
+        topics: Vec<String>,
+        #[source]
+        source: KafkaError,
+    },
+    #[error("the batch handler failed for good")]
+    Handler(#[source] BoxError),
+}
+
+/// A consumer group member that feeds a [`BatchHandler`].
+pub struct ConsumerRunner {
+    consumer: Arc<StreamConsumer<RelanceContext>>,
+    options: RunnerOptions,
+    metrics: KafkaMetrics,
+}
+
+impl ConsumerRunner {
+    /// Joins `group_id` on `topics` (the group is joined on the first poll).
+    ///
+    /// # Errors
+    /// [`ConsumerError`] when the consumer cannot be created or subscribed.
+    pub fn new(
+        settings: &KafkaSettings,
+        service: &str,
+        group_id: &str,
+        topics: &[&str],
+        options: RunnerOptions,
+        metrics: KafkaMetrics,
+    ) -> Result<Self, ConsumerError> {
+        let consumer: StreamConsumer<RelanceContext> = consumer_config(settings, service, group_id)
+            .create_with_context(RelanceContext)
+            .map_err(ConsumerError::Create)?;
+        consumer
+            .subscribe(topics)
+            .map_err(|source| ConsumerError::Subscribe {
+                topics: topics.iter().map(ToString::to_string).collect(),
+                source,
+            })?;
+        Ok(Self {
+            consumer: Arc::new(consumer),
+            options,
+            metrics,
+        })
+    }
+
+    /// Runs until `shutdown` is cancelled (then returns `Ok`) or the handler fails for good.
+    ///
+    /// # Errors
+    /// [`ConsumerError::Handler`] with the handler's fatal error.
+    pub async fn run<H: BatchHandler>(
+        self,
+        mut handler: H,
+        shutdown: CancellationToken,
+    ) -> Result<(), ConsumerError> {
+        let mut batch: Vec<ConsumedRecord> = Vec::with_capacity(self.options.batch_max_messages);
+        while let Some(first) = self.next_record(&shutdown).await {
+            batch.push(first);
+            self.fill_batch(&mut batch).await;
+            let processed = self
+                .process_with_retries(&mut handler, &batch, &shutdown)
+                .await?;
+            if processed {
+                self.commit(&batch).await;
+            }
+            batch.clear();
+            if !processed {
+                break;
+            }
+        }
+        tracing::info!("Consumer stopped; leaving the group.");
+        Ok(())
+    }
+
+    /// The next record, or `None` once shutdown is requested.
+    async fn next_record(&self, shutdown: &CancellationToken) -> Option<ConsumedRecord> {
+        loop {
+            let received = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return None,
+                received = self.consumer.recv() => received,
+            };
+            match received {
+                Ok(message) => {
+                    self.metrics.record_consumed(message.topic());
+                    return Some(ConsumedRecord::from_message(&message));
+                }
+                // Broker and transport errors surface here too; librdkafka keeps retrying.
+                Err(error) => {
+                    tracing::warn!(error = %error, "Kafka consumer error.");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn fill_batch(&self, batch: &mut Vec<ConsumedRecord>) {
+        let deadline = tokio::time::Instant::now() + self.options.batch_max_wait;
+        while batch.len() < self.options.batch_max_messages {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(message)) => {
+                    self.metrics.record_consumed(message.topic());
+                    batch.push(ConsumedRecord::from_message(&message));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(error = %error, "Kafka consumer error.");
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Returns whether the batch was processed (`false`: abandoned at shutdown).
+    async fn process_with_retries<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        batch: &[ConsumedRecord],
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ConsumerError> {
+        let mut attempt: u32 = 0;
+        loop {
+            // The handler is not interrupted by shutdown: in-flight work finishes, within the
+            // service's shutdown timeout.
+            match handler.handle(batch).await {
+                Ok(()) => return Ok(true),
+                Err(HandlerError::Fatal(error)) => return Err(ConsumerError::Handler(error)),
+                Err(HandlerError::Transient(error)) => {
+                    attempt = attempt.saturating_add(1);
+                    self.metrics.record_batch_retry(attempt, error.as_ref());
+                    let pause = backoff(&self.options, attempt);
+                    tokio::select! {
+                        () = shutdown.cancelled() => {
+                            tracing::info!(records = batch.len(), "Shutdown while retrying; the batch is left for redelivery.");
+                            return Ok(false);
+                        }
+                        () = tokio::time::sleep(pause) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, batch: &[ConsumedRecord]) {
+        let mut next_offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for record in batch {
+            let next = next_offsets
+                .entry((record.topic.as_str(), record.partition))
+                .or_insert(0);
+            *next = (*next).max(record.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::with_capacity(next_offsets.len());
+        for ((topic, partition), next) in next_offsets {
+            if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(next))
+            {
+                self.metrics.record_commit_failure(&error);
+                return;
+            }
+        }
+        let consumer = Arc::clone(&self.consumer);
+        // A synchronous commit blocks its thread until the broker answers.
+        let result =
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        match result {
+            Ok(Ok(())) => self.metrics.record_batch_committed(),
+            Ok(Err(error)) => self.metrics.record_commit_failure(&error),
+            Err(join_error) => tracing::error!(error = %join_error, "Offset commit task failed."),
+        }
+    }
+}
+
+/// Exponential backoff with ±20 % jitter, so replicas do not retry in lockstep.
+fn backoff(options: &RunnerOptions, attempt: u32) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(16);
+    let base = options
+        .retry_initial
+        .saturating_mul(1 << exponent)
+        .min(options.retry_max);
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u32(attempt);
+    let unit = (hasher.finish() % 1000) as f64 / 1000.0;
+    base.mul_f64(0.8 + 0.4 * unit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_is_capped() {
+        let options = RunnerOptions {
+            retry_initial: Duration::from_millis(100),
+            retry_max: Duration::from_secs(2),
+            ..RunnerOptions::default()
+        };
+        for attempt in 1..40 {
+            let expected = Duration::from_millis(100)
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(Duration::from_secs(2));
+            let pause = backoff(&options, attempt);
+            assert!(
+                pause >= expected.mul_f64(0.8),
+                "attempt {attempt}: {pause:?}"
+            );
+            assert!(
+                pause <= expected.mul_f64(1.2),
+                "attempt {attempt}: {pause:?}"
+            );
+        }
+    }
+}

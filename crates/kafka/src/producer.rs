@@ -1,0 +1,138 @@
+//! The producer every relance service uses: idempotent, `acks=all`, and a record counts as
+//! sent only once its delivery report arrives.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+use relance_config::KafkaSettings;
+
+use crate::client::producer_config;
+use crate::context::RelanceContext;
+
+/// A record to produce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Why a record was not produced.
+#[derive(Debug, thiserror::Error)]
+#[error("producing to {topic}: {source}")]
+pub struct ProduceError {
+    pub topic: String,
+    #[source]
+    pub source: KafkaError,
+}
+
+impl ProduceError {
+    /// Whether producing the same record again may succeed. A record the broker refuses for
+    /// its content (too large, invalid) will never be accepted.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self.source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::InvalidTopic
+            )
+        )
+    }
+}
+
+/// An idempotent producer, cheap to clone.
+#[derive(Clone)]
+pub struct EventProducer {
+    inner: FutureProducer<RelanceContext>,
+    queue_timeout: Duration,
+}
+
+impl EventProducer {
+    /// A producer for `service`.
+    ///
+    /// # Errors
+    /// [`KafkaError`] when librdkafka rejects the configuration.
+    pub fn new(settings: &KafkaSettings, service: &str) -> Result<Self, KafkaError> {
+        let inner = producer_config(settings, service).create_with_context(RelanceContext)?;
+        Ok(Self {
+            inner,
+            queue_timeout: Duration::from_millis(settings.message_timeout_ms),
+        })
+    }
+
+    /// Produces `record` and waits for the broker's acknowledgement. A full local queue is
+    /// backpressure: the call waits for room rather than dropping the record.
+    ///
+    /// # Errors
+    /// [`ProduceError`] when the broker did not acknowledge the record in time or refused it.
+    pub async fn send(&self, record: &OutgoingRecord) -> Result<(i32, i64), ProduceError> {
+        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+        for (key, value) in &record.headers {
+            headers = headers.insert(Header {
+                key: key.as_str(),
+                value: value.as_deref(),
+            });
+        }
+        let mut future_record = FutureRecord::to(&record.topic)
+            .payload(&record.payload)
+            .headers(headers);
+        if let Some(key) = &record.key {
+            future_record = future_record.key(key);
+        }
+        self.inner
+            .send(future_record, Timeout::After(self.queue_timeout))
+            .await
+            .map(|delivery| (delivery.partition, delivery.offset))
+            .map_err(|(source, _)| ProduceError {
+                topic: record.topic.clone(),
+                source,
+            })
+    }
+
+    /// Waits until every record handed to the producer is acknowledged or `timeout` passes.
+    ///
+    /// # Errors
+    /// [`KafkaError`] when records are still in flight at the timeout.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.inner.flush(Timeout::After(timeout))
+    }
+
+    /// Checks that a broker answers a metadata request within `timeout`.
+    ///
+    /// # Errors
+    /// The reason it does not, as text.
+    pub async fn check_broker(&self, timeout: Duration) -> Result<(), String> {
+        broker_reachable(self.inner.clone(), timeout).await
+    }
+}
+
+/// Asks the cluster for its metadata, off the async runtime (the call blocks).
+///
+/// # Errors
+/// The reason the brokers did not answer, as text.
+pub async fn broker_reachable(
+    producer: FutureProducer<RelanceContext>,
+    timeout: Duration,
+) -> Result<(), String> {
+    let result = tokio::task::spawn_blocking(move || {
+        producer
+            .client()
+            .fetch_metadata(None, Timeout::After(timeout))
+            .map(|metadata| metadata.brokers().len())
+    })
+    .await;
+    match result {
+        Ok(Ok(brokers)) if brokers > 0 => Ok(()),
+        Ok(Ok(_)) => Err("the cluster reported no brokers".into()),
+        Ok(Err(error)) => Err(format!("metadata request failed: {error}")),
+        Err(error) => Err(format!("metadata request panicked: {error}")),
+    }
+}

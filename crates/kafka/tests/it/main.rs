@@ -1,0 +1,154 @@
+//! Against the real broker started by `make up` (tansu in tests, any Kafka in production).
+
+mod consumer_group;
+mod dead_letter;
+mod runner;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use relance_config::{ServiceName, Settings, TopicSettings};
+use relance_kafka::{
+    BatchHandler, ConsumedRecord, ConsumerRunner, EventProducer, HandlerError, KafkaMetrics,
+    OutgoingRecord, RunnerOptions,
+};
+use relance_testkit::{create_unique_topics, test_settings, unique_name};
+use tokio_util::sync::CancellationToken;
+
+pub struct Fixture {
+    pub settings: Settings,
+    pub topics: TopicSettings,
+    pub producer: EventProducer,
+}
+
+pub async fn fixture(label: &str, partitions: i32) -> Fixture {
+    let settings = test_settings(ServiceName::Ingestor);
+    let topics = create_unique_topics(&settings, label, partitions).await;
+    let producer = EventProducer::new(&settings.kafka, "test").expect("producer");
+    Fixture {
+        settings,
+        topics,
+        producer,
+    }
+}
+
+/// A handler that records what it sees and can be told to fail.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    pub seen: Arc<Mutex<Vec<ConsumedRecord>>>,
+    pub transient_failures_left: Arc<Mutex<u32>>,
+    pub fatal: Arc<Mutex<bool>>,
+}
+
+impl Recorder {
+    pub fn records(&self) -> Vec<ConsumedRecord> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl BatchHandler for Recorder {
+    async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
+        if *self.fatal.lock().unwrap() {
+            return Err(HandlerError::Fatal("poisoned handler".into()));
+        }
+        {
+            let mut left = self.transient_failures_left.lock().unwrap();
+            if *left > 0 {
+                *left -= 1;
+                return Err(HandlerError::Transient("database unavailable".into()));
+            }
+        }
+        self.seen.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+pub struct RunningConsumer {
+    pub shutdown: CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), relance_kafka::ConsumerError>>,
+}
+
+impl RunningConsumer {
+    pub async fn stop(self) -> Result<(), relance_kafka::ConsumerError> {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("consumer stops in time")
+            .expect("consumer task")
+    }
+}
+
+pub fn start_consumer(
+    fixture: &Fixture,
+    group: &str,
+    topics: &[&str],
+    handler: Recorder,
+) -> RunningConsumer {
+    let registry = prometheus::Registry::new();
+    let runner = ConsumerRunner::new(
+        &fixture.settings.kafka,
+        "test",
+        group,
+        topics,
+        RunnerOptions {
+            batch_max_messages: 50,
+            batch_max_wait: Duration::from_millis(20),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+        },
+        KafkaMetrics::register(&registry).expect("metrics"),
+    )
+    .expect("runner");
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(runner.run(handler, shutdown.clone()));
+    RunningConsumer { shutdown, task }
+}
+
+pub fn record(topic: &str, key: &str, payload: &[u8], headers: &[(&str, &[u8])]) -> OutgoingRecord {
+    OutgoingRecord {
+        topic: topic.to_string(),
+        key: Some(key.as_bytes().to_vec()),
+        payload: payload.to_vec(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), Some(value.to_vec())))
+            .collect(),
+    }
+}
+
+/// The offsets `group` has committed on `topic`'s partitions (-1 for none).
+pub fn committed_offsets(
+    settings: &Settings,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Vec<i64> {
+    let consumer: BaseConsumer =
+        relance_kafka::consumer_config(&settings.kafka, "test-inspector", group)
+            .create()
+            .expect("inspector consumer");
+    let mut list = TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition(topic, partition);
+    }
+    let committed = consumer
+        .committed_offsets(list, Duration::from_secs(10))
+        .expect("committed offsets");
+    (0..partitions)
+        .map(|partition| {
+            match committed
+                .find_partition(topic, partition)
+                .map(|element| element.offset())
+            {
+                Some(Offset::Offset(offset)) => offset,
+                _ => -1,
+            }
+        })
+        .collect()
+}
+
+pub fn group_name(label: &str) -> String {
+    unique_name(label)
+}

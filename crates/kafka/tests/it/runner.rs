@@ -1,0 +1,148 @@
+use std::time::Duration;
+
+use relance_testkit::wait_for;
+
+use crate::{committed_offsets, fixture, group_name, record, start_consumer, Recorder};
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_without_skipping_or_committing_early() {
+    let fixture = fixture("retry", 1).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("retry");
+    for index in 0..3 {
+        fixture
+            .producer
+            .send(&record(
+                &topic,
+                "cus_1",
+                format!("r{index}").as_bytes(),
+                &[],
+            ))
+            .await
+            .expect("produce");
+    }
+    let recorder = Recorder::default();
+    *recorder.transient_failures_left.lock().unwrap() = 3;
+    let consumer = start_consumer(&fixture, &group, &[&topic], recorder.clone());
+    wait_for(
+        Duration::from_secs(30),
+        "the records after the outage",
+        || {
+            let recorder = recorder.clone();
+            async move { (recorder.records().len() >= 3).then_some(()) }
+        },
+    )
+    .await;
+    consumer.stop().await.expect("clean stop");
+    let payloads: Vec<Vec<u8>> = recorder
+        .records()
+        .into_iter()
+        .map(|consumed| consumed.payload.unwrap_or_default())
+        .collect();
+    assert_eq!(
+        payloads,
+        vec![b"r0".to_vec(), b"r1".to_vec(), b"r2".to_vec()],
+        "in order, none skipped"
+    );
+    assert_eq!(
+        *recorder.transient_failures_left.lock().unwrap(),
+        0,
+        "the failures happened"
+    );
+    assert_eq!(
+        committed_offsets(&fixture.settings, &group, &topic, 1),
+        vec![3]
+    );
+}
+
+#[tokio::test]
+async fn a_fatal_failure_stops_the_runner_without_committing() {
+    let fixture = fixture("fatal", 1).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("fatal");
+    fixture
+        .producer
+        .send(&record(&topic, "cus_1", b"poison", &[]))
+        .await
+        .expect("produce");
+    let recorder = Recorder::default();
+    *recorder.fatal.lock().unwrap() = true;
+    let consumer = start_consumer(&fixture, &group, &[&topic], recorder);
+    let result = tokio::time::timeout(Duration::from_secs(30), consumer.task)
+        .await
+        .expect("stops by itself")
+        .expect("task");
+    assert!(
+        matches!(result, Err(relance_kafka::ConsumerError::Handler(_))),
+        "{result:?}"
+    );
+    assert_eq!(
+        committed_offsets(&fixture.settings, &group, &topic, 1),
+        vec![-1]
+    );
+
+    // The record is still there for the next member.
+    let recorder = Recorder::default();
+    let consumer = start_consumer(&fixture, &group, &[&topic], recorder.clone());
+    wait_for(Duration::from_secs(30), "the redelivered record", || {
+        let recorder = recorder.clone();
+        async move { (!recorder.records().is_empty()).then_some(()) }
+    })
+    .await;
+    consumer.stop().await.expect("clean stop");
+    assert_eq!(
+        recorder.records()[0].payload.as_deref(),
+        Some(&b"poison"[..])
+    );
+}
+
+#[tokio::test]
+async fn shutdown_while_retrying_leaves_the_batch_uncommitted_for_redelivery() {
+    let fixture = fixture("abandon", 1).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("abandon");
+    fixture
+        .producer
+        .send(&record(&topic, "cus_1", b"kept", &[]))
+        .await
+        .expect("produce");
+    let recorder = Recorder::default();
+    *recorder.transient_failures_left.lock().unwrap() = u32::MAX;
+    let consumer = start_consumer(&fixture, &group, &[&topic], recorder.clone());
+    wait_for(Duration::from_secs(30), "the first failed attempt", || {
+        let recorder = recorder.clone();
+        async move { (*recorder.transient_failures_left.lock().unwrap() < u32::MAX).then_some(()) }
+    })
+    .await;
+    let started = std::time::Instant::now();
+    consumer.stop().await.expect("clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "stopped promptly"
+    );
+    assert!(recorder.records().is_empty());
+    assert_eq!(
+        committed_offsets(&fixture.settings, &group, &topic, 1),
+        vec![-1]
+    );
+}
+
+#[tokio::test]
+async fn an_idle_consumer_stops_promptly() {
+    let fixture = fixture("idle", 1).await;
+    let group = group_name("idle");
+    let consumer = start_consumer(
+        &fixture,
+        &group,
+        &[&fixture.topics.tasks],
+        Recorder::default(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    consumer.stop().await.expect("clean stop");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

@@ -97,6 +97,9 @@ macro_rules! event_family {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize)]
         #[serde(untagged)]
+        // Events are decoded and handled one at a time; boxing every variant would only make
+        // matching on them clumsier.
+        #[allow(clippy::large_enum_variant)]
         pub enum $family {
             $($variant($payload),)+
         }

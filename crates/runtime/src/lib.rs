@@ -1,1 +1,18 @@
-//! placeholder
+//! The lifecycle every relance service shares, so that each service binary is a few lines of
+//! wiring: parse the command line, load and validate settings, set up logs and metrics, connect
+//! to PostgreSQL and Kafka, serve `/metrics`, `/healthz` and `/readyz`, run the service's own
+//! work, and stop cleanly on SIGTERM or SIGINT within the configured shutdown timeout.
+//!
+//! Commands of every service binary: `serve` (the default), `migrate` (apply database
+//! migrations and exit) and `check-config` (validate settings and exit).
+
+mod application;
+mod checks;
+mod cli;
+
+pub use application::{Application, RuntimeError, Service, ServiceContext};
+pub use cli::{main, Cli, Command};
+pub use relance_config::ServiceName;
+
+/// A boxed error, for services to report failures of their own work.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

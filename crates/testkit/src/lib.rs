@@ -4,6 +4,9 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
 mod postgres;
+mod process;
+#[doc(hidden)]
+pub mod service_tests;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -14,6 +17,7 @@ use relance_config::{ConfigSource, ServiceName, Settings, TopicSettings};
 use relance_kafka::TopicSpec;
 
 pub use postgres::TempPostgres;
+pub use process::{run_to_completion, service_env, ServiceProcess};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -1,5 +1,7 @@
 //! Against the real broker started by `make up` (tansu in tests, any Kafka in production).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 mod consumer_group;
 mod dead_letter;
 mod runner;

@@ -1,5 +1,7 @@
 //! Migrations against a real PostgreSQL server (`DATABASE_URL`, started by `make up`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
 use relance_storage::{migrate, ping, MIGRATOR};
 use sqlx::PgPool;
 

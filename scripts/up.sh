@@ -64,6 +64,12 @@ start_postgres() {
     [ -x "$PG_BIN_DIR/pg_ctl" ] || die "PostgreSQL 15 server binaries not found in $PG_BIN_DIR (apt-get install postgresql-15)"
     local data_dir
     data_dir=$(pg_data_dir)
+    if ! as_pg_user "$PG_BIN_DIR/pg_ctl" -D "$data_dir" status >/dev/null 2>&1 \
+        && pg_isready -q -h 127.0.0.1 -p "$RELANCE_PG_PORT" -U postgres; then
+        log "Port $RELANCE_PG_PORT is already served by a PostgreSQL this checkout did not start; using it"
+        create_database
+        return
+    fi
     if [ "$(id -u)" -eq 0 ]; then
         id postgres >/dev/null 2>&1 || useradd --system --user-group --home-dir /var/lib/postgresql postgres
     fi
@@ -91,6 +97,10 @@ start_postgres() {
         sleep 0.1
     done
     pg_isready -q -h 127.0.0.1 -p "$RELANCE_PG_PORT" -U postgres || die "PostgreSQL is not ready"
+    create_database
+}
+
+create_database() {
     if [ "$(psql -h 127.0.0.1 -p "$RELANCE_PG_PORT" -U postgres -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = '$RELANCE_PG_DB'")" != "1" ]; then
         psql -q -h 127.0.0.1 -p "$RELANCE_PG_PORT" -U postgres -d postgres \

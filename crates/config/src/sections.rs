@@ -53,6 +53,7 @@ pub struct Settings {
     pub scheduler: SchedulerSettings,
     pub sender: SenderSettings,
     pub tracker: TrackerSettings,
+    pub outbox: OutboxSettings,
 }
 
 impl Settings {
@@ -156,6 +157,8 @@ pub struct KafkaSettings {
     pub linger_ms: u64,
     pub compression: Compression,
     pub metadata_timeout_ms: u64,
+    /// How often clients report statistics (consumer lag); 0 turns them off.
+    pub statistics_interval_ms: u64,
     /// Any other librdkafka property, applied last.
     pub librdkafka: BTreeMap<String, String>,
     pub topics: TopicSettings,
@@ -247,6 +250,17 @@ pub struct IngestorSettings {
     pub group_id: String,
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+/// `[outbox]`: the relay that publishes what transactions wrote to the outbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSettings {
+    pub poll_interval_ms: u64,
+    pub batch_size: u32,
+    pub retention_hours: u32,
 }
 
 /// `[scheduler]`.

@@ -139,6 +139,7 @@ const TYPED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
     ("message.timeout.ms", "kafka.message_timeout_ms"),
     ("delivery.timeout.ms", "kafka.message_timeout_ms"),
     ("linger.ms", "kafka.linger_ms"),
+    ("statistics.interval.ms", "kafka.statistics_interval_ms"),
     ("queue.buffering.max.ms", "kafka.linger_ms"),
     ("compression.codec", "kafka.compression"),
     ("compression.type", "kafka.compression"),
@@ -181,6 +182,24 @@ impl Settings {
             );
         }
         let section = service.as_str();
+        findings.range(
+            "outbox.poll_interval_ms",
+            self.outbox.poll_interval_ms,
+            10,
+            600_000,
+        );
+        findings.range(
+            "outbox.batch_size",
+            u64::from(self.outbox.batch_size),
+            1,
+            100_000,
+        );
+        findings.range(
+            "outbox.retention_hours",
+            u64::from(self.outbox.retention_hours),
+            0,
+            24 * 365,
+        );
         findings.socket_address(
             &format!("{section}.ops_listen_address"),
             self.ops_listen_address(service),

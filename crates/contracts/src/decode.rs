@@ -35,6 +35,9 @@ pub enum DecodeErrorKind {
     UnknownEventType,
     /// A known event type at a schema version the contracts do not define.
     UnsupportedSchemaVersion,
+    /// An amount is negative, fractional or above 2^53 − 1 minor units (and nothing else is
+    /// wrong).
+    InvalidAmount,
     /// The event breaks the schema of its type and version.
     SchemaViolation,
 }
@@ -48,17 +51,19 @@ impl DecodeErrorKind {
             Self::UnsupportedSpecVersion => "unsupported_spec_version",
             Self::UnknownEventType => "unknown_event_type",
             Self::UnsupportedSchemaVersion => "unsupported_schema_version",
+            Self::InvalidAmount => "invalid_amount",
             Self::SchemaViolation => "schema_violation",
         }
     }
 
     /// Every kind, for metrics that pre-register their label values.
-    pub const ALL: [DecodeErrorKind; 6] = [
+    pub const ALL: [DecodeErrorKind; 7] = [
         Self::InvalidJson,
         Self::NotACloudEvent,
         Self::UnsupportedSpecVersion,
         Self::UnknownEventType,
         Self::UnsupportedSchemaVersion,
+        Self::InvalidAmount,
         Self::SchemaViolation,
     ];
 }
@@ -252,8 +257,15 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
         }
         Some(Err(violations)) => {
             let list: Vec<String> = violations.iter().map(ToString::to_string).collect();
+            let only_amounts = violations
+                .iter()
+                .all(|violation| violation.instance_path.ends_with("/amount_minor"));
             return Err(fail(
-                DecodeErrorKind::SchemaViolation,
+                if only_amounts {
+                    DecodeErrorKind::InvalidAmount
+                } else {
+                    DecodeErrorKind::SchemaViolation
+                },
                 format!(
                     "{event_type} v{version} breaks its schema: {}.",
                     list.join("; ")

@@ -618,7 +618,8 @@ fn each_kind_of_bad_record_is_reported_with_its_reason() {
     negative["data"]["total"]["amount_minor"] = Value::from(-500);
     let error = decode::<BillingEvent>(&serde_json::to_vec(&negative).expect("json"))
         .expect_err("negative amount");
-    assert_eq!(error.kind, DecodeErrorKind::SchemaViolation);
+    assert_eq!(error.kind, DecodeErrorKind::InvalidAmount);
+    assert_eq!(error.kind.code(), "invalid_amount");
     assert!(
         error.detail.contains("/data/total/amount_minor"),
         "{}",
@@ -629,13 +630,21 @@ fn each_kind_of_bad_record_is_reported_with_its_reason() {
     overflowing["data"]["total"]["amount_minor"] = serde_json::json!(9_007_199_254_740_992_u64);
     assert_eq!(
         decode_error_kind(&overflowing),
-        DecodeErrorKind::SchemaViolation
+        DecodeErrorKind::InvalidAmount
     );
 
     let mut float_amount = good.clone();
     float_amount["data"]["total"]["amount_minor"] = Value::from(12.5);
     assert_eq!(
         decode_error_kind(&float_amount),
+        DecodeErrorKind::InvalidAmount
+    );
+
+    let mut amount_and_more = good.clone();
+    amount_and_more["data"]["total"]["amount_minor"] = Value::from(-1);
+    amount_and_more["data"]["number"] = Value::from("");
+    assert_eq!(
+        decode_error_kind(&amount_and_more),
         DecodeErrorKind::SchemaViolation
     );
 

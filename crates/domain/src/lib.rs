@@ -15,11 +15,13 @@
 //!
 //! See `docs/state-machine.md` for the states and transitions.
 
+mod book;
 mod customer;
 mod invoice;
 mod money;
 mod version;
 
+pub use book::{Book, BookEvent, StateChange};
 pub use customer::{
     apply_customer_event, payment_behaviour, Contact, CustomerEvent, CustomerFacts,
     CustomerProfile, InvoiceOutcome, PaymentBehaviour, PreferredChannel, RiskLevel, Segment,

@@ -29,7 +29,7 @@ pub async fn ensure_topics(
     topics: &[TopicSpec],
 ) -> Result<(), KafkaError> {
     let admin: AdminClient<RelanceContext> =
-        admin_config(settings, service).create_with_context(RelanceContext)?;
+        admin_config(settings, service).create_with_context(RelanceContext::default())?;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|topic| {

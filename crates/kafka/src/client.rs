@@ -100,7 +100,11 @@ pub fn consumer_config(settings: &KafkaSettings, service: &str, group_id: &str) 
             "max.poll.interval.ms",
             settings.max_poll_interval_ms.to_string(),
         )
-        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string());
+        .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string())
+        .set(
+            "statistics.interval.ms",
+            settings.statistics_interval_ms.to_string(),
+        );
     apply_passthrough(&mut config, settings);
     config
 }

@@ -154,7 +154,9 @@ impl ConsumerRunner {
         metrics: KafkaMetrics,
     ) -> Result<Self, ConsumerError> {
         let consumer: StreamConsumer<RelanceContext> = consumer_config(settings, service, group_id)
-            .create_with_context(RelanceContext)
+            .create_with_context(RelanceContext::with_consumer_lag(
+                metrics.consumer_lag_gauge(),
+            ))
             .map_err(ConsumerError::Create)?;
         consumer
             .subscribe(topics)

@@ -4,11 +4,24 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
 
 /// The client context of every relance Kafka client.
-#[derive(Debug, Clone, Default)]
-pub struct RelanceContext;
+#[derive(Clone, Default)]
+pub struct RelanceContext {
+    /// Where a consumer reports its lag per partition, from librdkafka's statistics.
+    consumer_lag: Option<prometheus::IntGaugeVec>,
+}
+
+impl RelanceContext {
+    /// A context that reports consumer lag to `gauge` (labels `topic`, `partition`).
+    pub fn with_consumer_lag(gauge: prometheus::IntGaugeVec) -> Self {
+        Self {
+            consumer_lag: Some(gauge),
+        }
+    }
+}
 
 impl ClientContext for RelanceContext {
     fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -29,6 +42,23 @@ impl ClientContext for RelanceContext {
 
     fn error(&self, error: KafkaError, reason: &str) {
         tracing::warn!(target: "librdkafka", error = %error, reason, "Kafka client error.");
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let Some(gauge) = &self.consumer_lag else {
+            return;
+        };
+        for (topic_name, topic) in &statistics.topics {
+            for (partition, stats) in &topic.partitions {
+                // Partition -1 is librdkafka's internal "unassigned" bucket; a negative lag
+                // means not known yet (no committed offset or no high watermark).
+                if *partition >= 0 && stats.consumer_lag >= 0 {
+                    gauge
+                        .with_label_values(&[topic_name.as_str(), &partition.to_string()])
+                        .set(stats.consumer_lag);
+                }
+            }
+        }
     }
 }
 

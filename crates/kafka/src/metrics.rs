@@ -1,6 +1,6 @@
 //! Metrics of the Kafka consumer runner.
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 /// Counters of a service's consumer runner.
 #[derive(Clone)]
@@ -9,6 +9,7 @@ pub struct KafkaMetrics {
     batches_committed: IntCounter,
     batch_retries: IntCounter,
     commit_failures: IntCounter,
+    consumer_lag: IntGaugeVec,
 }
 
 impl KafkaMetrics {
@@ -36,6 +37,14 @@ impl KafkaMetrics {
             "relance_kafka_commit_failures_total",
             "Offset commits that failed; the records are redelivered and deduplicated.",
         )?;
+        let consumer_lag = IntGaugeVec::new(
+            Opts::new(
+                "relance_kafka_consumer_lag",
+                "Records between the group's committed offset and the end of the partition, from librdkafka statistics (kafka.statistics_interval_ms).",
+            ),
+            &["topic", "partition"],
+        )?;
+        registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(records_consumed.clone()))?;
         registry.register(Box::new(batches_committed.clone()))?;
         registry.register(Box::new(batch_retries.clone()))?;
@@ -45,7 +54,12 @@ impl KafkaMetrics {
             batches_committed,
             batch_retries,
             commit_failures,
+            consumer_lag,
         })
+    }
+
+    pub(crate) fn consumer_lag_gauge(&self) -> IntGaugeVec {
+        self.consumer_lag.clone()
     }
 
     pub(crate) fn record_consumed(&self, topic: &str) {

@@ -61,7 +61,8 @@ impl EventProducer {
     /// # Errors
     /// [`KafkaError`] when librdkafka rejects the configuration.
     pub fn new(settings: &KafkaSettings, service: &str) -> Result<Self, KafkaError> {
-        let inner = producer_config(settings, service).create_with_context(RelanceContext)?;
+        let inner =
+            producer_config(settings, service).create_with_context(RelanceContext::default())?;
         Ok(Self {
             inner,
             queue_timeout: Duration::from_millis(settings.message_timeout_ms),
@@ -74,27 +75,60 @@ impl EventProducer {
     /// # Errors
     /// [`ProduceError`] when the broker did not acknowledge the record in time or refused it.
     pub async fn send(&self, record: &OutgoingRecord) -> Result<(i32, i64), ProduceError> {
-        let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key: key.as_str(),
-                value: value.as_deref(),
-            });
-        }
-        let mut future_record = FutureRecord::to(&record.topic)
-            .payload(&record.payload)
-            .headers(headers);
-        if let Some(key) = &record.key {
-            future_record = future_record.key(key);
-        }
         self.inner
-            .send(future_record, Timeout::After(self.queue_timeout))
+            .send(future_record(record), Timeout::After(self.queue_timeout))
             .await
             .map(|delivery| (delivery.partition, delivery.offset))
             .map_err(|(source, _)| ProduceError {
                 topic: record.topic.clone(),
                 source,
             })
+    }
+
+    /// Hands all `records` to the producer in order, then waits for every acknowledgement; one
+    /// result per record, in the same order. Records of one key keep their order on the broker.
+    pub async fn send_all(
+        &self,
+        records: &[OutgoingRecord],
+    ) -> Vec<Result<(i32, i64), ProduceError>> {
+        let mut in_flight = Vec::with_capacity(records.len());
+        for record in records {
+            let deadline = tokio::time::Instant::now() + self.queue_timeout;
+            loop {
+                match self.inner.send_result(future_record(record)) {
+                    Ok(delivery) => {
+                        in_flight.push(Ok(delivery));
+                        break;
+                    }
+                    // A full local queue is backpressure: wait for room, never drop.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if tokio::time::Instant::now() < deadline =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Err((source, _)) => {
+                        in_flight.push(Err(source));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(records.len());
+        for (record, delivery) in records.iter().zip(in_flight) {
+            let result = match delivery {
+                Ok(future) => match future.await {
+                    Ok(Ok(delivery)) => Ok((delivery.partition, delivery.offset)),
+                    Ok(Err((source, _))) => Err(source),
+                    Err(_cancelled) => Err(KafkaError::Canceled),
+                },
+                Err(source) => Err(source),
+            };
+            results.push(result.map_err(|source| ProduceError {
+                topic: record.topic.clone(),
+                source,
+            }));
+        }
+        results
     }
 
     /// Waits until every record handed to the producer is acknowledged or `timeout` passes.
@@ -112,6 +146,23 @@ impl EventProducer {
     pub async fn check_broker(&self, timeout: Duration) -> Result<(), String> {
         broker_reachable(self.inner.clone(), timeout).await
     }
+}
+
+fn future_record(record: &OutgoingRecord) -> FutureRecord<'_, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+    for (key, value) in &record.headers {
+        headers = headers.insert(Header {
+            key: key.as_str(),
+            value: value.as_deref(),
+        });
+    }
+    let mut future_record = FutureRecord::to(&record.topic)
+        .payload(record.payload.as_slice())
+        .headers(headers);
+    if let Some(key) = &record.key {
+        future_record = future_record.key(key.as_slice());
+    }
+    future_record
 }
 
 /// Asks the cluster for its metadata, off the async runtime (the call blocks).

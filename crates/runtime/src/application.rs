@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{DatabaseCheck, KafkaCheck};
+use crate::clock::{Clock, SystemClock};
 use crate::BoxError;
 
 /// What a service's own work gets from the runtime.
@@ -27,6 +28,8 @@ pub struct ServiceContext {
     /// Cancelled when the service must stop: stop taking work, finish or abandon what is in
     /// hand, commit what was processed, return.
     pub shutdown: CancellationToken,
+    /// The time, injected (the system clock outside tests).
+    pub clock: Arc<dyn Clock>,
 }
 
 /// A relance service: its name and its work.
@@ -76,6 +79,17 @@ impl<S: Service> Application<S> {
     /// [`RuntimeError`] when the ops address cannot be bound, a client cannot be created, or
     /// the start-up migrations fail.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
+        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+    }
+
+    /// [`Application::build`] with a clock of the caller's choice.
+    ///
+    /// # Errors
+    /// As [`Application::build`].
+    pub async fn build_with_clock(
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, RuntimeError> {
         let service = S::NAME.as_str();
         let metrics = Metrics::new(service).map_err(RuntimeError::Metrics)?;
         let pool = relance_storage::lazy_pool(&settings.database, &format!("relance-{service}"));
@@ -119,6 +133,7 @@ impl<S: Service> Application<S> {
                 producer,
                 metrics,
                 shutdown: CancellationToken::new(),
+                clock,
             },
             readiness,
             ops,

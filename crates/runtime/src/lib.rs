@@ -9,9 +9,13 @@
 mod application;
 mod checks;
 mod cli;
+mod clock;
+mod outbox_relay;
 
 pub use application::{Application, RuntimeError, Service, ServiceContext};
 pub use cli::{main, Cli, Command};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use outbox_relay::{OutboxMetrics, OutboxRelay};
 pub use relance_config::ServiceName;
 
 /// A boxed error, for services to report failures of their own work.

@@ -1,5 +1,6 @@
-//! PostgreSQL for relance: the connection pool built from settings, the migrations, and (in
-//! later modules) the repositories. This is the only crate that speaks SQL.
+//! PostgreSQL for relance: the connection pool built from settings, the migrations, and the
+//! repositories (processed events, outbox, invoices, customers). This is the only crate that
+//! speaks SQL.
 
 use std::time::Duration;
 
@@ -9,19 +10,16 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
+pub mod customers;
+mod error;
+pub mod invoices;
+pub mod outbox;
+pub mod processed;
+
+pub use error::StorageError;
+
 /// The migrations of `crates/storage/migrations`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// Why a storage operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StorageError {
-    #[error("applying database migrations")]
-    Migrate(#[source] sqlx::migrate::MigrateError),
-    #[error("database unreachable")]
-    Unreachable(#[source] sqlx::Error),
-    #[error("database query failed")]
-    Query(#[source] sqlx::Error),
-}
 
 /// Connection options from settings; `application_name` shows in `pg_stat_activity`.
 pub fn connect_options(settings: &DatabaseSettings, application_name: &str) -> PgConnectOptions {

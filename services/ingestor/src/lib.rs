@@ -1,9 +1,20 @@
-//! The ingestor: consumes invoice, payment and customer events from the billing topics and keeps the dunning state of every invoice and the profile of every customer in PostgreSQL.
-//!
-//! The service's own work arrives with its issue; for now it runs the shared lifecycle:
-//! configuration, logs, metrics, readiness against PostgreSQL and Kafka, graceful shutdown.
+//! The ingestor: consumes invoice, payment and customer events from the billing topics and
+//! keeps the dunning state of every invoice and the profile of every customer in PostgreSQL.
+//! Every state change is published on the events topic through the transactional outbox;
+//! records it cannot apply go to the dead-letter topic with their reason.
 
-use relance_runtime::{BoxError, Service, ServiceContext, ServiceName};
+pub mod convert;
+pub mod events;
+pub mod handler;
+pub mod metrics;
+
+use std::time::Duration;
+
+use relance_kafka::{ConsumerRunner, DeadLetterWriter, KafkaMetrics, RunnerOptions};
+use relance_runtime::{BoxError, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName};
+
+use crate::handler::IngestHandler;
+use crate::metrics::IngestMetrics;
 
 /// The ingestor service.
 pub struct Ingestor;
@@ -12,7 +23,48 @@ impl Service for Ingestor {
     const NAME: ServiceName = ServiceName::Ingestor;
 
     async fn run(context: ServiceContext) -> Result<(), BoxError> {
-        context.shutdown.cancelled().await;
+        let settings = &context.settings;
+        let registry = context.metrics.registry();
+        let relay = OutboxRelay::new(
+            context.pool.clone(),
+            context.producer.clone(),
+            settings.outbox.clone(),
+            OutboxMetrics::register(registry)?,
+        );
+        let handler = IngestHandler::new(
+            context.pool.clone(),
+            context.clock.clone(),
+            DeadLetterWriter::new(
+                context.producer.clone(),
+                settings.kafka.topics.dlq.clone(),
+                Self::NAME.as_str(),
+            ),
+            settings.kafka.topics.events.clone(),
+            IngestMetrics::register(registry)?,
+            relay.waker(),
+        );
+        let topics = settings.kafka.topics.billing();
+        let runner = ConsumerRunner::new(
+            &settings.kafka,
+            Self::NAME.as_str(),
+            &settings.ingestor.group_id,
+            &topics,
+            RunnerOptions {
+                batch_max_messages: settings.ingestor.batch_max_messages,
+                batch_max_wait: Duration::from_millis(settings.ingestor.batch_max_wait_ms),
+                retry_initial: Duration::from_millis(settings.ingestor.retry_initial_ms),
+                retry_max: Duration::from_millis(settings.ingestor.retry_max_ms),
+            },
+            KafkaMetrics::register(registry)?,
+        )?;
+        tracing::info!(topics = ?topics, group = %settings.ingestor.group_id, "Consuming billing events.");
+        // The relay stops after the consumer, so that what the last batch committed goes out.
+        let relay_shutdown = tokio_util::sync::CancellationToken::new();
+        let relay_task = tokio::spawn(relay.run(relay_shutdown.clone()));
+        let consumed = runner.run(handler, context.shutdown.clone()).await;
+        relay_shutdown.cancel();
+        let _ = relay_task.await;
+        consumed?;
         Ok(())
     }
 }

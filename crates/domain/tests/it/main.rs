@@ -1,6 +1,6 @@
 //! The dunning domain: scenarios people can read, and properties over generated histories.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // Test code: a panic is a failed test.
 
 mod customers;
 mod properties;

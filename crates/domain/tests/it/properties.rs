@@ -167,15 +167,15 @@ proptest! {
         prop_assert!(view.amount_due_minor == 0 || view.overpaid_minor == 0);
 
         // Recompute from the events alone: the newest total, each ledger entry once.
-        let mut total: Option<((i64, chrono::DateTime<chrono::Utc>, String), i64)> = None;
+        let mut total: Option<(relance_domain::Version, i64)> = None;
         let (mut credits, mut payments, mut refunds) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
         for event in &events {
-            let version = (event.revision.unwrap_or(0), event.time, event.event_id.clone());
+            let version = relance_domain::Version::new(event.revision, event.time, event.event_id.clone());
             match &event.fact {
-                InvoiceFact::Issued { total: amount, .. } | InvoiceFact::Updated { total: Some(amount), .. } => {
-                    if total.as_ref().is_none_or(|(best, _)| version > *best) {
-                        total = Some((version, amount.amount_minor));
-                    }
+                InvoiceFact::Issued { total: amount, .. } | InvoiceFact::Updated { total: Some(amount), .. }
+                    if total.as_ref().is_none_or(|(best, _)| version > *best) =>
+                {
+                    total = Some((version, amount.amount_minor));
                 }
                 InvoiceFact::CreditApplied { credit_note_id, amount } => { credits.insert(credit_note_id.clone(), amount.amount_minor); }
                 InvoiceFact::PaymentSucceeded { payment_id, amount, .. } => { payments.insert(payment_id.clone(), amount.amount_minor); }

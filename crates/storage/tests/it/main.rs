@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod repositories;
+
 use relance_storage::{migrate, ping, MIGRATOR};
 use sqlx::PgPool;
 

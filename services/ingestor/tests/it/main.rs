@@ -1,6 +1,13 @@
-//! The ingestor binary as Kubernetes runs it, against the real broker and database.
+//! The ingestor against the real broker and database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // Test code: a panic is a failed test.
+
+mod bad_input;
+mod crash;
+mod helpers;
+mod ingest;
+mod outage;
+mod simulator;
 
 mod lifecycle {
     relance_testkit::service_lifecycle_tests!(

@@ -1,0 +1,200 @@
+//! The invoices table: the domain record of each invoice and its derived dunning state.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use relance_domain::{DunningState, DunningView, Invoice};
+use sqlx::PgConnection;
+
+use crate::error::StorageError;
+
+fn decode(invoice_id: &str, facts: serde_json::Value) -> Result<Invoice, StorageError> {
+    serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
+        what: "invoice",
+        id: invoice_id.to_string(),
+        source,
+    })
+}
+
+/// Loads and locks the invoices among `invoice_ids` that exist, for the rest of the transaction.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored invoice is unreadable.
+pub async fn load_for_update(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+) -> Result<HashMap<String, Invoice>, StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut sorted = invoice_ids.to_vec();
+    // Locking in one order everywhere keeps concurrent batches from deadlocking.
+    sorted.sort();
+    sorted.dedup();
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)
+         ORDER BY invoice_id FOR UPDATE",
+    )
+    .bind(&sorted)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading invoices"))?;
+    rows.into_iter()
+        .map(|(id, facts)| decode(&id, facts).map(|invoice| (id, invoice)))
+        .collect()
+}
+
+/// The invoices of `customer_ids` other than `except`, for payment behaviour.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored invoice is unreadable.
+pub async fn load_of_customers(
+    connection: &mut PgConnection,
+    customer_ids: &[String],
+    except: &[String],
+) -> Result<Vec<Invoice>, StorageError> {
+    if customer_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT invoice_id, facts FROM invoices
+         WHERE customer_id = ANY($1) AND NOT (invoice_id = ANY($2))",
+    )
+    .bind(customer_ids)
+    .bind(except)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading the invoices of customers"))?;
+    rows.into_iter()
+        .map(|(id, facts)| decode(&id, facts))
+        .collect()
+}
+
+/// Writes invoices and their views (derived for `as_of`), in one statement.
+///
+/// # Errors
+/// [`StorageError::Query`] when the upsert fails.
+pub async fn upsert(
+    connection: &mut PgConnection,
+    invoices: &[(&Invoice, &DunningView)],
+    as_of: NaiveDate,
+) -> Result<(), StorageError> {
+    if invoices.is_empty() {
+        return Ok(());
+    }
+    let mut columns = Columns::default();
+    for (invoice, view) in invoices {
+        columns.push(invoice, view);
+    }
+    sqlx::query(
+        "INSERT INTO invoices AS i (invoice_id, tenant, customer_id, state, pause_reason, pause_until,
+             escalated_to, closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
+             net_paid_minor, number, issued_on, due_on, paid_at, state_as_of, facts)
+         SELECT invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
+             closed_reason, currency, total_minor, amount_due_minor, overpaid_minor, net_paid_minor,
+             number, issued_on, due_on, paid_at, $18, facts
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
+             $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
+             $13::bigint[], $14::text[], $15::date[], $16::date[], $17::timestamptz[], $19::jsonb[])
+             AS t(invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
+                  closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
+                  net_paid_minor, number, issued_on, due_on, paid_at, facts)
+         ON CONFLICT (invoice_id) DO UPDATE SET
+             state = EXCLUDED.state, pause_reason = EXCLUDED.pause_reason,
+             pause_until = EXCLUDED.pause_until, escalated_to = EXCLUDED.escalated_to,
+             closed_reason = EXCLUDED.closed_reason, currency = EXCLUDED.currency,
+             total_minor = EXCLUDED.total_minor, amount_due_minor = EXCLUDED.amount_due_minor,
+             overpaid_minor = EXCLUDED.overpaid_minor, net_paid_minor = EXCLUDED.net_paid_minor,
+             number = EXCLUDED.number, issued_on = EXCLUDED.issued_on, due_on = EXCLUDED.due_on,
+             paid_at = EXCLUDED.paid_at, state_as_of = EXCLUDED.state_as_of,
+             facts = EXCLUDED.facts, updated_at = now()",
+    )
+    .bind(&columns.invoice_id)
+    .bind(&columns.tenant)
+    .bind(&columns.customer_id)
+    .bind(&columns.state)
+    .bind(&columns.pause_reason)
+    .bind(&columns.pause_until)
+    .bind(&columns.escalated_to)
+    .bind(&columns.closed_reason)
+    .bind(&columns.currency)
+    .bind(&columns.total_minor)
+    .bind(&columns.amount_due_minor)
+    .bind(&columns.overpaid_minor)
+    .bind(&columns.net_paid_minor)
+    .bind(&columns.number)
+    .bind(&columns.issued_on)
+    .bind(&columns.due_on)
+    .bind(&columns.paid_at)
+    .bind(as_of)
+    .bind(&columns.facts)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("writing invoices"))?;
+    Ok(())
+}
+
+#[derive(Default)]
+struct Columns {
+    invoice_id: Vec<String>,
+    tenant: Vec<String>,
+    customer_id: Vec<String>,
+    state: Vec<&'static str>,
+    pause_reason: Vec<Option<&'static str>>,
+    pause_until: Vec<Option<NaiveDate>>,
+    escalated_to: Vec<Option<&'static str>>,
+    closed_reason: Vec<Option<&'static str>>,
+    currency: Vec<Option<String>>,
+    total_minor: Vec<i64>,
+    amount_due_minor: Vec<i64>,
+    overpaid_minor: Vec<i64>,
+    net_paid_minor: Vec<i64>,
+    number: Vec<Option<String>>,
+    issued_on: Vec<Option<NaiveDate>>,
+    due_on: Vec<Option<NaiveDate>>,
+    paid_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    facts: Vec<serde_json::Value>,
+}
+
+impl Columns {
+    fn push(&mut self, invoice: &Invoice, view: &DunningView) {
+        let (pause_reason, pause_until, escalated_to, closed_reason) = match view.state {
+            DunningState::Paused { reason, until } => (Some(reason.code()), until, None, None),
+            DunningState::Escalated { to } => (
+                None,
+                None,
+                Some(match to {
+                    relance_domain::EscalationTarget::Person => "person",
+                    relance_domain::EscalationTarget::Agency => "agency",
+                }),
+                None,
+            ),
+            DunningState::Closed { reason } => (None, None, None, Some(reason.code())),
+            _ => (None, None, None, None),
+        };
+        self.invoice_id.push(invoice.invoice_id.clone());
+        self.tenant.push(invoice.tenant.clone());
+        self.customer_id.push(invoice.customer_id.clone());
+        self.state.push(view.state.name());
+        self.pause_reason.push(pause_reason);
+        self.pause_until.push(pause_until);
+        self.escalated_to.push(escalated_to);
+        self.closed_reason.push(closed_reason);
+        self.currency
+            .push(view.currency.as_ref().map(ToString::to_string));
+        self.total_minor.push(view.total_minor);
+        self.amount_due_minor.push(view.amount_due_minor);
+        self.overpaid_minor.push(view.overpaid_minor);
+        self.net_paid_minor
+            .push(view.paid_minor.saturating_sub(view.refunded_minor));
+        self.number
+            .push(invoice.number.as_ref().map(|number| number.value.clone()));
+        self.issued_on
+            .push(invoice.issued_on.as_ref().map(|issued| issued.value));
+        self.due_on.push(view.due_on);
+        self.paid_at.push(view.paid_at);
+        // Serialising plain data cannot fail.
+        self.facts
+            .push(serde_json::to_value(invoice).unwrap_or(serde_json::Value::Null));
+    }
+}

@@ -1,0 +1,212 @@
+//! The transactional outbox: records to publish are written in the transaction of the change
+//! they report, and a relay publishes them afterwards, in order.
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+
+use crate::error::StorageError;
+
+/// Kafka headers: names and optional byte values, in order.
+pub type Headers = Vec<(String, Option<Vec<u8>>)>;
+
+/// A row of the outbox as read back: id, topic, key, payload, headers.
+type PendingRow = (i64, String, Option<Vec<u8>>, Vec<u8>, serde_json::Value);
+
+/// A Kafka record waiting in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRecord {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Headers,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredHeader {
+    key: String,
+    /// Base64, so headers of any bytes survive JSON.
+    value: Option<String>,
+}
+
+fn headers_to_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
+    let stored: Vec<StoredHeader> = headers
+        .iter()
+        .map(|(key, value)| StoredHeader {
+            key: key.clone(),
+            value: value
+                .as_ref()
+                .map(|value| base64::engine::general_purpose::STANDARD.encode(value)),
+        })
+        .collect();
+    serde_json::to_value(stored).unwrap_or(serde_json::Value::Array(Vec::new()))
+}
+
+fn headers_from_json(id: i64, json: serde_json::Value) -> Result<Headers, StorageError> {
+    let stored: Vec<StoredHeader> =
+        serde_json::from_value(json).map_err(|source| StorageError::Corrupt {
+            what: "outbox headers",
+            id: id.to_string(),
+            source,
+        })?;
+    stored
+        .into_iter()
+        .map(|header| {
+            let value = match header.value {
+                Some(encoded) => Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(encoded)
+                        .map_err(|error| StorageError::Corrupt {
+                            what: "outbox header value",
+                            id: id.to_string(),
+                            source: serde::de::Error::custom(error),
+                        })?,
+                ),
+                None => None,
+            };
+            Ok((header.key, value))
+        })
+        .collect()
+}
+
+/// Adds records to the outbox, in one statement; they are published in this order.
+///
+/// # Errors
+/// [`StorageError::Query`] when the insert fails.
+pub async fn enqueue(
+    connection: &mut PgConnection,
+    records: &[OutboxRecord],
+) -> Result<(), StorageError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let topics: Vec<&str> = records.iter().map(|record| record.topic.as_str()).collect();
+    let keys: Vec<Option<&[u8]>> = records.iter().map(|record| record.key.as_deref()).collect();
+    let payloads: Vec<&[u8]> = records
+        .iter()
+        .map(|record| record.payload.as_slice())
+        .collect();
+    let headers: Vec<serde_json::Value> = records
+        .iter()
+        .map(|record| headers_to_json(&record.headers))
+        .collect();
+    sqlx::query(
+        "INSERT INTO outbox (topic, message_key, payload, headers)
+         SELECT topic, message_key, payload, headers
+         FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[]) WITH ORDINALITY
+              AS t(topic, message_key, payload, headers, position)
+         ORDER BY position",
+    )
+    .bind(&topics)
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&headers)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("enqueueing outbox records"))?;
+    Ok(())
+}
+
+/// A record claimed for publication.
+#[derive(Debug, Clone)]
+pub struct PendingRecord {
+    pub id: i64,
+    pub record: OutboxRecord,
+}
+
+/// The advisory lock that makes one relay at a time publish, so records keep their order.
+const RELAY_LOCK: i64 = 0x7265_6c61_6e63_6501;
+
+/// Claims up to `limit` unpublished records, oldest first, if no other relay holds the relay
+/// lock (then returns nothing). The lock and the claim last as long as `transaction`.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored record is unreadable.
+pub async fn claim_pending(
+    connection: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<PendingRecord>, StorageError> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(RELAY_LOCK)
+        .fetch_one(&mut *connection)
+        .await
+        .map_err(StorageError::query("taking the outbox relay lock"))?;
+    if !locked {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<PendingRow> = sqlx::query_as(
+        "SELECT id, topic, message_key, payload, headers FROM outbox
+         WHERE published_at IS NULL ORDER BY id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(StorageError::query("reading pending outbox records"))?;
+    rows.into_iter()
+        .map(|(id, topic, key, payload, headers)| {
+            Ok(PendingRecord {
+                id,
+                record: OutboxRecord {
+                    topic,
+                    key,
+                    payload,
+                    headers: headers_from_json(id, headers)?,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Marks records as published.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn mark_published(
+    connection: &mut PgConnection,
+    ids: &[i64],
+) -> Result<(), StorageError> {
+    sqlx::query("UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(connection)
+        .await
+        .map_err(StorageError::query("marking outbox records published"))?;
+    Ok(())
+}
+
+/// Records a failed publication attempt of a record.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn record_failure(pool: &PgPool, id: i64, error: &str) -> Result<(), StorageError> {
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
+        .bind(id)
+        .bind(error)
+        .execute(pool)
+        .await
+        .map_err(StorageError::query("recording an outbox failure"))?;
+    Ok(())
+}
+
+/// Deletes published records older than `retention_hours`; returns how many.
+///
+/// # Errors
+/// [`StorageError::Query`] when the delete fails.
+pub async fn purge_published(pool: &PgPool, retention_hours: i64) -> Result<u64, StorageError> {
+    sqlx::query("DELETE FROM outbox WHERE published_at < now() - make_interval(hours => $1::int)")
+        .bind(retention_hours)
+        .execute(pool)
+        .await
+        .map(|result| result.rows_affected())
+        .map_err(StorageError::query("purging published outbox records"))
+}
+
+/// How many records wait to be published.
+///
+/// # Errors
+/// [`StorageError::Query`] when the count fails.
+pub async fn pending_count(pool: &PgPool) -> Result<i64, StorageError> {
+    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+        .fetch_one(pool)
+        .await
+        .map_err(StorageError::query("counting pending outbox records"))
+}

@@ -1,0 +1,270 @@
+//! Every query of the repositories, against real PostgreSQL.
+
+use std::collections::HashMap;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use relance_domain::{
+    apply_customer_event, apply_invoice_event, payment_behaviour, Contact, Currency, CustomerEvent,
+    CustomerProfile, InvoiceEvent, InvoiceFact, Money, Segment,
+};
+use relance_storage::outbox::{self, OutboxRecord};
+use relance_storage::processed::{record_new_events, EventKey};
+use relance_storage::{customers, invoices};
+use sqlx::PgPool;
+
+fn key(id: &str) -> EventKey {
+    EventKey {
+        source: "/billing/acme".into(),
+        id: id.into(),
+        tenant: "acme".into(),
+        event_type: "billing.invoice.issued".into(),
+    }
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn only_events_not_seen_before_are_reported_new(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    let first = record_new_events(&mut connection, "ingestor", &[key("e1"), key("e2")])
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 2);
+    let second = record_new_events(
+        &mut connection,
+        "ingestor",
+        &[key("e2"), key("e3"), key("e3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        second.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
+        vec!["e3".to_string()]
+    );
+    let other_consumer = record_new_events(&mut connection, "tracker", &[key("e1")])
+        .await
+        .unwrap();
+    assert_eq!(other_consumer.len(), 1, "each consumer has its own ledger");
+}
+
+fn record(topic: &str, payload: &str) -> OutboxRecord {
+    OutboxRecord {
+        topic: topic.into(),
+        key: Some(vec![0xff, b'k']),
+        payload: payload.as_bytes().to_vec(),
+        headers: vec![
+            ("content-type".into(), Some(b"application/json".to_vec())),
+            ("empty".into(), None),
+        ],
+    }
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    outbox::enqueue(
+        &mut connection,
+        &[record("a", "1"), record("b", "2"), record("a", "3")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 3);
+
+    let mut relay = pool.begin().await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, 2).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|pending| pending.record.payload.clone())
+            .collect::<Vec<_>>(),
+        vec![b"1".to_vec(), b"2".to_vec()]
+    );
+    assert_eq!(
+        claimed[0].record,
+        record("a", "1"),
+        "key and headers survive, bytes included"
+    );
+
+    // A second relay gets nothing while the first holds the lock.
+    let mut other = pool.begin().await.unwrap();
+    assert!(outbox::claim_pending(&mut other, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    other.rollback().await.unwrap();
+
+    let ids: Vec<i64> = claimed.iter().map(|pending| pending.id).collect();
+    outbox::mark_published(&mut relay, &ids).await.unwrap();
+    relay.commit().await.unwrap();
+    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 1);
+
+    let mut relay = pool.begin().await.unwrap();
+    let rest = outbox::claim_pending(&mut relay, 10).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    outbox::record_failure(&pool, rest[0].id, "broker down")
+        .await
+        .unwrap();
+    relay.rollback().await.unwrap();
+    let (attempts, error): (i32, Option<String>) =
+        sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE id = $1")
+            .bind(rest[0].id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((attempts, error.as_deref()), (1, Some("broker down")));
+
+    sqlx::query(
+        "UPDATE outbox SET published_at = now() - interval '2 days' WHERE published_at IS NOT NULL",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(outbox::purge_published(&pool, 24).await.unwrap(), 2);
+    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 1);
+}
+
+fn invoice_event(id: &str, invoice_id: &str, customer_id: &str, fact: InvoiceFact) -> InvoiceEvent {
+    InvoiceEvent {
+        event_id: id.into(),
+        tenant: "acme".into(),
+        customer_id: customer_id.into(),
+        invoice_id: invoice_id.into(),
+        time: Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
+        revision: Some(1),
+        fact,
+    }
+}
+
+fn eur(amount: i64) -> Money {
+    Money::new(amount, Currency::parse("EUR").unwrap()).unwrap()
+}
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
+    let issued = apply_invoice_event(
+        None,
+        &invoice_event(
+            "e1",
+            "inv_1",
+            "cus_1",
+            InvoiceFact::Issued {
+                number: "F-1".into(),
+                issued_on: day("2026-11-01"),
+                due_on: day("2026-11-20"),
+                total: eur(10_000),
+                order_reference: None,
+                payment_url: None,
+                contact: None,
+                description: None,
+            },
+        ),
+    )
+    .unwrap();
+    let paid = apply_invoice_event(
+        Some(&issued),
+        &invoice_event(
+            "e2",
+            "inv_1",
+            "cus_1",
+            InvoiceFact::PaymentSucceeded {
+                payment_id: "p1".into(),
+                amount: eur(4_000),
+                paid_at: Utc.with_ymd_and_hms(2026, 11, 5, 9, 0, 0).unwrap(),
+            },
+        ),
+    )
+    .unwrap();
+    let other = apply_invoice_event(
+        None,
+        &invoice_event("e3", "inv_2", "cus_1", InvoiceFact::Voided),
+    )
+    .unwrap();
+    let today = day("2026-11-25");
+    let mut transaction = pool.begin().await.unwrap();
+    invoices::upsert(
+        &mut transaction,
+        &[(&issued, &issued.view(today)), (&other, &other.view(today))],
+        today,
+    )
+    .await
+    .unwrap();
+    invoices::upsert(&mut transaction, &[(&paid, &paid.view(today))], today)
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+
+    let mut transaction = pool.begin().await.unwrap();
+    let loaded = invoices::load_for_update(&mut transaction, &["inv_1".into(), "inv_9".into()])
+        .await
+        .unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded["inv_1"], paid);
+    let of_customer =
+        invoices::load_of_customers(&mut transaction, &["cus_1".into()], &["inv_1".into()])
+            .await
+            .unwrap();
+    assert_eq!(of_customer, vec![other]);
+    transaction.commit().await.unwrap();
+
+    let (state, due, amount_due, net_paid): (String, NaiveDate, i64, i64) =
+        sqlx::query_as("SELECT state, due_on, amount_due_minor, net_paid_minor FROM invoices WHERE invoice_id = 'inv_1'")
+            .fetch_one(&pool).await.unwrap();
+    assert_eq!(
+        (state.as_str(), due, amount_due, net_paid),
+        ("partially_paid", day("2026-11-20"), 6_000, 4_000)
+    );
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn customers_round_trip_with_profile_columns_and_behaviour(pool: PgPool) {
+    let facts = apply_customer_event(
+        None,
+        &CustomerEvent {
+            event_id: "c1".into(),
+            tenant: "acme".into(),
+            customer_id: "cus_1".into(),
+            time: Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap(),
+            revision: None,
+            profile: CustomerProfile {
+                legal_name: "Durand SARL".into(),
+                contact: Contact {
+                    first_name: Some("Camille".into()),
+                    last_name: Some("Durand".into()),
+                    email: Some("c@durand.fr".into()),
+                    phone: None,
+                },
+                locale: "fr-FR".into(),
+                timezone: "Europe/Paris".into(),
+                country: "FR".into(),
+                segment: Segment {
+                    vip: true,
+                    tags: vec!["smb".into(), "bakery".into()],
+                    ..Segment::default()
+                },
+            },
+        },
+    )
+    .unwrap();
+    let behaviour = payment_behaviour(&[]);
+    let mut connection = pool.acquire().await.unwrap();
+    customers::upsert(&mut connection, &[(&facts, &behaviour)])
+        .await
+        .unwrap();
+    customers::upsert(&mut connection, &[(&facts, &behaviour)])
+        .await
+        .unwrap();
+    let loaded: HashMap<_, _> = customers::load_for_update(&mut connection, &["cus_1".into()])
+        .await
+        .unwrap();
+    assert_eq!(loaded["cus_1"], facts);
+    let (vip, tags, email): (bool, Vec<String>, Option<String>) =
+        sqlx::query_as("SELECT vip, tags, email FROM customers WHERE customer_id = 'cus_1'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(vip);
+    assert_eq!(tags, vec!["smb".to_string(), "bakery".to_string()]);
+    assert_eq!(email.as_deref(), Some("c@durand.fr"));
+}

@@ -1,0 +1,164 @@
+//! The records the ingestor publishes through the outbox: dunning events and dead letters.
+
+use chrono::{DateTime, Utc};
+use relance_contracts::dunning::{
+    Cause, ClosedReason, DunningStateName, Pause, PauseReason, StateChangedV1,
+};
+use relance_contracts::{Envelope, Id, InvalidValue, CLOUDEVENTS_CONTENT_TYPE};
+use relance_domain::{DunningState, DunningView, StateChange};
+use relance_kafka::OutgoingRecord;
+use relance_storage::outbox::OutboxRecord;
+
+/// The `source` of events the ingestor publishes.
+pub const SOURCE: &str = "urn:relance:ingestor";
+
+/// Namespace of the ids of published events: the same change always gets the same id, so a
+/// consumer recognises a republished event.
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6a1c_2f0e_8d4b_4e52_9b0f_3c6d_1e7a_5b90);
+
+/// The event that caused a change.
+pub struct CauseRef<'a> {
+    pub source: &'a str,
+    pub id: &'a str,
+    pub event_type: &'a str,
+}
+
+fn state_name(state: &DunningState) -> Option<DunningStateName> {
+    Some(match state {
+        DunningState::AwaitingInvoice => return None,
+        DunningState::NotDue => DunningStateName::NotDue,
+        DunningState::Overdue => DunningStateName::Overdue,
+        DunningState::PartiallyPaid => DunningStateName::PartiallyPaid,
+        DunningState::Paused { .. } => DunningStateName::Paused,
+        DunningState::Escalated { .. } => DunningStateName::Escalated,
+        DunningState::Closed { .. } => DunningStateName::Closed,
+    })
+}
+
+fn pause(view: &DunningView) -> Option<Pause> {
+    match view.state {
+        DunningState::Paused { reason, until } => Some(Pause {
+            reason: match reason {
+                relance_domain::PauseReason::Dispute => PauseReason::Dispute,
+                relance_domain::PauseReason::PromiseToPay => PauseReason::PromiseToPay,
+                relance_domain::PauseReason::ManualHold => PauseReason::ManualHold,
+                relance_domain::PauseReason::AwaitingApproval => PauseReason::AwaitingApproval,
+                relance_domain::PauseReason::PaymentClaimed => PauseReason::PaymentClaimed,
+            },
+            until,
+        }),
+        _ => None,
+    }
+}
+
+fn closed_reason(view: &DunningView) -> Option<ClosedReason> {
+    match view.state {
+        DunningState::Closed { reason } => Some(match reason {
+            relance_domain::ClosedReason::Paid => ClosedReason::Paid,
+            relance_domain::ClosedReason::Voided => ClosedReason::Voided,
+            relance_domain::ClosedReason::Credited => ClosedReason::Credited,
+            relance_domain::ClosedReason::WrittenOff => ClosedReason::WrittenOff,
+        }),
+        _ => None,
+    }
+}
+
+/// Why a change could not be turned into a contract event (a bug: the values came from
+/// contract events).
+#[derive(Debug, thiserror::Error)]
+#[error("building a state_changed event for invoice {invoice_id}: {source}")]
+pub struct EventBuildError {
+    invoice_id: String,
+    #[source]
+    source: InvalidValue,
+}
+
+/// The `relance.dunning.state_changed` record of a change, for `topic`.
+///
+/// # Errors
+/// [`EventBuildError`] if an id or amount does not meet the contract.
+pub fn state_changed_record(
+    change: &StateChange,
+    cause: &CauseRef<'_>,
+    now: DateTime<Utc>,
+    topic: &str,
+) -> Result<Option<OutboxRecord>, EventBuildError> {
+    let fail = |source| EventBuildError {
+        invoice_id: change.invoice_id.clone(),
+        source,
+    };
+    let (Some(to), Some(currency)) = (state_name(&change.to.state), change.to.currency.as_ref())
+    else {
+        return Ok(None);
+    };
+    let amount_due = relance_contracts::Money::new(
+        change.to.amount_due_minor,
+        relance_contracts::Currency::parse(currency.as_str()).map_err(fail)?,
+    )
+    .map_err(fail)?;
+    let data = StateChangedV1 {
+        invoice_id: Id::parse(&change.invoice_id).map_err(fail)?,
+        customer_id: Id::parse(&change.customer_id).map_err(fail)?,
+        from: change
+            .from
+            .as_ref()
+            .and_then(|from| state_name(&from.state)),
+        to,
+        amount_due,
+        pause: pause(&change.to),
+        closed_reason: closed_reason(&change.to),
+        cause: Some(Cause {
+            event_id: Id::parse(cause.id).map_err(fail)?,
+            event_type: cause.event_type.to_string(),
+        }),
+    };
+    let id = uuid::Uuid::new_v5(
+        &EVENT_ID_NAMESPACE,
+        format!(
+            "{}\u{1f}{}\u{1f}{}",
+            change.invoice_id, cause.source, cause.id
+        )
+        .as_bytes(),
+    );
+    let envelope = Envelope::new(
+        Id::parse(id.to_string()).map_err(fail)?,
+        SOURCE,
+        Id::parse(&change.tenant).map_err(fail)?,
+        now,
+        change.customer_id.clone(),
+        data,
+    )
+    .with_subject(change.invoice_id.clone());
+    let payload = envelope.to_json_bytes().unwrap_or_default();
+    Ok(Some(OutboxRecord {
+        topic: topic.to_string(),
+        key: Some(change.customer_id.as_bytes().to_vec()),
+        payload,
+        headers: cloudevent_headers(&envelope.event_type, envelope.id.as_str(), &change.tenant),
+    }))
+}
+
+/// Headers of a structured-mode CloudEvent, plus the type, id and tenant for filtering without
+/// parsing the value.
+fn cloudevent_headers(event_type: &str, id: &str, tenant: &str) -> Vec<(String, Option<Vec<u8>>)> {
+    vec![
+        (
+            "content-type".into(),
+            Some(CLOUDEVENTS_CONTENT_TYPE.as_bytes().to_vec()),
+        ),
+        ("ce_type".into(), Some(event_type.as_bytes().to_vec())),
+        ("ce_id".into(), Some(id.as_bytes().to_vec())),
+        ("ce_tenant".into(), Some(tenant.as_bytes().to_vec())),
+    ]
+}
+
+/// A Kafka record as an outbox record.
+pub fn to_outbox(record: OutgoingRecord) -> OutboxRecord {
+    OutboxRecord {
+        topic: record.topic,
+        key: record.key,
+        payload: record.payload,
+        headers: record.headers,
+    }
+}

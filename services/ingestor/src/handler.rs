@@ -1,0 +1,385 @@
+//! Where billing events meet the domain and the database: one transaction per batch.
+//!
+//! For a batch: decode every record (bad ones become dead letters); in one transaction, record
+//! the events' ids in the processed-events ledger (those already there are duplicates), load
+//! and lock the invoices and customers the new events touch, apply the events in order through
+//! the domain's [`Book`] (refused ones become dead letters), write the changed invoices and
+//! customers with multi-row statements, and put the dunning events and dead letters in the
+//! outbox; commit. Only then does the consumer commit the offsets. A crash anywhere before the
+//! database commit redoes the batch; after it, the ledger makes the redelivered events no-ops.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use relance_contracts::dead_letter::EventIdentity;
+use relance_contracts::{decode::decode, BillingEvent, DecodeError, Envelope, EventFamily};
+use relance_domain::{Book, BookEvent};
+use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
+use relance_runtime::Clock;
+use relance_storage::outbox::OutboxRecord;
+use relance_storage::processed::{record_new_events, EventKey};
+use relance_storage::{customers, invoices, outbox, StorageError};
+use sqlx::PgPool;
+use tokio::sync::Notify;
+
+use crate::convert::to_book_event;
+use crate::events::{state_changed_record, to_outbox, CauseRef};
+use crate::metrics::{IngestMetrics, Outcome, CONVERSION_FAILED};
+
+/// The consumer name under which the ingestor records processed events.
+pub const CONSUMER: &str = "ingestor";
+
+/// What a record turned out to be once decoded.
+enum Planned {
+    /// Not a contract event: dead-lettered.
+    Undecodable(DecodeError),
+    /// A contract event the domain refuses to represent: dead-lettered.
+    Unconvertible {
+        envelope: Box<Envelope<BillingEvent>>,
+        detail: String,
+    },
+    /// A billing event to apply.
+    Event {
+        key: EventKey,
+        event_type: &'static str,
+        event: Box<BookEvent>,
+    },
+}
+
+/// Applies batches of billing events.
+pub struct IngestHandler {
+    pool: PgPool,
+    clock: Arc<dyn Clock>,
+    dead_letters: DeadLetterWriter,
+    events_topic: String,
+    metrics: IngestMetrics,
+    relay: Arc<Notify>,
+}
+
+impl IngestHandler {
+    pub fn new(
+        pool: PgPool,
+        clock: Arc<dyn Clock>,
+        dead_letters: DeadLetterWriter,
+        events_topic: String,
+        metrics: IngestMetrics,
+        relay: Arc<Notify>,
+    ) -> Self {
+        Self {
+            pool,
+            clock,
+            dead_letters,
+            events_topic,
+            metrics,
+            relay,
+        }
+    }
+
+    fn plan(record: &ConsumedRecord) -> Planned {
+        let Some(payload) = record.payload.as_deref() else {
+            return Planned::Undecodable(DecodeError {
+                kind: relance_contracts::DecodeErrorKind::InvalidJson,
+                detail: "The record has no value.".into(),
+                identity: EventIdentity::default(),
+            });
+        };
+        match decode::<BillingEvent>(payload) {
+            Err(error) => Planned::Undecodable(error),
+            Ok(envelope) => match to_book_event(&envelope) {
+                Ok(event) => Planned::Event {
+                    key: EventKey {
+                        source: envelope.source.clone(),
+                        id: envelope.id.to_string(),
+                        tenant: envelope.tenant.to_string(),
+                        event_type: envelope.event_type.clone(),
+                    },
+                    event_type: envelope.data.event_type(),
+                    event: Box::new(event),
+                },
+                Err(error) => Planned::Unconvertible {
+                    detail: error.to_string(),
+                    envelope: Box::new(envelope),
+                },
+            },
+        }
+    }
+
+    async fn apply(
+        &self,
+        batch: &[ConsumedRecord],
+        plans: &[Planned],
+    ) -> Result<Applied, BatchError> {
+        let now = self.clock.now();
+        let today = now.date_naive();
+        let mut applied = Applied::default();
+
+        // The first copy of an event in the batch is the candidate; later copies are duplicates.
+        let mut seen = HashSet::new();
+        let mut candidates = Vec::new();
+        let first_copy: Vec<bool> = plans
+            .iter()
+            .map(|plan| match plan {
+                Planned::Event { key, .. } => {
+                    let first = seen.insert((key.source.clone(), key.id.clone()));
+                    if first {
+                        candidates.push(key.clone());
+                    }
+                    first
+                }
+                _ => false,
+            })
+            .collect();
+
+        let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+        let new = record_new_events(&mut transaction, CONSUMER, &candidates).await?;
+        let is_new = |index: usize, key: &EventKey| {
+            first_copy[index] && new.contains(&(key.source.clone(), key.id.clone()))
+        };
+
+        let mut invoice_ids = Vec::new();
+        let mut customer_ids = Vec::new();
+        for (index, plan) in plans.iter().enumerate() {
+            if let Planned::Event { key, event, .. } = plan {
+                if is_new(index, key) {
+                    match event.as_ref() {
+                        BookEvent::Invoice(event) => {
+                            invoice_ids.push(event.invoice_id.clone());
+                            customer_ids.push(event.customer_id.clone());
+                        }
+                        BookEvent::Customer(event) => customer_ids.push(event.customer_id.clone()),
+                    }
+                }
+            }
+        }
+        let mut book = Book {
+            invoices: invoices::load_for_update(&mut transaction, &invoice_ids)
+                .await?
+                .into_iter()
+                .collect(),
+            customers: customers::load_for_update(&mut transaction, &customer_ids)
+                .await?
+                .into_iter()
+                .collect(),
+        };
+
+        let mut outbox_records: Vec<OutboxRecord> = Vec::new();
+        let mut touched_invoices = BTreeSet::new();
+        let mut touched_customers = BTreeSet::new();
+        for (index, (record, plan)) in batch.iter().zip(plans).enumerate() {
+            match plan {
+                Planned::Undecodable(error) => {
+                    let event_type = known_type(error.identity.event_type.as_deref());
+                    outbox_records.push(self.dead_letter(
+                        record,
+                        error.kind.code(),
+                        &error.detail,
+                        Some(error.identity.clone()),
+                    ));
+                    applied.dead_letters.push((event_type, error.kind.code()));
+                }
+                Planned::Unconvertible { envelope, detail } => {
+                    outbox_records.push(self.dead_letter(
+                        record,
+                        CONVERSION_FAILED,
+                        detail,
+                        Some(identity(envelope)),
+                    ));
+                    applied
+                        .dead_letters
+                        .push((envelope.data.event_type(), CONVERSION_FAILED));
+                }
+                Planned::Event {
+                    key, event_type, ..
+                } if !is_new(index, key) => {
+                    applied.duplicates.push(event_type);
+                }
+                Planned::Event {
+                    key,
+                    event_type,
+                    event,
+                } => match book.apply(event, today) {
+                    Ok(change) => {
+                        match event.as_ref() {
+                            BookEvent::Invoice(event) => {
+                                touched_invoices.insert(event.invoice_id.clone());
+                                touched_customers.insert(event.customer_id.clone());
+                            }
+                            BookEvent::Customer(event) => {
+                                touched_customers.insert(event.customer_id.clone());
+                            }
+                        }
+                        if let Some(change) = change {
+                            let cause = CauseRef {
+                                source: &key.source,
+                                id: &key.id,
+                                event_type,
+                            };
+                            if let Some(record) =
+                                state_changed_record(&change, &cause, now, &self.events_topic)?
+                            {
+                                applied.state_changes.push(change.to.state.name());
+                                outbox_records.push(record);
+                            }
+                        }
+                        applied.applied.push(event_type);
+                    }
+                    Err(rejection) => {
+                        let identity = EventIdentity {
+                            id: relance_contracts::Id::parse(&key.id).ok(),
+                            event_type: Some(key.event_type.clone()),
+                            tenant: relance_contracts::Id::parse(&key.tenant).ok(),
+                        };
+                        outbox_records.push(self.dead_letter(
+                            record,
+                            rejection.reason.code(),
+                            &rejection.detail,
+                            Some(identity),
+                        ));
+                        applied
+                            .dead_letters
+                            .push((event_type, rejection.reason.code()));
+                    }
+                },
+            }
+        }
+
+        let changed: Vec<_> = touched_invoices
+            .iter()
+            .filter_map(|id| book.invoices.get(id))
+            .map(|invoice| (invoice, invoice.view(today)))
+            .collect();
+        let rows: Vec<_> = changed
+            .iter()
+            .map(|(invoice, view)| (*invoice, view))
+            .collect();
+        invoices::upsert(&mut transaction, &rows, today).await?;
+
+        // Payment behaviour needs every invoice of the touched customers.
+        let touched: Vec<String> = touched_customers.into_iter().collect();
+        let in_book: Vec<String> = book.invoices.keys().cloned().collect();
+        for invoice in invoices::load_of_customers(&mut transaction, &touched, &in_book).await? {
+            book.invoices.insert(invoice.invoice_id.clone(), invoice);
+        }
+        let behaviours: Vec<_> = touched
+            .iter()
+            .filter_map(|id| {
+                book.customers
+                    .get(id)
+                    .map(|facts| (facts, book.behaviour_of(id, today)))
+            })
+            .collect();
+        let customer_rows: Vec<_> = behaviours
+            .iter()
+            .map(|(facts, behaviour)| (*facts, behaviour))
+            .collect();
+        customers::upsert(&mut transaction, &customer_rows).await?;
+
+        outbox::enqueue(&mut transaction, &outbox_records).await?;
+        applied.published = !outbox_records.is_empty();
+        transaction
+            .commit()
+            .await
+            .map_err(|source| StorageError::Query {
+                context: "committing the batch",
+                source,
+            })?;
+        Ok(applied)
+    }
+
+    fn dead_letter(
+        &self,
+        record: &ConsumedRecord,
+        reason: &'static str,
+        detail: &str,
+        identity: Option<EventIdentity>,
+    ) -> OutboxRecord {
+        to_outbox(self.dead_letters.build(
+            record,
+            &DeadLetter {
+                reason,
+                detail: detail.to_string(),
+                identity,
+            },
+        ))
+    }
+}
+
+/// What a committed batch did, for metrics and logs.
+#[derive(Default)]
+struct Applied {
+    applied: Vec<&'static str>,
+    duplicates: Vec<&'static str>,
+    dead_letters: Vec<(&'static str, &'static str)>,
+    state_changes: Vec<&'static str>,
+    published: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Event(#[from] crate::events::EventBuildError),
+}
+
+/// A metric label for an event type read from a bad record: only types the contracts define,
+/// so junk cannot multiply label values.
+fn known_type(event_type: Option<&str>) -> &'static str {
+    event_type
+        .and_then(|event_type| {
+            relance_contracts::schema::EVENT_SPECS
+                .iter()
+                .find(|spec| spec.event_type == event_type)
+                .map(|spec| spec.event_type)
+        })
+        .unwrap_or("unknown")
+}
+
+fn identity(envelope: &Envelope<BillingEvent>) -> EventIdentity {
+    EventIdentity {
+        id: Some(envelope.id.clone()),
+        event_type: Some(envelope.event_type.clone()),
+        tenant: Some(envelope.tenant.clone()),
+    }
+}
+
+impl BatchHandler for IngestHandler {
+    async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
+        let started = Instant::now();
+        let plans: Vec<Planned> = batch.iter().map(Self::plan).collect();
+        match self.apply(batch, &plans).await {
+            Ok(applied) => {
+                for event_type in &applied.applied {
+                    self.metrics.record_event(event_type, Outcome::Applied);
+                }
+                for event_type in &applied.duplicates {
+                    self.metrics.record_event(event_type, Outcome::Duplicate);
+                }
+                for (event_type, reason) in &applied.dead_letters {
+                    self.metrics.record_dead_letter(event_type, reason);
+                }
+                for state in &applied.state_changes {
+                    self.metrics.record_state_change(state);
+                }
+                self.metrics
+                    .record_batch(batch.len(), started.elapsed().as_secs_f64());
+                if applied.published {
+                    self.relay.notify_one();
+                }
+                tracing::debug!(
+                    records = batch.len(),
+                    applied = applied.applied.len(),
+                    duplicates = applied.duplicates.len(),
+                    dead_lettered = applied.dead_letters.len(),
+                    "Batch applied."
+                );
+                Ok(())
+            }
+            Err(BatchError::Storage(error)) if error.is_transient() => {
+                Err(HandlerError::Transient(Box::new(error)))
+            }
+            Err(error) => Err(HandlerError::Fatal(Box::new(error))),
+        }
+    }
+}

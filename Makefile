@@ -41,6 +41,7 @@ lint: ## Check formatting and clippy lints.
 .PHONY: test
 test: ## Bring up what the tests need, then format check, clippy, and every test.
 	scripts/up.sh --no-migrate
+	scripts/install-python-tools.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	source scripts/env.sh && cargo nextest run --workspace --profile $(NEXTEST_PROFILE)

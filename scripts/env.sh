@@ -54,3 +54,7 @@ log() { printf '\033[1m[relance]\033[0m %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Python tools for tests and demos (scripts/install-python-tools.sh).
+RELANCE_VENV="$RELANCE_CACHE_DIR/venv"
+export RELANCE_PYTHON="$RELANCE_VENV/bin/python"

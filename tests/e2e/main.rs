@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod tricky_sequence;
+
 use std::time::Duration;
 
 use relance_config::ServiceName;

@@ -690,3 +690,18 @@ fn constrained_values_reject_what_the_contract_rejects() {
     assert!(TimeZoneName::parse("/Paris").is_err());
     assert!(Revision::new(0).is_err());
 }
+
+#[test]
+fn every_example_is_shown_in_the_events_documentation() {
+    let docs =
+        std::fs::read_to_string(proto_dir().join("../docs/events.md")).expect("docs/events.md");
+    for entry in std::fs::read_dir(proto_dir().join("examples")).expect("examples") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("example");
+        assert!(
+            docs.contains(text.trim_end()),
+            "docs/events.md does not show {} as it is; copy the file's content into its section",
+            path.display()
+        );
+    }
+}

@@ -17,7 +17,7 @@ use relance_config::{ConfigSource, ServiceName, Settings, TopicSettings};
 use relance_kafka::TopicSpec;
 
 pub use postgres::TempPostgres;
-pub use process::{run_to_completion, service_env, ServiceProcess};
+pub use process::{run_to_completion, service_env, settings_overrides, ServiceProcess};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -37,6 +37,39 @@ pub fn service_env(overrides: &[(&str, String)]) -> HashMap<String, String> {
     env
 }
 
+/// The `RELANCE__...` overrides that point a service process at `settings`' database, consumer
+/// group and topics.
+pub fn settings_overrides(settings: &relance_config::Settings) -> Vec<(&'static str, String)> {
+    let topics = &settings.kafka.topics;
+    vec![
+        (
+            "RELANCE__DATABASE__DATABASE_NAME",
+            settings.database.database_name.clone(),
+        ),
+        (
+            "RELANCE__DATABASE__PORT",
+            settings.database.port.to_string(),
+        ),
+        (
+            "RELANCE__INGESTOR__GROUP_ID",
+            settings.ingestor.group_id.clone(),
+        ),
+        ("RELANCE__KAFKA__TOPICS__INVOICES", topics.invoices.clone()),
+        ("RELANCE__KAFKA__TOPICS__PAYMENTS", topics.payments.clone()),
+        (
+            "RELANCE__KAFKA__TOPICS__CUSTOMERS",
+            topics.customers.clone(),
+        ),
+        (
+            "RELANCE__KAFKA__TOPICS__REMINDERS",
+            topics.reminders.clone(),
+        ),
+        ("RELANCE__KAFKA__TOPICS__TASKS", topics.tasks.clone()),
+        ("RELANCE__KAFKA__TOPICS__EVENTS", topics.events.clone()),
+        ("RELANCE__KAFKA__TOPICS__DLQ", topics.dlq.clone()),
+    ]
+}
+
 impl ServiceProcess {
     /// Starts `binary` with `env` and waits until it logs the address of its ops endpoints.
     pub async fn spawn(binary: &Path, env: HashMap<String, String>) -> Self {

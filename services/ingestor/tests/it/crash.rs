@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use relance_testkit::{service_env, ServiceProcess};
+use relance_testkit::{service_env, settings_overrides, ServiceProcess};
 
 use crate::helpers::{
     assert_database_matches_model, fresh_settings, replay_through_the_model, World,
@@ -12,47 +12,10 @@ use crate::helpers::{
 use crate::simulator::stream;
 
 fn overrides(world: &World) -> Vec<(&'static str, String)> {
-    let settings = &world.settings;
-    vec![
-        (
-            "RELANCE__DATABASE__DATABASE_NAME",
-            settings.database.database_name.clone(),
-        ),
-        (
-            "RELANCE__INGESTOR__GROUP_ID",
-            settings.ingestor.group_id.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__INVOICES",
-            settings.kafka.topics.invoices.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__PAYMENTS",
-            settings.kafka.topics.payments.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__CUSTOMERS",
-            settings.kafka.topics.customers.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__REMINDERS",
-            settings.kafka.topics.reminders.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__TASKS",
-            settings.kafka.topics.tasks.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__EVENTS",
-            settings.kafka.topics.events.clone(),
-        ),
-        (
-            "RELANCE__KAFKA__TOPICS__DLQ",
-            settings.kafka.topics.dlq.clone(),
-        ),
-        // Small batches, so the kill lands between many commits.
-        ("RELANCE__INGESTOR__BATCH_MAX_MESSAGES", "50".into()),
-    ]
+    let mut overrides = settings_overrides(&world.settings);
+    // Small batches, so the kill lands between many commits.
+    overrides.push(("RELANCE__INGESTOR__BATCH_MAX_MESSAGES", "50".into()));
+    overrides
 }
 
 #[tokio::test]

@@ -70,28 +70,17 @@ impl KafkaMetrics {
         self.batches_committed.inc();
     }
 
-    pub(crate) fn record_batch_retry(&self, attempt: u32, error: &dyn std::error::Error) {
+    pub(crate) fn record_batch_retry(
+        &self,
+        attempt: u32,
+        error: &(dyn std::error::Error + 'static),
+    ) {
         self.batch_retries.inc();
-        tracing::warn!(attempt, error = %error, error.cause_chain = ?ErrorChain(error), "Batch failed for a transient reason; retrying.");
+        tracing::warn!(attempt, error = %error, error.cause_chain = ?relance_telemetry::ErrorChain(error), "Batch failed for a transient reason; retrying.");
     }
 
     pub(crate) fn record_commit_failure(&self, error: &rdkafka::error::KafkaError) {
         self.commit_failures.inc();
         tracing::warn!(error = %error, "Committing offsets failed; the batch will be redelivered and deduplicated.");
-    }
-}
-
-/// Formats an error with its sources.
-pub(crate) struct ErrorChain<'a>(pub &'a dyn std::error::Error);
-
-impl std::fmt::Debug for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

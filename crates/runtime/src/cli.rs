@@ -78,7 +78,7 @@ pub async fn main<S: Service>() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = %error, error.cause_chain = ?Chain(error.as_ref()), "Service failed.");
+            tracing::error!(error = %error, error.cause_chain = ?relance_telemetry::ErrorChain(error.as_ref()), "Service failed.");
             ExitCode::FAILURE
         }
     }
@@ -131,19 +131,5 @@ async fn wait_for_stop_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
-    }
-}
-
-struct Chain<'a>(&'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Debug for Chain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }

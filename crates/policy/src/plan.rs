@@ -26,6 +26,9 @@ pub struct CustomerSnapshot {
     pub timezone: Option<String>,
     /// When the customer last answered (an action on a reminder), if ever.
     pub last_reply_at: Option<DateTime<Utc>>,
+    /// A hold a person placed on all the customer's invoices: until the end of that date, or
+    /// until lifted (`Some(None)`).
+    pub hold: Option<Option<NaiveDate>>,
 }
 
 /// Which sequence a step belongs to.
@@ -545,6 +548,22 @@ fn decide(
             };
         }
         DunningState::NotDue | DunningState::Overdue | DunningState::PartiallyPaid => {}
+    }
+    if let Some(until) = planner.customer.hold {
+        let reason = DoneReason::Paused {
+            reason: PauseReason::ManualHold,
+        };
+        match until {
+            None => return Decision::Done { reason },
+            Some(until) if today <= until => {
+                let resumes = until.checked_add_days(Days::new(1)).unwrap_or(until);
+                return Decision::Wait {
+                    until: local_instant(planner.tz, resumes, policy.rules.send_window.start),
+                    reason,
+                };
+            }
+            Some(_) => {}
+        }
     }
     let invoice_id = invoice.invoice_id.as_str();
     let escalated_already = planner.history.iter().any(|action| {

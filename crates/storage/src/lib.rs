@@ -15,6 +15,7 @@ mod error;
 pub mod invoices;
 pub mod outbox;
 pub mod processed;
+pub mod scheduling;
 
 pub use error::StorageError;
 

@@ -14,12 +14,16 @@ pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 type PendingRow = (i64, String, Option<Vec<u8>>, Vec<u8>, serde_json::Value);
 
 /// A Kafka record waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutboxRecord {
     pub topic: String,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Headers,
+    /// Invoices whose payment, void, credit or dispute cancels this record while unpublished.
+    pub cancel_keys: Vec<String>,
+    /// The reminder this record is the command of.
+    pub reminder_id: Option<uuid::Uuid>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -135,8 +139,10 @@ pub async fn claim_pending(
         return Ok(Vec::new());
     }
     let rows: Vec<PendingRow> = sqlx::query_as(
+        // Row locks as well: a payment that cancels a queued command waits for a publication in
+        // progress, and a cancelled command is never published.
         "SELECT id, topic, message_key, payload, headers FROM outbox
-         WHERE published_at IS NULL ORDER BY id LIMIT $1",
+         WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE",
     )
     .bind(limit)
     .fetch_all(&mut *connection)
@@ -151,6 +157,7 @@ pub async fn claim_pending(
                     key,
                     payload,
                     headers: headers_from_json(id, headers)?,
+                    ..OutboxRecord::default()
                 },
             })
         })
@@ -209,4 +216,27 @@ pub async fn pending_count(pool: &PgPool) -> Result<i64, StorageError> {
         .fetch_one(pool)
         .await
         .map_err(StorageError::query("counting pending outbox records"))
+}
+
+/// Deletes the unpublished records about any of `invoice_ids` (queued reminders and tasks) and
+/// returns the reminders they were the commands of. Call it in the transaction that records
+/// the payment, void, credit or dispute: what it deletes is never published.
+///
+/// # Errors
+/// [`StorageError::Query`] when the delete fails.
+pub async fn cancel_pending_for_invoices(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+) -> Result<Vec<uuid::Uuid>, StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cancelled: Vec<Option<uuid::Uuid>> = sqlx::query_scalar(
+        "DELETE FROM outbox WHERE published_at IS NULL AND cancel_keys && $1 RETURNING reminder_id",
+    )
+    .bind(invoice_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("cancelling queued commands"))?;
+    Ok(cancelled.into_iter().flatten().collect())
 }

@@ -136,12 +136,17 @@ pub fn state_changed_record(
         key: Some(change.customer_id.as_bytes().to_vec()),
         payload,
         headers: cloudevent_headers(&envelope.event_type, envelope.id.as_str(), &change.tenant),
+        ..OutboxRecord::default()
     }))
 }
 
 /// Headers of a structured-mode CloudEvent, plus the type, id and tenant for filtering without
 /// parsing the value.
-fn cloudevent_headers(event_type: &str, id: &str, tenant: &str) -> Vec<(String, Option<Vec<u8>>)> {
+pub fn cloudevent_headers(
+    event_type: &str,
+    id: &str,
+    tenant: &str,
+) -> Vec<(String, Option<Vec<u8>>)> {
     vec![
         (
             "content-type".into(),
@@ -160,5 +165,6 @@ pub fn to_outbox(record: OutgoingRecord) -> OutboxRecord {
         key: record.key,
         payload: record.payload,
         headers: record.headers,
+        ..OutboxRecord::default()
     }
 }

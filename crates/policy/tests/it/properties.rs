@@ -74,9 +74,13 @@ fn customer() -> impl Strategy<Value = CustomerSnapshot> {
             Risk::High,
         ])),
         proptest::option::of(0u32..=100),
+        proptest::option::of(proptest::option::of(
+            (0u64..120).prop_map(|days| date("2026-10-01") + Days::new(days)),
+        )),
     )
         .prop_map(
-            |(zone, country, vip, risk_level, on_time_percent)| CustomerSnapshot {
+            |(zone, country, vip, risk_level, on_time_percent, hold)| CustomerSnapshot {
+                hold,
                 customer_id: "cus_1".into(),
                 vip,
                 risk_level,
@@ -217,7 +221,8 @@ proptest! {
     ) {
         let today = now.with_timezone(&zone(&policy, &customer)).date_naive();
         let state = invoice.view(today).state;
-        prop_assume!(matches!(state, DunningState::Closed { .. } | DunningState::Paused { .. }));
+        let customer_held = customer.hold.is_some_and(|until| until.is_none_or(|until| today <= until));
+        prop_assume!(customer_held || matches!(state, DunningState::Closed { .. } | DunningState::Paused { .. }));
         let planned = plan(&policy, &customer, &invoice, &history, now);
         prop_assert!(matches!(planned.decision, Decision::Done { .. } | Decision::Wait { .. }), "{:?} for {:?}", planned.decision, state);
     }

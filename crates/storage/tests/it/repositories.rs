@@ -54,6 +54,7 @@ fn record(topic: &str, payload: &str) -> OutboxRecord {
             ("content-type".into(), Some(b"application/json".to_vec())),
             ("empty".into(), None),
         ],
+        ..OutboxRecord::default()
     }
 }
 
@@ -99,10 +100,11 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     let mut relay = pool.begin().await.unwrap();
     let rest = outbox::claim_pending(&mut relay, 10).await.unwrap();
     assert_eq!(rest.len(), 1);
+
+    relay.rollback().await.unwrap();
     outbox::record_failure(&pool, rest[0].id, "broker down")
         .await
         .unwrap();
-    relay.rollback().await.unwrap();
     let (attempts, error): (i32, Option<String>) =
         sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE id = $1")
             .bind(rest[0].id)

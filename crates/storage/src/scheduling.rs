@@ -1,0 +1,518 @@
+//! What the scheduler and the admin API read and write: due invoices, reminders, holds, manual
+//! actions.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use relance_domain::{CustomerFacts, Invoice};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::error::StorageError;
+
+/// Marks invoices for planning again at `at` (the ingestor does it on every change).
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn mark_for_replanning(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+    at: DateTime<Utc>,
+) -> Result<(), StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE invoices SET next_action_at = $2 WHERE invoice_id = ANY($1)")
+        .bind(invoice_ids)
+        .bind(at)
+        .execute(connection)
+        .await
+        .map_err(StorageError::query("marking invoices for planning"))?;
+    Ok(())
+}
+
+/// Claims up to `limit` customers with an invoice due for planning at `now`, most overdue
+/// first, locking their rows; customers another scheduler holds are skipped, so replicas never
+/// plan the same customer at once.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn claim_due_customers(
+    connection: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<String>, StorageError> {
+    sqlx::query_scalar(
+        "SELECT c.customer_id FROM customers c
+         JOIN (SELECT customer_id, min(next_action_at) AS due FROM invoices
+               WHERE next_action_at <= $1 GROUP BY customer_id) d USING (customer_id)
+         ORDER BY d.due, c.customer_id
+         LIMIT $2
+         FOR UPDATE OF c SKIP LOCKED",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("claiming due customers"))
+}
+
+/// A hold on all of a customer's invoices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CustomerHold {
+    pub until: Option<NaiveDate>,
+    pub by: String,
+    pub reason: Option<String>,
+}
+
+/// A customer as the scheduler needs it.
+#[derive(Debug, Clone)]
+pub struct SchedulingCustomer {
+    pub customer_id: String,
+    pub tenant: String,
+    pub facts: CustomerFacts,
+    pub paid_invoices: i32,
+    pub paid_on_time: i32,
+    pub total_days_late: i64,
+    pub customer_since: Option<NaiveDate>,
+    pub hold: Option<CustomerHold>,
+}
+
+type CustomerRow = (
+    String,
+    String,
+    serde_json::Value,
+    i32,
+    i32,
+    i64,
+    Option<NaiveDate>,
+    bool,
+    Option<NaiveDate>,
+    Option<String>,
+    Option<String>,
+);
+
+/// Loads customers with their behaviour and hold.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored customer is unreadable.
+pub async fn load_customers(
+    connection: &mut PgConnection,
+    customer_ids: &[String],
+) -> Result<Vec<SchedulingCustomer>, StorageError> {
+    let rows: Vec<CustomerRow> = sqlx::query_as(
+        "SELECT customer_id, tenant, facts, paid_invoices, paid_on_time, total_days_late,
+                customer_since, held, held_until, held_by, hold_reason
+         FROM customers WHERE customer_id = ANY($1)",
+    )
+    .bind(customer_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading customers to schedule"))?;
+    rows.into_iter()
+        .map(
+            |(
+                customer_id,
+                tenant,
+                facts,
+                paid_invoices,
+                paid_on_time,
+                total_days_late,
+                customer_since,
+                held,
+                held_until,
+                held_by,
+                hold_reason,
+            )| {
+                let facts =
+                    serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
+                        what: "customer",
+                        id: customer_id.clone(),
+                        source,
+                    })?;
+                Ok(SchedulingCustomer {
+                    customer_id,
+                    tenant,
+                    facts,
+                    paid_invoices,
+                    paid_on_time,
+                    total_days_late,
+                    customer_since,
+                    hold: held.then(|| CustomerHold {
+                        until: held_until,
+                        by: held_by.unwrap_or_default(),
+                        reason: hold_reason,
+                    }),
+                })
+            },
+        )
+        .collect()
+}
+
+/// Loads and locks the invoices of `customer_ids` the scheduler may act on: open ones, and any
+/// with a planning time still set.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored invoice is unreadable.
+pub async fn load_schedulable_invoices(
+    connection: &mut PgConnection,
+    customer_ids: &[String],
+) -> Result<Vec<Invoice>, StorageError> {
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT invoice_id, facts FROM invoices
+         WHERE customer_id = ANY($1)
+           AND (state NOT IN ('closed', 'awaiting_invoice') OR next_action_at IS NOT NULL)
+         ORDER BY invoice_id FOR UPDATE",
+    )
+    .bind(customer_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading invoices to schedule"))?;
+    rows.into_iter()
+        .map(|(id, facts)| {
+            serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
+                what: "invoice",
+                id,
+                source,
+            })
+        })
+        .collect()
+}
+
+/// Sets each invoice's next planning time and last plan, in one statement.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn set_next_actions(
+    connection: &mut PgConnection,
+    rows: &[(String, Option<DateTime<Utc>>, serde_json::Value)],
+) -> Result<(), StorageError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+    let times: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.1).collect();
+    let plans: Vec<&serde_json::Value> = rows.iter().map(|row| &row.2).collect();
+    sqlx::query(
+        "UPDATE invoices i SET next_action_at = t.next_action_at, plan = t.plan
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::jsonb[]) AS t(invoice_id, next_action_at, plan)
+         WHERE i.invoice_id = t.invoice_id",
+    )
+    .bind(&ids)
+    .bind(&times)
+    .bind(&plans)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("setting next actions"))?;
+    Ok(())
+}
+
+/// A reminder or task the scheduler decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ReminderRow {
+    pub reminder_id: Uuid,
+    pub idempotency_key: String,
+    pub tenant: String,
+    pub customer_id: String,
+    pub invoice_ids: Vec<String>,
+    /// `message`, `task` or `escalation`.
+    pub kind: String,
+    pub trigger: serde_json::Value,
+    pub step_id: String,
+    pub channel: String,
+    pub segment: String,
+    pub template: Option<String>,
+    pub variant: Option<String>,
+    pub experiment: Option<String>,
+    /// `awaiting_approval`, `queued`, `rejected` or `cancelled`.
+    pub status: String,
+    pub scheduled_for: DateTime<Utc>,
+    pub policy_id: String,
+    pub policy_version: i32,
+    pub topic: String,
+    pub command: serde_json::Value,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub decision_note: Option<String>,
+}
+
+const REMINDER_COLUMNS: &str =
+    "reminder_id, idempotency_key, tenant, customer_id, invoice_ids, kind, trigger,
+    step_id, channel, segment, template, variant, experiment, status, scheduled_for, policy_id,
+    policy_version, topic, command, decided_by, decided_at, decision_note";
+
+/// The reminders of `customer_ids` since `since` that count as taken (not cancelled).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn reminder_history(
+    connection: &mut PgConnection,
+    customer_ids: &[String],
+    since: DateTime<Utc>,
+) -> Result<Vec<ReminderRow>, StorageError> {
+    sqlx::query_as(&format!(
+        "SELECT {REMINDER_COLUMNS} FROM reminders
+         WHERE customer_id = ANY($1) AND scheduled_for >= $2 AND status <> 'cancelled'
+         ORDER BY scheduled_for"
+    ))
+    .bind(customer_ids)
+    .bind(since)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading reminder history"))
+}
+
+/// Records a reminder unless one with the same idempotency key exists; returns whether it was
+/// recorded.
+///
+/// # Errors
+/// [`StorageError::Query`] when the insert fails.
+pub async fn insert_reminder(
+    connection: &mut PgConnection,
+    row: &ReminderRow,
+) -> Result<bool, StorageError> {
+    let inserted = sqlx::query(
+        "INSERT INTO reminders (reminder_id, idempotency_key, tenant, customer_id, invoice_ids, kind,
+             trigger, step_id, channel, segment, template, variant, experiment, status,
+             scheduled_for, policy_id, policy_version, topic, command, decided_by, decided_at,
+             decision_note)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+             $19, $20, $21, $22)
+         ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(row.reminder_id)
+    .bind(&row.idempotency_key)
+    .bind(&row.tenant)
+    .bind(&row.customer_id)
+    .bind(&row.invoice_ids)
+    .bind(&row.kind)
+    .bind(&row.trigger)
+    .bind(&row.step_id)
+    .bind(&row.channel)
+    .bind(&row.segment)
+    .bind(&row.template)
+    .bind(&row.variant)
+    .bind(&row.experiment)
+    .bind(&row.status)
+    .bind(row.scheduled_for)
+    .bind(&row.policy_id)
+    .bind(row.policy_version)
+    .bind(&row.topic)
+    .bind(&row.command)
+    .bind(&row.decided_by)
+    .bind(row.decided_at)
+    .bind(&row.decision_note)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("recording a reminder"))?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+/// Marks as cancelled the reminders whose commands were deleted from the outbox, and those
+/// awaiting approval for any of `invoice_ids`.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn cancel_reminders(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+    deleted_commands: &[Uuid],
+) -> Result<u64, StorageError> {
+    if invoice_ids.is_empty() && deleted_commands.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "UPDATE reminders SET status = 'cancelled', updated_at = now()
+         WHERE reminder_id = ANY($2)
+            OR (status = 'awaiting_approval' AND invoice_ids && $1)",
+    )
+    .bind(invoice_ids)
+    .bind(deleted_commands)
+    .execute(connection)
+    .await
+    .map(|result| result.rows_affected())
+    .map_err(StorageError::query("cancelling reminders"))
+}
+
+/// Reminders awaiting approval, oldest first, optionally of one tenant.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn awaiting_approval(
+    pool: &PgPool,
+    tenant: Option<&str>,
+    limit: i64,
+) -> Result<Vec<ReminderRow>, StorageError> {
+    sqlx::query_as(&format!(
+        "SELECT {REMINDER_COLUMNS} FROM reminders
+         WHERE status = 'awaiting_approval' AND ($1::text IS NULL OR tenant = $1)
+         ORDER BY created_at LIMIT $2"
+    ))
+    .bind(tenant)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("listing approvals"))
+}
+
+/// Loads and locks one reminder.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn reminder_for_update(
+    connection: &mut PgConnection,
+    reminder_id: Uuid,
+) -> Result<Option<ReminderRow>, StorageError> {
+    sqlx::query_as(&format!(
+        "SELECT {REMINDER_COLUMNS} FROM reminders WHERE reminder_id = $1 FOR UPDATE"
+    ))
+    .bind(reminder_id)
+    .fetch_optional(connection)
+    .await
+    .map_err(StorageError::query("loading a reminder"))
+}
+
+/// Records a person's decision on a reminder, with the command as it goes out.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn decide_reminder(
+    connection: &mut PgConnection,
+    row: &ReminderRow,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE reminders SET status = $2, decided_by = $3, decided_at = $4, decision_note = $5,
+             command = $6, template = $7, channel = $8, scheduled_for = $9, updated_at = now()
+         WHERE reminder_id = $1",
+    )
+    .bind(row.reminder_id)
+    .bind(&row.status)
+    .bind(&row.decided_by)
+    .bind(row.decided_at)
+    .bind(&row.decision_note)
+    .bind(&row.command)
+    .bind(&row.template)
+    .bind(&row.channel)
+    .bind(row.scheduled_for)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("recording a decision"))?;
+    Ok(())
+}
+
+/// The reminders about one invoice, oldest first.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn reminders_of_invoice(
+    pool: &PgPool,
+    invoice_id: &str,
+) -> Result<Vec<ReminderRow>, StorageError> {
+    sqlx::query_as(&format!(
+        "SELECT {REMINDER_COLUMNS} FROM reminders WHERE invoice_ids @> ARRAY[$1]::text[] ORDER BY scheduled_for"
+    ))
+    .bind(invoice_id)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("loading an invoice's reminders"))
+}
+
+/// A change made by a person.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ManualAction {
+    pub tenant: String,
+    pub subject_kind: String,
+    pub subject_id: String,
+    pub action: String,
+    pub actor: String,
+    pub reason: Option<String>,
+    pub details: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// Records a manual action.
+///
+/// # Errors
+/// [`StorageError::Query`] when the insert fails.
+pub async fn record_manual_action(
+    connection: &mut PgConnection,
+    action: &ManualAction,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO manual_actions (tenant, subject_kind, subject_id, action, actor, reason, details, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&action.tenant)
+    .bind(&action.subject_kind)
+    .bind(&action.subject_id)
+    .bind(&action.action)
+    .bind(&action.actor)
+    .bind(&action.reason)
+    .bind(&action.details)
+    .bind(action.at)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("recording a manual action"))?;
+    Ok(())
+}
+
+/// The manual actions on a subject, oldest first.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn manual_actions_of(
+    pool: &PgPool,
+    subject_kind: &str,
+    subject_id: &str,
+) -> Result<Vec<ManualAction>, StorageError> {
+    sqlx::query_as(
+        "SELECT tenant, subject_kind, subject_id, action, actor, reason, details, at
+         FROM manual_actions WHERE subject_kind = $1 AND subject_id = $2 ORDER BY at, id",
+    )
+    .bind(subject_kind)
+    .bind(subject_id)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("loading manual actions"))
+}
+
+/// Places or lifts (`None`) a hold on all of a customer's invoices; returns whether the
+/// customer exists.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn set_customer_hold(
+    connection: &mut PgConnection,
+    customer_id: &str,
+    hold: Option<&CustomerHold>,
+) -> Result<bool, StorageError> {
+    let updated = sqlx::query(
+        "UPDATE customers SET held = $2, held_until = $3, held_by = $4, hold_reason = $5, updated_at = now()
+         WHERE customer_id = $1",
+    )
+    .bind(customer_id)
+    .bind(hold.is_some())
+    .bind(hold.and_then(|hold| hold.until))
+    .bind(hold.map(|hold| hold.by.clone()))
+    .bind(hold.and_then(|hold| hold.reason.clone()))
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("setting a customer hold"))?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// The ids of a customer's invoices.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn invoice_ids_of_customer(
+    connection: &mut PgConnection,
+    customer_id: &str,
+) -> Result<Vec<String>, StorageError> {
+    sqlx::query_scalar("SELECT invoice_id FROM invoices WHERE customer_id = $1 ORDER BY invoice_id")
+        .bind(customer_id)
+        .fetch_all(connection)
+        .await
+        .map_err(StorageError::query("listing a customer's invoices"))
+}

@@ -6,10 +6,12 @@
 //! [`Settings`], which rejects unknown keys, then [`Settings::validate`] checks every value
 //! and names the key and the value of each one that is wrong.
 
+mod admin_tokens;
 mod load;
 mod sections;
 mod validate;
 
+pub use admin_tokens::{read_admin_tokens, AdminToken};
 pub use load::{ConfigSource, LoadError, DEFAULT_TOML, ENV_PREFIX};
 pub use sections::*;
 pub use validate::{InvalidSetting, ServiceName};

@@ -106,11 +106,24 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Settings, LoadError> {
         .add_source(overrides)
         .build()
         .map_err(LoadError::Read)?;
-    serde_path_to_error::deserialize(merged).map_err(|error| {
+    let mut settings: Settings = serde_path_to_error::deserialize(merged).map_err(|error| {
         let key = error.path().to_string();
         LoadError::Value {
             key,
             message: error.into_inner().to_string(),
         }
-    })
+    })?;
+    // Files named in configuration are found next to it, wherever the process runs from.
+    let relative_to_config = |path: &mut String| {
+        if !path.is_empty() && Path::new(path.as_str()).is_relative() {
+            *path = source
+                .config_dir
+                .join(path.as_str())
+                .to_string_lossy()
+                .into_owned();
+        }
+    };
+    relative_to_config(&mut settings.scheduler.admin_tokens_file);
+    relative_to_config(&mut settings.scheduler.policies_dir);
+    Ok(settings)
 }

@@ -268,6 +268,13 @@ pub struct OutboxSettings {
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
     pub ops_listen_address: String,
+    pub admin_listen_address: String,
+    pub admin_tokens_file: String,
+    pub policies_dir: String,
+    pub tick_interval_ms: u64,
+    pub batch_customers: u32,
+    pub history_days: u32,
+    pub clock_speed: f64,
 }
 
 /// `[sender]`.

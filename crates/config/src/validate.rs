@@ -204,6 +204,9 @@ impl Settings {
             &format!("{section}.ops_listen_address"),
             self.ops_listen_address(service),
         );
+        if service == ServiceName::Scheduler {
+            self.validate_scheduler(&mut findings);
+        }
         if service == ServiceName::Ingestor {
             findings.not_blank("ingestor.group_id", &self.ingestor.group_id);
             findings.range(
@@ -240,6 +243,59 @@ impl Settings {
                 "telemetry.log_level",
                 filter,
                 "must be a level (off, error, warn, info, debug, trace) or a filter such as info,relance_kafka=debug",
+            );
+        }
+    }
+
+    fn validate_scheduler(&self, findings: &mut Findings) {
+        let scheduler = &self.scheduler;
+        findings.socket_address(
+            "scheduler.admin_listen_address",
+            &scheduler.admin_listen_address,
+        );
+        match crate::admin_tokens::read_admin_tokens(&scheduler.admin_tokens_file) {
+            Ok(_) => {}
+            Err(reason) => findings.add(
+                "scheduler.admin_tokens_file",
+                &scheduler.admin_tokens_file,
+                reason,
+            ),
+        }
+        if !std::path::Path::new(&scheduler.policies_dir)
+            .join("default.yaml")
+            .is_file()
+        {
+            findings.add(
+                "scheduler.policies_dir",
+                &scheduler.policies_dir,
+                "must be a folder holding default.yaml",
+            );
+        }
+        findings.range(
+            "scheduler.tick_interval_ms",
+            scheduler.tick_interval_ms,
+            10,
+            600_000,
+        );
+        findings.range(
+            "scheduler.batch_customers",
+            u64::from(scheduler.batch_customers),
+            1,
+            10_000,
+        );
+        findings.range(
+            "scheduler.history_days",
+            u64::from(scheduler.history_days),
+            30,
+            3_650,
+        );
+        if !(scheduler.clock_speed.is_finite()
+            && (1.0..=1_000_000.0).contains(&scheduler.clock_speed))
+        {
+            findings.add(
+                "scheduler.clock_speed",
+                scheduler.clock_speed,
+                "must be between 1 and 1000000",
             );
         }
     }

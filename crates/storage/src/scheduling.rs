@@ -240,7 +240,8 @@ const REMINDER_COLUMNS: &str =
     step_id, channel, segment, template, variant, experiment, status, scheduled_for, policy_id,
     policy_version, topic, command, decided_by, decided_at, decision_note";
 
-/// The reminders of `customer_ids` since `since` that count as taken (not cancelled).
+/// The reminders of `customer_ids` since `since`, of every status (cancelled ones count for
+/// attempt numbers, not as taken).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
@@ -251,7 +252,7 @@ pub async fn reminder_history(
 ) -> Result<Vec<ReminderRow>, StorageError> {
     sqlx::query_as(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders
-         WHERE customer_id = ANY($1) AND scheduled_for >= $2 AND status <> 'cancelled'
+         WHERE customer_id = ANY($1) AND scheduled_for >= $2
          ORDER BY scheduled_for"
     ))
     .bind(customer_ids)
@@ -515,4 +516,64 @@ pub async fn invoice_ids_of_customer(
         .fetch_all(connection)
         .await
         .map_err(StorageError::query("listing a customer's invoices"))
+}
+
+/// An invoice's stored record and scheduling columns, for the admin API.
+#[derive(Debug, Clone)]
+pub struct InvoiceOverview {
+    pub invoice: Invoice,
+    pub state: String,
+    pub amount_due_minor: i64,
+    pub currency: Option<String>,
+    pub due_on: Option<NaiveDate>,
+    pub next_action_at: Option<DateTime<Utc>>,
+    pub plan: Option<serde_json::Value>,
+}
+
+type OverviewRow = (
+    serde_json::Value,
+    String,
+    i64,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<DateTime<Utc>>,
+    Option<serde_json::Value>,
+);
+
+/// One invoice with its scheduling columns, if it exists.
+///
+/// # Errors
+/// [`StorageError`] when the query fails or the invoice is unreadable.
+pub async fn invoice_overview(
+    pool: &PgPool,
+    invoice_id: &str,
+) -> Result<Option<InvoiceOverview>, StorageError> {
+    let row: Option<OverviewRow> = sqlx::query_as(
+        "SELECT facts, state, amount_due_minor, currency, due_on, next_action_at, plan
+         FROM invoices WHERE invoice_id = $1",
+    )
+    .bind(invoice_id)
+    .fetch_optional(pool)
+    .await
+    .map_err(StorageError::query("loading an invoice overview"))?;
+    row.map(
+        |(facts, state, amount_due_minor, currency, due_on, next_action_at, plan)| {
+            let invoice =
+                serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
+                    what: "invoice",
+                    id: invoice_id.to_string(),
+                    source,
+                })?;
+            Ok(InvoiceOverview {
+                invoice,
+                state,
+                amount_due_minor,
+                currency: currency.map(|currency| currency.trim().to_string()),
+                due_on,
+                next_action_at,
+                plan,
+            })
+        },
+    )
+    .transpose()
 }

@@ -24,8 +24,8 @@ use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::convert::to_book_event;
-use crate::events::{state_changed_record, to_outbox, CauseRef};
 use crate::metrics::{IngestMetrics, Outcome, CONVERSION_FAILED};
+use relance_events::{state_changed_record, to_outbox, CauseRef};
 
 /// The consumer name under which the ingestor records processed events.
 pub const CONSUMER: &str = "ingestor";
@@ -215,9 +215,13 @@ impl IngestHandler {
                                 id: &key.id,
                                 event_type,
                             };
-                            if let Some(record) =
-                                state_changed_record(&change, &cause, now, &self.events_topic)?
-                            {
+                            if let Some(record) = state_changed_record(
+                                &change,
+                                &cause,
+                                now,
+                                &self.events_topic,
+                                crate::SOURCE,
+                            )? {
                                 applied.state_changes.push(change.to.state.name());
                                 outbox_records.push(record);
                             }
@@ -320,7 +324,7 @@ enum BatchError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
-    Event(#[from] crate::events::EventBuildError),
+    Event(#[from] relance_events::EventBuildError),
 }
 
 /// A metric label for an event type read from a bad record: only types the contracts define,

@@ -4,7 +4,6 @@
 //! records it cannot apply go to the dead-letter topic with their reason.
 
 pub mod convert;
-pub mod events;
 pub mod handler;
 pub mod metrics;
 
@@ -14,6 +13,9 @@ use relance_kafka::{ConsumerRunner, DeadLetterWriter, KafkaMetrics, RunnerOption
 use relance_runtime::{BoxError, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName};
 
 use crate::handler::IngestHandler;
+
+/// The `source` of the events the ingestor publishes.
+pub const SOURCE: &str = "urn:relance:ingestor";
 use crate::metrics::IngestMetrics;
 
 /// The ingestor service.

@@ -1,18 +1,156 @@
-//! The scheduler: applies the dunning policy to open invoices and publishes reminder commands and tasks.
-//!
-//! The service's own work arrives with its issue; for now it runs the shared lifecycle:
-//! configuration, logs, metrics, readiness against PostgreSQL and Kafka, graceful shutdown.
+//! The scheduler: applies each tenant's dunning policy to open invoices, decides the reminders
+//! and tasks that are due, and publishes them through the outbox to `relance.reminders` and
+//! `relance.tasks`; reminders that need approval wait for a person, who decides through the
+//! admin API (and `relancectl`).
 
-use relance_runtime::{BoxError, Service, ServiceContext, ServiceName};
+pub mod admin;
+pub mod commands;
+pub mod metrics;
+pub mod planner;
+pub mod policies;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use relance_policy::PolicyError;
+use relance_runtime::{
+    BoxError, Clock, OutboxMetrics, OutboxRelay, ScaledClock, Service, ServiceContext, ServiceName,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminState;
+use crate::metrics::SchedulerMetrics;
+use crate::planner::Scheduler;
+use crate::policies::PolicySet;
+
+/// Policies that cannot be used: every problem, each naming the file and the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid dunning policies:\n{}", .0.iter().map(|error| format!("  - {error}")).collect::<Vec<_>>().join("\n"))]
+pub struct PolicyLoadError(pub Vec<PolicyError>);
+
+/// Why the admin tokens cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("scheduler.admin_tokens_file = {file:?}: {reason}")]
+pub struct TokensError {
+    pub file: String,
+    pub reason: String,
+}
 
 /// The scheduler service.
-pub struct Scheduler;
+pub struct SchedulerService;
 
-impl Service for Scheduler {
+impl Service for SchedulerService {
     const NAME: ServiceName = ServiceName::Scheduler;
 
     async fn run(context: ServiceContext) -> Result<(), BoxError> {
-        context.shutdown.cancelled().await;
-        Ok(())
+        let settings = context.settings.clone();
+        let policies =
+            Arc::new(PolicySet::load(&settings.scheduler.policies_dir).map_err(PolicyLoadError)?);
+        for (tenant, policy) in policies.all() {
+            tracing::info!(tenant, policy = %policy.policy, version = policy.version, "Policy loaded.");
+        }
+        let tokens = relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file)
+            .map_err(|reason| TokensError {
+                file: settings.scheduler.admin_tokens_file.clone(),
+                reason,
+            })?;
+        let registry = context.metrics.registry();
+        let metrics = SchedulerMetrics::register(registry)?;
+        let relay = OutboxRelay::new(
+            context.pool.clone(),
+            context.producer.clone(),
+            settings.outbox.clone(),
+            OutboxMetrics::register(registry)?,
+        );
+        // A faster clock is for demos and long scenarios; production runs at speed 1.
+        let clock: Arc<dyn Clock> = if (settings.scheduler.clock_speed - 1.0).abs() > f64::EPSILON {
+            tracing::warn!(
+                speed = settings.scheduler.clock_speed,
+                "The scheduler's clock runs faster than real time."
+            );
+            Arc::new(ScaledClock::new(
+                context.clock.now(),
+                settings.scheduler.clock_speed,
+            ))
+        } else {
+            context.clock.clone()
+        };
+        let scheduler = Scheduler {
+            pool: context.pool.clone(),
+            policies: policies.clone(),
+            settings: settings.scheduler.clone(),
+            topics: settings.kafka.topics.clone(),
+            metrics: metrics.clone(),
+            relay: relay.waker(),
+        };
+        let listener =
+            tokio::net::TcpListener::bind(&settings.scheduler.admin_listen_address).await?;
+        let address = listener.local_addr()?;
+        let admin = admin::router(AdminState {
+            pool: context.pool.clone(),
+            tokens: Arc::new(tokens),
+            topics: settings.kafka.topics.clone(),
+            clock: clock.clone(),
+            metrics,
+            relay: relay.waker(),
+            policies,
+        });
+        let admin_shutdown = context.shutdown.clone();
+        let admin_task = tokio::spawn(async move {
+            axum::serve(listener, admin)
+                .with_graceful_shutdown(async move { admin_shutdown.cancelled().await })
+                .await
+        });
+        tracing::info!(address = %address, "Serving the admin API.");
+        let relay_shutdown = CancellationToken::new();
+        let relay_task = tokio::spawn(relay.run(relay_shutdown.clone()));
+
+        let result = run_ticks(&scheduler, clock.as_ref(), &context.shutdown).await;
+        relay_shutdown.cancel();
+        let _ = relay_task.await;
+        let _ = admin_task.await;
+        result
+    }
+}
+
+/// Plans due customers every `tick_interval_ms` until shutdown; a full batch is followed at
+/// once by another.
+async fn run_ticks(
+    scheduler: &Scheduler,
+    clock: &dyn Clock,
+    shutdown: &CancellationToken,
+) -> Result<(), BoxError> {
+    let interval = Duration::from_millis(scheduler.settings.tick_interval_ms);
+    let full = scheduler.settings.batch_customers as usize;
+    loop {
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(());
+            }
+            match scheduler.tick(clock.now()).await {
+                Ok(report) if report.customers >= full => continue,
+                Ok(report) => {
+                    if report.customers > 0 {
+                        tracing::debug!(
+                            customers = report.customers,
+                            queued = report.queued,
+                            awaiting_approval = report.awaiting_approval,
+                            escalations = report.escalations,
+                            "Planned."
+                        );
+                    }
+                    break;
+                }
+                Err(planner::SchedulerError::Storage(error)) if error.is_transient() => {
+                    tracing::warn!(error = %error, "Planning failed for a transient reason; retrying.");
+                    break;
+                }
+                Err(error) => return Err(Box::new(error)),
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(interval) => {}
+        }
     }
 }

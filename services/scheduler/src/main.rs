@@ -2,5 +2,5 @@ use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    relance_runtime::main::<relance_scheduler::Scheduler>().await
+    relance_runtime::main::<relance_scheduler::SchedulerService>().await
 }

@@ -9,10 +9,21 @@ use crate::{error_with, load_with, repo_config_dir};
 
 #[test]
 fn every_shipped_environment_loads_and_validates_for_every_service() {
+    // Production mounts its admin tokens from a secret; the development file stands in here.
+    let tokens = repo_config_dir()
+        .join("dev-admin-tokens")
+        .to_string_lossy()
+        .into_owned();
+    let production_secrets =
+        HashMap::from([("RELANCE__SCHEDULER__ADMIN_TOKENS_FILE".to_string(), tokens)]);
     for environment in ["local", "test", "production"] {
         for service in ServiceName::ALL {
-            let source =
-                ConfigSource::with_env_vars(repo_config_dir(), environment, HashMap::new());
+            let env = if environment == "production" {
+                production_secrets.clone()
+            } else {
+                HashMap::new()
+            };
+            let source = ConfigSource::with_env_vars(repo_config_dir(), environment, env);
             if let Err(error) = Settings::load(&source, service) {
                 panic!("{environment} for {service}: {error}");
             }

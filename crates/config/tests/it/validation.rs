@@ -174,3 +174,58 @@ fn a_passthrough_property_cannot_override_a_typed_setting() {
         "an unrelated property is fine: {message}"
     );
 }
+
+#[test]
+fn scheduler_files_are_checked_and_relative_paths_follow_the_config_folder() {
+    let load = |env: &[(&str, &str)]| {
+        let vars = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        relance_config::Settings::load(
+            &relance_config::ConfigSource::with_env_vars(crate::repo_config_dir(), "local", vars),
+            relance_config::ServiceName::Scheduler,
+        )
+    };
+    let settings = load(&[]).expect("local scheduler settings");
+    assert!(
+        settings.scheduler.policies_dir.ends_with("config/policies"),
+        "{}",
+        settings.scheduler.policies_dir
+    );
+    let message = load(&[("RELANCE__SCHEDULER__ADMIN_TOKENS_FILE", "missing-tokens")])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("scheduler.admin_tokens_file"), "{message}");
+    let message = load(&[("RELANCE__SCHEDULER__POLICIES_DIR", "/nonexistent")])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains("scheduler.policies_dir = \"/nonexistent\""),
+        "{message}"
+    );
+    let message = load(&[("RELANCE__SCHEDULER__CLOCK_SPEED", "0.5")])
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("scheduler.clock_speed = 0.5"), "{message}");
+}
+
+#[test]
+fn short_or_malformed_admin_tokens_are_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let short = dir.path().join("short");
+    std::fs::write(&short, "marie abc\n").expect("write");
+    let error = relance_config::read_admin_tokens(&short.to_string_lossy()).unwrap_err();
+    assert!(error.contains("fewer than 24 characters"), "{error}");
+    let malformed = dir.path().join("malformed");
+    std::fs::write(&malformed, "just-one-word-without-a-token\n").expect("write");
+    let error = relance_config::read_admin_tokens(&malformed.to_string_lossy()).unwrap_err();
+    assert!(error.contains("line 1"), "{error}");
+    let tokens = relance_config::read_admin_tokens(
+        &crate::repo_config_dir()
+            .join("dev-admin-tokens")
+            .to_string_lossy(),
+    )
+    .expect("dev tokens");
+    assert_eq!(tokens[0].holder, "dev-credit-manager");
+}

@@ -1,4 +1,5 @@
-//! The records the ingestor publishes through the outbox: dunning events and dead letters.
+//! The records relance publishes through the outbox: dunning events, and helpers shared by the
+//! services that publish commands and dead letters.
 
 use chrono::{DateTime, Utc};
 use relance_contracts::dunning::{
@@ -8,9 +9,6 @@ use relance_contracts::{Envelope, Id, InvalidValue, CLOUDEVENTS_CONTENT_TYPE};
 use relance_domain::{DunningState, DunningView, StateChange};
 use relance_kafka::OutgoingRecord;
 use relance_storage::outbox::OutboxRecord;
-
-/// The `source` of events the ingestor publishes.
-pub const SOURCE: &str = "urn:relance:ingestor";
 
 /// Namespace of the ids of published events: the same change always gets the same id, so a
 /// consumer recognises a republished event.
@@ -67,14 +65,15 @@ fn closed_reason(view: &DunningView) -> Option<ClosedReason> {
 /// Why a change could not be turned into a contract event (a bug: the values came from
 /// contract events).
 #[derive(Debug, thiserror::Error)]
-#[error("building a state_changed event for invoice {invoice_id}: {source}")]
+#[error("building an event about {subject}: {source}")]
 pub struct EventBuildError {
-    invoice_id: String,
+    pub subject: String,
     #[source]
-    source: InvalidValue,
+    pub source: InvalidValue,
 }
 
-/// The `relance.dunning.state_changed` record of a change, for `topic`.
+/// The `relance.dunning.state_changed` record of a change, for `topic`, published by `source`
+/// (`urn:relance:<service>`).
 ///
 /// # Errors
 /// [`EventBuildError`] if an id or amount does not meet the contract.
@@ -83,9 +82,10 @@ pub fn state_changed_record(
     cause: &CauseRef<'_>,
     now: DateTime<Utc>,
     topic: &str,
+    source: &str,
 ) -> Result<Option<OutboxRecord>, EventBuildError> {
     let fail = |source| EventBuildError {
-        invoice_id: change.invoice_id.clone(),
+        subject: change.invoice_id.clone(),
         source,
     };
     let (Some(to), Some(currency)) = (state_name(&change.to.state), change.to.currency.as_ref())
@@ -123,7 +123,7 @@ pub fn state_changed_record(
     );
     let envelope = Envelope::new(
         Id::parse(id.to_string()).map_err(fail)?,
-        SOURCE,
+        source,
         Id::parse(&change.tenant).map_err(fail)?,
         now,
         change.customer_id.clone(),

@@ -1,0 +1,916 @@
+//! The internal admin API: approvals, pauses, timelines. Served on its own port, never next to
+//! public traffic; every request carries a bearer token from the tokens file, and the token's
+//! holder is recorded on everything the request changes. `docs/admin-api.yaml` describes it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, NaiveDate, Utc};
+use relance_config::{AdminToken, TopicSettings};
+use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
+use relance_events::{state_changed_record, CauseRef};
+use relance_runtime::Clock;
+use relance_storage::outbox::{self, OutboxRecord};
+use relance_storage::scheduling::{self, CustomerHold, ManualAction, ReminderRow};
+use relance_storage::{customers, invoices, StorageError};
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::Notify;
+
+use crate::commands::{record_of, with_approval, SOURCE};
+use crate::metrics::SchedulerMetrics;
+use crate::policies::PolicySet;
+
+/// What the admin API needs.
+#[derive(Clone)]
+pub struct AdminState {
+    pub pool: PgPool,
+    pub tokens: Arc<Vec<AdminToken>>,
+    pub topics: TopicSettings,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: SchedulerMetrics,
+    pub relay: Arc<Notify>,
+    pub policies: Arc<PolicySet>,
+}
+
+/// The holder of the token of the current request.
+#[derive(Debug, Clone)]
+struct Actor(String);
+
+/// An API error: a status, a code and a message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        tracing::error!(error = %error, error.cause_chain = ?relance_telemetry::ErrorChain(&error), "Admin request failed.");
+        if error.is_transient() {
+            Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the database is unavailable; try again",
+            )
+        } else {
+            Self::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the request failed; see the scheduler's logs",
+            )
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        StorageError::Unreachable(error).into()
+    }
+}
+
+impl From<relance_events::EventBuildError> for ApiError {
+    fn from(error: relance_events::EventBuildError) -> Self {
+        Self::bad_request(error.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"error": self.code, "message": self.message})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// Compares without stopping at the first difference, so timing does not reveal a token.
+fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
+    if left.len() != right.len() {
+        return false;
+    }
+    left.iter()
+        .zip(right)
+        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+        == 0
+}
+
+async fn authenticate(
+    State(state): State<AdminState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    let holder = presented.and_then(|presented| {
+        state
+            .tokens
+            .iter()
+            .find(|token| {
+                constant_time_equal(token.token.expose_secret().as_bytes(), presented.as_bytes())
+            })
+            .map(|token| token.holder.clone())
+    });
+    match holder {
+        Some(holder) => {
+            request.extensions_mut().insert(Actor(holder));
+            next.run(request).await
+        }
+        None => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid bearer token is required",
+        )
+        .into_response(),
+    }
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{reminder_id}", patch(edit_approval))
+        .route("/v1/approvals/{reminder_id}/approve", post(approve))
+        .route("/v1/approvals/{reminder_id}/reject", post(reject))
+        .route("/v1/invoices/{invoice_id}/pause", post(pause_invoice))
+        .route("/v1/invoices/{invoice_id}/resume", post(resume_invoice))
+        .route("/v1/invoices/{invoice_id}/timeline", get(timeline))
+        .route("/v1/customers/{customer_id}/pause", post(pause_customer))
+        .route("/v1/customers/{customer_id}/resume", post(resume_customer))
+        .route("/v1/policies", get(list_policies))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .with_state(state)
+}
+
+#[derive(Debug, Serialize)]
+struct Approval {
+    reminder_id: uuid::Uuid,
+    tenant: String,
+    customer_id: String,
+    invoice_ids: Vec<String>,
+    kind: String,
+    step_id: String,
+    channel: String,
+    segment: String,
+    template: Option<String>,
+    variant: Option<String>,
+    scheduled_for: DateTime<Utc>,
+    status: String,
+    decided_by: Option<String>,
+    decision_note: Option<String>,
+    command: serde_json::Value,
+}
+
+impl From<ReminderRow> for Approval {
+    fn from(row: ReminderRow) -> Self {
+        Self {
+            reminder_id: row.reminder_id,
+            tenant: row.tenant,
+            customer_id: row.customer_id,
+            invoice_ids: row.invoice_ids,
+            kind: row.kind,
+            step_id: row.step_id,
+            channel: row.channel,
+            segment: row.segment,
+            template: row.template,
+            variant: row.variant,
+            scheduled_for: row.scheduled_for,
+            status: row.status,
+            decided_by: row.decided_by,
+            decision_note: row.decision_note,
+            command: row.command,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ApprovalQuery {
+    tenant: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_approvals(
+    State(state): State<AdminState>,
+    Query(query): Query<ApprovalQuery>,
+) -> Result<Json<Vec<Approval>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let rows = scheduling::awaiting_approval(&state.pool, query.tenant.as_deref(), limit).await?;
+    Ok(Json(rows.into_iter().map(Approval::from).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+fn parse_reminder_id(text: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(text).map_err(|_| ApiError::not_found("reminder"))
+}
+
+async fn awaiting(
+    connection: &mut PgConnection,
+    reminder_id: uuid::Uuid,
+) -> Result<ReminderRow, ApiError> {
+    let row = scheduling::reminder_for_update(connection, reminder_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("reminder"))?;
+    if row.status != "awaiting_approval" {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_awaiting_approval",
+            format!("the reminder is {}, not awaiting approval", row.status),
+        ));
+    }
+    Ok(row)
+}
+
+/// Applies relance facts to invoices in `transaction`: stores them, publishes the state
+/// changes, and marks them for planning again.
+async fn apply_facts(
+    state: &AdminState,
+    transaction: &mut PgConnection,
+    invoice_ids: &[String],
+    fact: &InvoiceFact,
+    cause_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<OutboxRecord>, ApiError> {
+    let mut loaded = invoices::load_for_update(transaction, invoice_ids).await?;
+    if loaded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customer_ids: Vec<String> = loaded
+        .values()
+        .map(|invoice| invoice.customer_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut book = Book {
+        invoices: std::mem::take(&mut loaded).into_iter().collect(),
+        customers: customers::load_for_update(transaction, &customer_ids)
+            .await?
+            .into_iter()
+            .collect(),
+    };
+    let today = now.date_naive();
+    let mut records = Vec::new();
+    let ids: Vec<String> = book.invoices.keys().cloned().collect();
+    for invoice_id in &ids {
+        let Some(invoice) = book.invoices.get(invoice_id) else {
+            continue;
+        };
+        let event_id = format!("{}:{cause_id}:{invoice_id}", fact.name());
+        let event = BookEvent::Invoice(InvoiceEvent {
+            event_id: event_id.clone(),
+            tenant: invoice.tenant.clone(),
+            customer_id: invoice.customer_id.clone(),
+            invoice_id: invoice_id.clone(),
+            time: now,
+            revision: None,
+            fact: fact.clone(),
+        });
+        let change = book.apply(&event, today).map_err(|rejection| {
+            ApiError::new(StatusCode::CONFLICT, "refused", rejection.to_string())
+        })?;
+        if let Some(change) = change {
+            let cause = CauseRef {
+                source: SOURCE,
+                id: &event_id,
+                event_type: "relance.admin.manual_action",
+            };
+            if let Some(record) =
+                state_changed_record(&change, &cause, now, &state.topics.events, SOURCE)?
+            {
+                records.push(record);
+            }
+        }
+    }
+    let views: Vec<(&Invoice, relance_domain::DunningView)> = book
+        .invoices
+        .values()
+        .map(|invoice| (invoice, invoice.view(today)))
+        .collect();
+    let rows: Vec<_> = views
+        .iter()
+        .map(|(invoice, view)| (*invoice, view))
+        .collect();
+    invoices::upsert(transaction, &rows, today).await?;
+    scheduling::mark_for_replanning(transaction, &ids, now).await?;
+    Ok(records)
+}
+
+/// A manual action on `[tenant, subject kind, subject id]`.
+fn manual_action(
+    subject: [&str; 3],
+    action: &str,
+    actor: &Actor,
+    reason: Option<String>,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> ManualAction {
+    let [tenant, kind, id] = subject;
+    ManualAction {
+        tenant: tenant.to_string(),
+        subject_kind: kind.to_string(),
+        subject_id: id.to_string(),
+        action: action.to_string(),
+        actor: actor.0.clone(),
+        reason,
+        details,
+        at: now,
+    }
+}
+
+async fn approve(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(reminder_id): Path<String>,
+    Json(decision): Json<Decision>,
+) -> Result<Json<Approval>, ApiError> {
+    let reminder_id = parse_reminder_id(&reminder_id)?;
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    with_approval(&mut row.command, &actor.0, now, decision.note.as_deref())?;
+    row.status = "queued".into();
+    row.decided_by = Some(actor.0.clone());
+    row.decided_at = Some(now);
+    row.decision_note.clone_from(&decision.note);
+    // It goes out now, the time the approval made it possible.
+    row.scheduled_for = now;
+    if let Some(data) = row.command.get_mut("data") {
+        if data.get("scheduled_for").is_some() {
+            data["scheduled_for"] = json!(now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+        }
+    }
+    scheduling::decide_reminder(&mut transaction, &row).await?;
+    let mut records = vec![record_of(&row)];
+    records.extend(
+        apply_facts(
+            &state,
+            &mut transaction,
+            &row.invoice_ids,
+            &InvoiceFact::ApprovalSettled,
+            &reminder_id.to_string(),
+            now,
+        )
+        .await?,
+    );
+    outbox::enqueue(&mut transaction, &records).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&row.tenant, "reminder", &reminder_id.to_string()],
+            "approve",
+            &actor,
+            decision.note.clone(),
+            json!({"invoice_ids": row.invoice_ids}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.relay.notify_one();
+    state.metrics.record_approval("approved");
+    tracing::info!(reminder_id = %reminder_id, actor = %actor.0, "Reminder approved.");
+    Ok(Json(row.into()))
+}
+
+async fn reject(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(reminder_id): Path<String>,
+    Json(decision): Json<Decision>,
+) -> Result<Json<Approval>, ApiError> {
+    let reminder_id = parse_reminder_id(&reminder_id)?;
+    let reason = decision
+        .reason
+        .clone()
+        .or(decision.note.clone())
+        .ok_or_else(|| ApiError::bad_request("a reason is required to reject"))?;
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    row.status = "rejected".into();
+    row.decided_by = Some(actor.0.clone());
+    row.decided_at = Some(now);
+    row.decision_note = Some(reason.clone());
+    scheduling::decide_reminder(&mut transaction, &row).await?;
+    let records = apply_facts(
+        &state,
+        &mut transaction,
+        &row.invoice_ids,
+        &InvoiceFact::ApprovalSettled,
+        &reminder_id.to_string(),
+        now,
+    )
+    .await?;
+    outbox::enqueue(&mut transaction, &records).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&row.tenant, "reminder", &reminder_id.to_string()],
+            "reject",
+            &actor,
+            Some(reason),
+            json!({"invoice_ids": row.invoice_ids}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.relay.notify_one();
+    state.metrics.record_approval("rejected");
+    Ok(Json(row.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    #[serde(default)]
+    template: Option<String>,
+    #[serde(default)]
+    channel: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+async fn edit_approval(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(reminder_id): Path<String>,
+    Json(edit): Json<Edit>,
+) -> Result<Json<Approval>, ApiError> {
+    let reminder_id = parse_reminder_id(&reminder_id)?;
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    if row.kind != "message" {
+        return Err(ApiError::bad_request(
+            "only messages (email, SMS) can be edited",
+        ));
+    }
+    let mut changes = serde_json::Map::new();
+    if let Some(template) = &edit.template {
+        relance_contracts::Code::parse(template.as_str())
+            .map_err(|error| ApiError::bad_request(format!("template: {error}")))?;
+        row.command["data"]["template"] = json!({"id": template});
+        row.template = Some(template.clone());
+        row.variant = None;
+        row.experiment = None;
+        changes.insert("template".into(), json!(template));
+    }
+    if let Some(channel) = &edit.channel {
+        if !matches!(channel.as_str(), "email" | "sms") {
+            return Err(ApiError::bad_request("channel: must be email or sms"));
+        }
+        row.command["data"]["channel"] = json!(channel);
+        row.channel.clone_from(channel);
+        changes.insert("channel".into(), json!(channel));
+    }
+    if changes.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing to change: give a template or a channel",
+        ));
+    }
+    scheduling::decide_reminder(&mut transaction, &row).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&row.tenant, "reminder", &reminder_id.to_string()],
+            "edit",
+            &actor,
+            edit.note.clone(),
+            serde_json::Value::Object(changes),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.metrics.record_approval("edited");
+    Ok(Json(row.into()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Pause {
+    reason: String,
+    #[serde(default)]
+    until: Option<NaiveDate>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resume {
+    reason: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Done {
+    status: &'static str,
+    subject: String,
+    actor: String,
+}
+
+async fn tenant_of_invoice(
+    connection: &mut PgConnection,
+    invoice_id: &str,
+) -> Result<Invoice, ApiError> {
+    invoices::load_for_update(connection, &[invoice_id.to_string()])
+        .await?
+        .remove(invoice_id)
+        .ok_or_else(|| ApiError::not_found("invoice"))
+}
+
+async fn pause_invoice(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(invoice_id): Path<String>,
+    Json(pause): Json<Pause>,
+) -> Result<Json<Done>, ApiError> {
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
+    let fact = InvoiceFact::HoldPlaced {
+        until: pause.until,
+        by: actor.0.clone(),
+        note: Some(pause.reason.clone()),
+    };
+    let cause = uuid::Uuid::new_v4().to_string();
+    let ids = vec![invoice_id.clone()];
+    let mut records = apply_facts(&state, &mut transaction, &ids, &fact, &cause, now).await?;
+    let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &ids).await?;
+    scheduling::cancel_reminders(&mut transaction, &ids, &cancelled).await?;
+    outbox::enqueue(&mut transaction, &std::mem::take(&mut records)).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&invoice.tenant, "invoice", &invoice_id],
+            "pause",
+            &actor,
+            Some(pause.reason),
+            json!({"until": pause.until}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.relay.notify_one();
+    Ok(Json(Done {
+        status: "paused",
+        subject: invoice_id,
+        actor: actor.0,
+    }))
+}
+
+async fn resume_invoice(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(invoice_id): Path<String>,
+    Json(resume): Json<Resume>,
+) -> Result<Json<Done>, ApiError> {
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
+    let cause = uuid::Uuid::new_v4().to_string();
+    let records = apply_facts(
+        &state,
+        &mut transaction,
+        std::slice::from_ref(&invoice_id),
+        &InvoiceFact::HoldReleased,
+        &cause,
+        now,
+    )
+    .await?;
+    outbox::enqueue(&mut transaction, &records).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&invoice.tenant, "invoice", &invoice_id],
+            "resume",
+            &actor,
+            Some(resume.reason),
+            json!({}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.relay.notify_one();
+    Ok(Json(Done {
+        status: "resumed",
+        subject: invoice_id,
+        actor: actor.0,
+    }))
+}
+
+async fn customer_tenant(
+    connection: &mut PgConnection,
+    customer_id: &str,
+) -> Result<String, ApiError> {
+    customers::load_for_update(connection, &[customer_id.to_string()])
+        .await?
+        .remove(customer_id)
+        .map(|facts| facts.tenant)
+        .ok_or_else(|| ApiError::not_found("customer"))
+}
+
+async fn pause_customer(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(customer_id): Path<String>,
+    Json(pause): Json<Pause>,
+) -> Result<Json<Done>, ApiError> {
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id).await?;
+    let hold = CustomerHold {
+        until: pause.until,
+        by: actor.0.clone(),
+        reason: Some(pause.reason.clone()),
+    };
+    scheduling::set_customer_hold(&mut transaction, &customer_id, Some(&hold)).await?;
+    let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
+    let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &ids).await?;
+    scheduling::cancel_reminders(&mut transaction, &ids, &cancelled).await?;
+    scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&tenant, "customer", &customer_id],
+            "pause",
+            &actor,
+            Some(pause.reason),
+            json!({"until": pause.until}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(Json(Done {
+        status: "paused",
+        subject: customer_id,
+        actor: actor.0,
+    }))
+}
+
+async fn resume_customer(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(customer_id): Path<String>,
+    Json(resume): Json<Resume>,
+) -> Result<Json<Done>, ApiError> {
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id).await?;
+    scheduling::set_customer_hold(&mut transaction, &customer_id, None).await?;
+    let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
+    scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&tenant, "customer", &customer_id],
+            "resume",
+            &actor,
+            Some(resume.reason),
+            json!({}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(Json(Done {
+        status: "resumed",
+        subject: customer_id,
+        actor: actor.0,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct TimelineEntry {
+    at: DateTime<Utc>,
+    kind: &'static str,
+    summary: String,
+    details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+struct Timeline {
+    invoice_id: String,
+    tenant: String,
+    customer_id: String,
+    state: String,
+    amount_due_minor: i64,
+    currency: Option<String>,
+    due_on: Option<NaiveDate>,
+    next_action_at: Option<DateTime<Utc>>,
+    plan: Option<serde_json::Value>,
+    entries: Vec<TimelineEntry>,
+}
+
+/// The events an invoice's facts record, oldest first.
+fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
+    let mut entries = Vec::new();
+    let mut push = |at: DateTime<Utc>, summary: String, details: serde_json::Value| {
+        entries.push(TimelineEntry {
+            at,
+            kind: "event",
+            summary,
+            details,
+        });
+    };
+    if let Some(issued) = &invoice.issued {
+        push(
+            issued.time,
+            "Invoice issued".into(),
+            json!({"event_id": issued.event_id}),
+        );
+    }
+    for (id, credit) in &invoice.credits {
+        push(
+            credit.at,
+            format!(
+                "Credit note {id}: {} {}",
+                credit.amount.amount_minor, credit.amount.currency
+            ),
+            json!({"event_id": credit.version.event_id}),
+        );
+    }
+    for (id, payment) in &invoice.payments {
+        push(
+            payment.at,
+            format!(
+                "Payment {id}: {} {}",
+                payment.amount.amount_minor, payment.amount.currency
+            ),
+            json!({"event_id": payment.version.event_id}),
+        );
+    }
+    for (id, refund) in &invoice.refunds {
+        push(
+            refund.at,
+            format!(
+                "{:?} {id}: {} {}",
+                refund.kind, refund.amount.amount_minor, refund.amount.currency
+            ),
+            json!({"event_id": refund.version.event_id}),
+        );
+    }
+    for (id, dispute) in &invoice.disputes {
+        push(
+            dispute.version.time,
+            format!(
+                "Dispute {id} {}",
+                if dispute.resolved { "resolved" } else { "open" }
+            ),
+            json!({"event_id": dispute.version.event_id}),
+        );
+    }
+    for (id, failure) in &invoice.payment_failures {
+        push(
+            failure.failed_at,
+            format!("Payment {id} failed: {}", failure.failure_code),
+            json!({"attempt": failure.attempt}),
+        );
+    }
+    if let Some(voided) = &invoice.voided {
+        push(
+            voided.time,
+            "Invoice voided".into(),
+            json!({"event_id": voided.event_id}),
+        );
+    }
+    if let Some(hold) = &invoice.hold {
+        let summary = if hold.value.is_some() {
+            "Dunning held"
+        } else {
+            "Hold released"
+        };
+        push(
+            hold.version.time,
+            summary.into(),
+            serde_json::to_value(&hold.value).unwrap_or_default(),
+        );
+    }
+    if let Some(promise) = &invoice.promise {
+        push(
+            promise.version.time,
+            "Promise to pay".into(),
+            serde_json::to_value(&promise.value).unwrap_or_default(),
+        );
+    }
+    if let Some(escalation) = &invoice.escalation {
+        push(
+            escalation.version.time,
+            format!("Escalated to {:?}", escalation.value),
+            json!({}),
+        );
+    }
+    entries
+}
+
+async fn timeline(
+    State(state): State<AdminState>,
+    Path(invoice_id): Path<String>,
+) -> Result<Json<Timeline>, ApiError> {
+    let overview = scheduling::invoice_overview(&state.pool, &invoice_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("invoice"))?;
+    let mut entries = fact_entries(&overview.invoice);
+    for reminder in scheduling::reminders_of_invoice(&state.pool, &invoice_id).await? {
+        entries.push(TimelineEntry {
+            at: reminder.scheduled_for,
+            kind: "reminder",
+            summary: format!("{} {} ({}) {}", reminder.kind, reminder.step_id, reminder.channel, reminder.status),
+            details: json!({
+                "reminder_id": reminder.reminder_id, "template": reminder.template, "variant": reminder.variant,
+                "decided_by": reminder.decided_by, "decision_note": reminder.decision_note,
+            }),
+        });
+    }
+    for subject in [
+        ("invoice", invoice_id.as_str()),
+        ("customer", overview.invoice.customer_id.as_str()),
+    ] {
+        for action in scheduling::manual_actions_of(&state.pool, subject.0, subject.1).await? {
+            entries.push(TimelineEntry {
+                at: action.at,
+                kind: "manual_action",
+                summary: format!(
+                    "{} {} by {}",
+                    action.action, action.subject_kind, action.actor
+                ),
+                details: json!({"reason": action.reason, "details": action.details}),
+            });
+        }
+    }
+    entries.sort_by_key(|entry| entry.at);
+    let invoice = overview.invoice;
+    Ok(Json(Timeline {
+        invoice_id: invoice.invoice_id,
+        tenant: invoice.tenant,
+        customer_id: invoice.customer_id,
+        state: overview.state,
+        amount_due_minor: overview.amount_due_minor,
+        currency: overview.currency,
+        due_on: overview.due_on,
+        next_action_at: overview.next_action_at,
+        plan: overview.plan,
+        entries,
+    }))
+}
+
+async fn list_policies(State(state): State<AdminState>) -> Json<serde_json::Value> {
+    let policies: Vec<_> = state
+        .policies
+        .all()
+        .map(|(tenant, policy)| json!({"tenant": tenant, "policy": policy.policy, "version": policy.version, "segments": policy.segments.iter().map(|segment| &segment.id).collect::<Vec<_>>()}))
+        .collect();
+    Json(json!(policies))
+}

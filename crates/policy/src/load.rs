@@ -33,10 +33,16 @@ pub fn parse_policy(file: &str, text: &str) -> Result<Policy, Vec<PolicyError>> 
     let deserializer = serde_norway::Deserializer::from_str(text);
     let policy: Policy = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let key = error.path().to_string();
+        let key = if key == "." { String::new() } else { key };
+        let message = error.into_inner().to_string();
+        // The YAML parser may already start its message with the key.
+        let reason = message
+            .strip_prefix(&format!("{key}: "))
+            .map_or(message.clone(), str::to_string);
         vec![PolicyError {
             file: file.to_string(),
-            key: if key == "." { String::new() } else { key },
-            reason: error.into_inner().to_string(),
+            key,
+            reason,
         }]
     })?;
     let mut checker = Checker {

@@ -1,0 +1,241 @@
+//! relancectl: check and simulate dunning policies offline, and drive the scheduler's admin API
+//! (approvals, pauses, timelines). See `docs/policy.md`.
+
+mod admin;
+mod amounts;
+mod simulate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Check and simulate dunning policies; approve, pause and inspect dunning through the admin API."
+)]
+struct Cli {
+    /// The scheduler's admin API.
+    #[arg(
+        long,
+        env = "RELANCE_ADMIN_URL",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    url: String,
+    /// Bearer token for the admin API (a line of the scheduler's admin tokens file).
+    #[arg(
+        long,
+        env = "RELANCE_ADMIN_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Dunning policies, offline.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Reminders waiting for a person's approval.
+    #[command(subcommand)]
+    Approvals(ApprovalCommand),
+    /// Pause, resume and inspect an invoice's dunning.
+    #[command(subcommand)]
+    Invoices(InvoiceCommand),
+    /// Pause and resume dunning of all of a customer's invoices.
+    #[command(subcommand)]
+    Customers(CustomerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Check policy files; every error names the file, the key and why.
+    Check { files: Vec<PathBuf> },
+    /// Print the planned timeline of an invoice for a customer.
+    Simulate(Box<simulate::SimulateArgs>),
+}
+
+#[derive(Debug, Subcommand)]
+enum ApprovalCommand {
+    /// List reminders awaiting approval.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Approve a reminder: it goes out now.
+    Approve {
+        reminder_id: String,
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Reject a reminder: it is not sent, and the sequence continues with the next step.
+    Reject {
+        reminder_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Change a reminder's template or channel before approving it.
+    Edit {
+        reminder_id: String,
+        #[arg(long)]
+        template: Option<String>,
+        #[arg(long)]
+        channel: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PauseArgs {
+    id: String,
+    #[arg(long)]
+    reason: String,
+    /// Last day of the pause (YYYY-MM-DD); without it, until resumed.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct ResumeArgs {
+    id: String,
+    #[arg(long)]
+    reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum InvoiceCommand {
+    Pause(PauseArgs),
+    Resume(ResumeArgs),
+    /// The invoice's events, reminders and manual actions, oldest first.
+    Timeline {
+        invoice_id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CustomerCommand {
+    Pause(PauseArgs),
+    Resume(ResumeArgs),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy(PolicyCommand::Check { files }) => return check(&files),
+        Command::Policy(PolicyCommand::Simulate(arguments)) => simulate::run(&arguments, cli.json),
+        command => {
+            let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
+            match command {
+                Command::Approvals(ApprovalCommand::List { tenant }) => {
+                    client.list_approvals(tenant.as_deref()).await
+                }
+                Command::Approvals(ApprovalCommand::Approve { reminder_id, note }) => {
+                    client
+                        .decide(&reminder_id, "approve", serde_json::json!({"note": note}))
+                        .await
+                }
+                Command::Approvals(ApprovalCommand::Reject {
+                    reminder_id,
+                    reason,
+                }) => {
+                    client
+                        .decide(
+                            &reminder_id,
+                            "reject",
+                            serde_json::json!({"reason": reason}),
+                        )
+                        .await
+                }
+                Command::Approvals(ApprovalCommand::Edit {
+                    reminder_id,
+                    template,
+                    channel,
+                    note,
+                }) => client
+                    .edit(
+                        &reminder_id,
+                        serde_json::json!({"template": template, "channel": channel, "note": note}),
+                    )
+                    .await,
+                Command::Invoices(InvoiceCommand::Pause(pause)) => {
+                    client
+                        .pause("invoices", &pause.id, &pause.reason, pause.until.as_deref())
+                        .await
+                }
+                Command::Invoices(InvoiceCommand::Resume(resume)) => {
+                    client.resume("invoices", &resume.id, &resume.reason).await
+                }
+                Command::Invoices(InvoiceCommand::Timeline { invoice_id }) => {
+                    client.timeline(&invoice_id).await
+                }
+                Command::Customers(CustomerCommand::Pause(pause)) => {
+                    client
+                        .pause(
+                            "customers",
+                            &pause.id,
+                            &pause.reason,
+                            pause.until.as_deref(),
+                        )
+                        .await
+                }
+                Command::Customers(CustomerCommand::Resume(resume)) => {
+                    client.resume("customers", &resume.id, &resume.reason).await
+                }
+                Command::Policy(_) => Ok(()),
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("relancectl: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(files: &[PathBuf]) -> ExitCode {
+    if files.is_empty() {
+        eprintln!("relancectl: give at least one policy file");
+        return ExitCode::from(2);
+    }
+    let mut failed = false;
+    for file in files {
+        let name = file.display().to_string();
+        match std::fs::read_to_string(file) {
+            Err(error) => {
+                eprintln!("{name}: cannot be read: {error}");
+                failed = true;
+            }
+            Ok(text) => match relance_policy::parse_policy(&name, &text) {
+                Ok(policy) => println!(
+                    "{name}: valid (policy {} version {}, {} segments)",
+                    policy.policy,
+                    policy.version,
+                    policy.segments.len()
+                ),
+                Err(errors) => {
+                    for error in errors {
+                        eprintln!("{error}");
+                    }
+                    failed = true;
+                }
+            },
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

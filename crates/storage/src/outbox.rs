@@ -94,17 +94,31 @@ pub async fn enqueue(
         .iter()
         .map(|record| headers_to_json(&record.headers))
         .collect();
+    // Arrays of arrays of different lengths cannot be bound: the keys travel as JSON.
+    let cancel_keys: Vec<Option<serde_json::Value>> = records
+        .iter()
+        .map(|record| {
+            (!record.cancel_keys.is_empty()).then(|| serde_json::json!(record.cancel_keys))
+        })
+        .collect();
+    let reminder_ids: Vec<Option<uuid::Uuid>> =
+        records.iter().map(|record| record.reminder_id).collect();
     sqlx::query(
-        "INSERT INTO outbox (topic, message_key, payload, headers)
-         SELECT topic, message_key, payload, headers
-         FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[]) WITH ORDINALITY
-              AS t(topic, message_key, payload, headers, position)
+        "INSERT INTO outbox (topic, message_key, payload, headers, cancel_keys, reminder_id)
+         SELECT topic, message_key, payload, headers,
+                CASE WHEN cancel_keys IS NULL THEN NULL
+                     ELSE ARRAY(SELECT jsonb_array_elements_text(cancel_keys)) END,
+                reminder_id
+         FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[], $5::jsonb[], $6::uuid[])
+              WITH ORDINALITY AS t(topic, message_key, payload, headers, cancel_keys, reminder_id, position)
          ORDER BY position",
     )
     .bind(&topics)
     .bind(&keys)
     .bind(&payloads)
     .bind(&headers)
+    .bind(&cancel_keys)
+    .bind(&reminder_ids)
     .execute(connection)
     .await
     .map_err(StorageError::query("enqueueing outbox records"))?;

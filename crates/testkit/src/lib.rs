@@ -5,6 +5,7 @@
 
 mod postgres;
 mod process;
+mod seed;
 #[doc(hidden)]
 pub mod service_tests;
 
@@ -18,6 +19,7 @@ use relance_kafka::TopicSpec;
 
 pub use postgres::TempPostgres;
 pub use process::{run_to_completion, service_env, settings_overrides, ServiceProcess};
+pub use seed::{customer_event, invoice_event, seed};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -126,4 +128,56 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("a free port")
+}
+
+/// Reads `topic` (with `partitions` partitions) from the beginning until `count` records
+/// arrived or `timeout` passed.
+pub async fn read_topic(
+    settings: &Settings,
+    topic: &str,
+    partitions: i32,
+    count: usize,
+    timeout: Duration,
+) -> Vec<relance_kafka::ConsumedRecord> {
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::message::{Headers, Message};
+    let consumer: StreamConsumer =
+        relance_kafka::consumer_config(&settings.kafka, "test-reader", &unique_name("reader"))
+            .create()
+            .expect("reader");
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment
+            .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&assignment).expect("assign");
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while records.len() < count {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => records.push(relance_kafka::ConsumedRecord {
+                topic: message.topic().to_string(),
+                partition: message.partition(),
+                offset: message.offset(),
+                key: message.key().map(<[u8]>::to_vec),
+                payload: message.payload().map(<[u8]>::to_vec),
+                headers: message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|header| {
+                                (header.key.to_string(), header.value.map(<[u8]>::to_vec))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                timestamp_ms: message.timestamp().to_millis(),
+            }),
+            Ok(Err(error)) => panic!("reading {topic}: {error}"),
+            Err(_) => break,
+        }
+    }
+    records
 }

@@ -14,12 +14,12 @@ use std::time::Instant;
 
 use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode::decode, BillingEvent, DecodeError, Envelope, EventFamily};
-use relance_domain::{Book, BookEvent};
+use relance_domain::{Book, BookEvent, DunningState};
 use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
 use relance_runtime::Clock;
 use relance_storage::outbox::OutboxRecord;
 use relance_storage::processed::{record_new_events, EventKey};
-use relance_storage::{customers, invoices, outbox, StorageError};
+use relance_storage::{customers, invoices, outbox, scheduling, StorageError};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -152,15 +152,13 @@ impl IngestHandler {
                 }
             }
         }
+        // Customers before invoices: the scheduler locks in the same order, so the two never
+        // deadlock.
+        let loaded_customers = customers::load_for_update(&mut transaction, &customer_ids).await?;
+        let loaded_invoices = invoices::load_for_update(&mut transaction, &invoice_ids).await?;
         let mut book = Book {
-            invoices: invoices::load_for_update(&mut transaction, &invoice_ids)
-                .await?
-                .into_iter()
-                .collect(),
-            customers: customers::load_for_update(&mut transaction, &customer_ids)
-                .await?
-                .into_iter()
-                .collect(),
+            invoices: loaded_invoices.into_iter().collect(),
+            customers: loaded_customers.into_iter().collect(),
         };
 
         let mut outbox_records: Vec<OutboxRecord> = Vec::new();
@@ -258,6 +256,27 @@ impl IngestHandler {
             .map(|(invoice, view)| (*invoice, view))
             .collect();
         invoices::upsert(&mut transaction, &rows, today).await?;
+        // The scheduler plans every changed invoice again at once; commands already queued for
+        // an invoice that can no longer be dunned (paid, voided, credited, disputed, paused,
+        // escalated) are cancelled here, in the transaction that records why, so they are
+        // never published.
+        let touched: Vec<String> = touched_invoices.iter().cloned().collect();
+        scheduling::mark_for_replanning(&mut transaction, &touched, now).await?;
+        let stopped: Vec<String> = changed
+            .iter()
+            .filter(|(_, view)| {
+                matches!(
+                    view.state,
+                    DunningState::Closed { .. }
+                        | DunningState::Paused { .. }
+                        | DunningState::Escalated { .. }
+                )
+            })
+            .map(|(invoice, _)| invoice.invoice_id.clone())
+            .collect();
+        let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &stopped).await?;
+        applied.cancelled_commands =
+            scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled).await?;
 
         // Payment behaviour needs every invoice of the touched customers.
         let touched: Vec<String> = touched_customers.into_iter().collect();
@@ -317,6 +336,7 @@ struct Applied {
     dead_letters: Vec<(&'static str, &'static str)>,
     state_changes: Vec<&'static str>,
     published: bool,
+    cancelled_commands: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -376,6 +396,7 @@ impl BatchHandler for IngestHandler {
                     applied = applied.applied.len(),
                     duplicates = applied.duplicates.len(),
                     dead_lettered = applied.dead_letters.len(),
+                    cancelled_commands = applied.cancelled_commands,
                     "Batch applied."
                 );
                 Ok(())

@@ -6,9 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 use relance_config::{ServiceName, Settings};
 use relance_contracts::{decode::decode, BillingEvent};
 use relance_domain::{Book, CustomerFacts, DunningView, Invoice};
@@ -192,48 +189,7 @@ impl World {
         count: usize,
         timeout: Duration,
     ) -> Vec<ConsumedRecord> {
-        let consumer: StreamConsumer = relance_kafka::consumer_config(
-            &self.settings.kafka,
-            "test-reader",
-            &unique_name("reader"),
-        )
-        .create()
-        .expect("reader");
-        let mut assignment = TopicPartitionList::new();
-        for partition in 0..PARTITIONS {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&assignment).expect("assign");
-        let mut records = Vec::new();
-        let deadline = tokio::time::Instant::now() + timeout;
-        while records.len() < count {
-            match tokio::time::timeout_at(deadline, consumer.recv()).await {
-                Ok(Ok(message)) => records.push(ConsumedRecord {
-                    topic: message.topic().to_string(),
-                    partition: message.partition(),
-                    offset: message.offset(),
-                    key: message.key().map(<[u8]>::to_vec),
-                    payload: message.payload().map(<[u8]>::to_vec),
-                    headers: message
-                        .headers()
-                        .map(|headers| {
-                            headers
-                                .iter()
-                                .map(|header| {
-                                    (header.key.to_string(), header.value.map(<[u8]>::to_vec))
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    timestamp_ms: message.timestamp().to_millis(),
-                }),
-                Ok(Err(error)) => panic!("reading {topic}: {error}"),
-                Err(_) => break,
-            }
-        }
-        records
+        relance_testkit::read_topic(&self.settings, topic, PARTITIONS, count, timeout).await
     }
 
     pub async fn metrics_text(ops: SocketAddr) -> String {

@@ -1,6 +1,11 @@
-//! The scheduler binary as Kubernetes runs it, against the real broker and database.
+//! The scheduler against the real broker and database.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // Test code.
+
+mod helpers;
+mod payments;
+mod replicas;
+mod simulation;
 
 mod lifecycle {
     relance_testkit::service_lifecycle_tests!(

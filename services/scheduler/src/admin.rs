@@ -863,22 +863,28 @@ async fn timeline(
         .await?
         .ok_or_else(|| ApiError::not_found("invoice"))?;
     let mut entries = fact_entries(&overview.invoice);
-    for reminder in scheduling::reminders_of_invoice(&state.pool, &invoice_id).await? {
+    let reminders = scheduling::reminders_of_invoice(&state.pool, &invoice_id).await?;
+    let mut subjects = vec![
+        ("invoice", invoice_id.clone()),
+        ("customer", overview.invoice.customer_id.clone()),
+    ];
+    for reminder in reminders {
+        subjects.push(("reminder", reminder.reminder_id.to_string()));
         entries.push(TimelineEntry {
             at: reminder.scheduled_for,
             kind: "reminder",
-            summary: format!("{} {} ({}) {}", reminder.kind, reminder.step_id, reminder.channel, reminder.status),
+            summary: format!(
+                "{} {} ({}) {}",
+                reminder.kind, reminder.step_id, reminder.channel, reminder.status
+            ),
             details: json!({
                 "reminder_id": reminder.reminder_id, "template": reminder.template, "variant": reminder.variant,
                 "decided_by": reminder.decided_by, "decision_note": reminder.decision_note,
             }),
         });
     }
-    for subject in [
-        ("invoice", invoice_id.as_str()),
-        ("customer", overview.invoice.customer_id.as_str()),
-    ] {
-        for action in scheduling::manual_actions_of(&state.pool, subject.0, subject.1).await? {
+    for (kind, id) in &subjects {
+        for action in scheduling::manual_actions_of(&state.pool, kind, id).await? {
             entries.push(TimelineEntry {
                 at: action.at,
                 kind: "manual_action",

@@ -1,0 +1,88 @@
+use std::process::Command;
+
+fn relancectl(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_relancectl"))
+        .current_dir(relance_testkit::repo_root())
+        .args(args)
+        .output()
+        .expect("relancectl runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn policy_check_accepts_the_shipped_policy_and_names_the_key_of_an_error() {
+    let (code, stdout, _) = relancectl(&["policy", "check", "config/policies/default.yaml"]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("valid (policy default version 1"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(relance_testkit::repo_root().join("config/policies/default.yaml"))
+            .unwrap();
+    let broken = dir.path().join("acme.yaml");
+    std::fs::write(
+        &broken,
+        text.replacen("end: \"17:30\"", "end: \"07:00\"", 1),
+    )
+    .unwrap();
+    let (code, _, stderr) = relancectl(&["policy", "check", &broken.to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("acme.yaml: rules.send_window.end: 07:00 must be after start 09:00"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_simulate_prints_a_timeline_a_credit_manager_recognises() {
+    let (code, stdout, stderr) = relancectl(&[
+        "policy",
+        "simulate",
+        "--due-on",
+        "2026-12-02",
+        "--amount",
+        "1200.00",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    for expected in [
+        "segment standard",
+        "1,200.00 EUR",
+        "Mon 2026-11-30 09:00   courtesy",
+        "first_reminder",
+        "final_notice",
+        "moved past the holiday of 2027-01-01",
+        "escalation",
+        "handed over to a person",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "{expected:?} missing from:\n{stdout}"
+        );
+    }
+    let (code, stdout, _) = relancectl(&[
+        "policy",
+        "simulate",
+        "--due-on",
+        "2026-12-02",
+        "--amount",
+        "15000",
+        "--vip",
+        "--json",
+    ]);
+    assert_eq!(code, 0);
+    let timeline: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let approvals = timeline
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|entry| entry["step"]["approval"] == true)
+        .count();
+    assert!(approvals >= 2, "VIP steps need approval: {stdout}");
+}

@@ -13,3 +13,28 @@ mod lifecycle {
         relance_runtime::ServiceName::Scheduler
     );
 }
+
+/// docs/admin-api.yaml and the router list the same requests.
+#[test]
+fn the_openapi_document_describes_every_admin_route() {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let source = std::fs::read_to_string(root.join("services/scheduler/src/admin.rs")).unwrap();
+    let mut routes: Vec<String> = source
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(".route(\""))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect();
+    routes.sort();
+    let document: serde_json::Value =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("docs/admin-api.yaml")).unwrap())
+            .unwrap();
+    let mut documented: Vec<String> = document["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    documented.sort();
+    assert_eq!(routes, documented);
+}

@@ -98,7 +98,9 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Settings, LoadError> {
         // `separator`, and env names that were meant to match silently would not.
         .prefix_separator("__")
         .separator("__")
-        .try_parsing(true)
+        // Values stay text: typed settings parse it themselves, and text settings keep what
+        // was written ("+33700000000" and "007" are not numbers).
+        .try_parsing(false)
         .source(source.env_vars.clone());
     let merged = Config::builder()
         .add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml))
@@ -125,5 +127,12 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Settings, LoadError> {
     };
     relative_to_config(&mut settings.scheduler.admin_tokens_file);
     relative_to_config(&mut settings.scheduler.policies_dir);
+    relative_to_config(&mut settings.sender.templates_dir);
+    relative_to_config(&mut settings.links.signing_keys_file);
+    for provider in settings.sender.providers.values_mut() {
+        if provider.kind == crate::sections::ProviderKind::File {
+            relative_to_config(&mut provider.folder);
+        }
+    }
     Ok(settings)
 }

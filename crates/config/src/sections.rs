@@ -54,6 +54,7 @@ pub struct Settings {
     pub sender: SenderSettings,
     pub tracker: TrackerSettings,
     pub outbox: OutboxSettings,
+    pub links: LinkSettings,
 }
 
 impl Settings {
@@ -282,6 +283,205 @@ pub struct SchedulerSettings {
 #[serde(deny_unknown_fields)]
 pub struct SenderSettings {
     pub ops_listen_address: String,
+    pub group_id: String,
+    pub batch_max_messages: usize,
+    pub batch_max_wait_ms: u64,
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+    pub templates_dir: String,
+    pub dispatch_interval_ms: u64,
+    pub dispatch_batch: u32,
+    pub lease_ms: u64,
+    pub reconcile_delay_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_initial_ms: u64,
+    pub backoff_max_ms: u64,
+    pub breaker_threshold: u32,
+    pub breaker_cooldown_ms: u64,
+    pub config_pause_ms: u64,
+    pub frequency_cap_count: u32,
+    pub frequency_cap_window_hours: u32,
+    pub tenant_label: bool,
+    pub identity: SenderIdentity,
+    #[serde(default)]
+    pub tenants: BTreeMap<String, TenantIdentity>,
+    pub providers: BTreeMap<String, ProviderSettings>,
+}
+
+/// `[sender.identity]`: who reminders come from and through which providers, for every tenant
+/// without its own `[sender.tenants.<tenant>]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SenderIdentity {
+    pub email_provider: String,
+    pub sms_provider: String,
+    pub from_email: String,
+    pub from_name: String,
+    pub reply_to: String,
+    pub company_name: String,
+    pub company_email: String,
+    pub company_phone: String,
+    pub company_website: String,
+    pub company_address: String,
+    pub template_set: String,
+}
+
+/// `[sender.tenants.<tenant>]`: what differs for one tenant; unset keys come from
+/// `[sender.identity]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantIdentity {
+    pub email_provider: Option<String>,
+    pub sms_provider: Option<String>,
+    pub from_email: Option<String>,
+    pub from_name: Option<String>,
+    pub reply_to: Option<String>,
+    pub company_name: Option<String>,
+    pub company_email: Option<String>,
+    pub company_phone: Option<String>,
+    pub company_website: Option<String>,
+    pub company_address: Option<String>,
+    pub template_set: Option<String>,
+}
+
+impl SenderSettings {
+    /// The identity of `tenant`: its own values over the defaults. `template_set` is the
+    /// tenant's name unless configured.
+    pub fn identity_of(&self, tenant: &str) -> SenderIdentity {
+        let defaults = &self.identity;
+        let own = self.tenants.get(tenant).cloned().unwrap_or_default();
+        let pick = |own: Option<String>, default: &String| own.unwrap_or_else(|| default.clone());
+        let template_set = own.template_set.clone().unwrap_or_else(|| {
+            if defaults.template_set.is_empty() {
+                tenant.to_string()
+            } else {
+                defaults.template_set.clone()
+            }
+        });
+        SenderIdentity {
+            email_provider: pick(own.email_provider, &defaults.email_provider),
+            sms_provider: pick(own.sms_provider, &defaults.sms_provider),
+            from_email: pick(own.from_email, &defaults.from_email),
+            from_name: pick(own.from_name, &defaults.from_name),
+            reply_to: pick(own.reply_to, &defaults.reply_to),
+            company_name: pick(own.company_name, &defaults.company_name),
+            company_email: pick(own.company_email, &defaults.company_email),
+            company_phone: pick(own.company_phone, &defaults.company_phone),
+            company_website: pick(own.company_website, &defaults.company_website),
+            company_address: pick(own.company_address, &defaults.company_address),
+            template_set,
+        }
+    }
+}
+
+config_enum!(
+    /// What a provider is.
+    ProviderKind {
+        /// Writes `.eml`, `.html` and `.sms.txt` files to a folder.
+        File = "file",
+        /// Postmark's email API.
+        Postmark = "postmark",
+        /// SendGrid's v3 mail send API.
+        Sendgrid = "sendgrid",
+        /// Twilio's Messages API (SMS).
+        Twilio = "twilio",
+    }
+);
+
+/// `[sender.providers.<name>]`: a configured delivery provider. Which keys apply depends on
+/// `kind` (docs/providers.md); a flat table, so every value can come from an environment
+/// variable.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    pub kind: ProviderKind,
+    /// file: the folder messages are written to.
+    #[serde(default)]
+    pub folder: String,
+    /// HTTP providers: the API's address; empty: the provider's public one.
+    #[serde(default)]
+    pub base_url: String,
+    /// postmark: the server token.
+    #[serde(default)]
+    pub server_token: Option<SecretString>,
+    /// postmark: the transactional message stream.
+    #[serde(default = "default_message_stream")]
+    pub message_stream: String,
+    /// postmark: Postmark's own open tracking.
+    #[serde(default = "default_true")]
+    pub track_opens: bool,
+    /// sendgrid: the API key.
+    #[serde(default)]
+    pub api_key: Option<SecretString>,
+    /// sendgrid: validate without sending.
+    #[serde(default)]
+    pub sandbox: bool,
+    /// twilio: the account SID and auth token.
+    #[serde(default)]
+    pub account_sid: String,
+    #[serde(default)]
+    pub auth_token: Option<SecretString>,
+    /// twilio: the sending number or sender id, or a messaging service.
+    #[serde(default)]
+    pub from: String,
+    #[serde(default)]
+    pub messaging_service_sid: String,
+    /// twilio: where Twilio posts delivery statuses; empty: nowhere.
+    #[serde(default)]
+    pub status_callback: String,
+    /// HTTP providers: how long one request may take.
+    #[serde(default = "default_provider_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Messages a second at most; 0: no limit of ours.
+    #[serde(default)]
+    pub rate_per_second: f64,
+}
+
+impl ProviderSettings {
+    /// Whether the provider delivers email (file providers deliver both).
+    pub fn sends_email(&self) -> bool {
+        self.kind != ProviderKind::Twilio
+    }
+
+    /// Whether the provider delivers SMS.
+    pub fn sends_sms(&self) -> bool {
+        matches!(self.kind, ProviderKind::Twilio | ProviderKind::File)
+    }
+
+    /// The API address: configured, or the provider's public one.
+    pub fn api_url(&self) -> String {
+        if !self.base_url.trim().is_empty() {
+            return self.base_url.trim().to_string();
+        }
+        match self.kind {
+            ProviderKind::File => String::new(),
+            ProviderKind::Postmark => "https://api.postmarkapp.com".into(),
+            ProviderKind::Sendgrid => "https://api.sendgrid.com".into(),
+            ProviderKind::Twilio => "https://api.twilio.com".into(),
+        }
+    }
+}
+
+fn default_message_stream() -> String {
+    "outbound".into()
+}
+fn default_provider_timeout_ms() -> u64 {
+    10_000
+}
+fn default_true() -> bool {
+    true
+}
+
+/// `[links]`: the signed customer links (pay, already paid, dispute, promise) and the
+/// tracking pixel, served by the tracker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSettings {
+    pub public_base_url: String,
+    pub signing_keys_file: String,
+    pub min_valid_days: u32,
+    pub valid_days_after_deadline: u32,
+    pub max_valid_days: u32,
 }
 
 /// `[tracker]`.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::sections::{KafkaSettings, Settings};
 
@@ -207,6 +207,10 @@ impl Settings {
         if service == ServiceName::Scheduler {
             self.validate_scheduler(&mut findings);
         }
+        if service == ServiceName::Sender {
+            self.validate_sender(&mut findings);
+            self.validate_links(&mut findings);
+        }
         if service == ServiceName::Ingestor {
             findings.not_blank("ingestor.group_id", &self.ingestor.group_id);
             findings.range(
@@ -244,6 +248,286 @@ impl Settings {
                 filter,
                 "must be a level (off, error, warn, info, debug, trace) or a filter such as info,relance_kafka=debug",
             );
+        }
+    }
+
+    fn validate_links(&self, findings: &mut Findings) {
+        let links = &self.links;
+        let base = links.public_base_url.trim();
+        if !(base.starts_with("https://") || base.starts_with("http://")) || base.len() < 10 {
+            findings.add(
+                "links.public_base_url",
+                base,
+                "must be the tracker's public http(s) address, such as https://pay.example.com",
+            );
+        }
+        match std::fs::read_to_string(&links.signing_keys_file) {
+            Ok(text) => {
+                if let Err(error) = relance_links::LinkSigner::from_text(&text) {
+                    findings.add(
+                        "links.signing_keys_file",
+                        &links.signing_keys_file,
+                        error.to_string(),
+                    );
+                }
+            }
+            Err(error) => findings.add(
+                "links.signing_keys_file",
+                &links.signing_keys_file,
+                format!("cannot be read: {error}"),
+            ),
+        }
+        findings.range(
+            "links.min_valid_days",
+            u64::from(links.min_valid_days),
+            1,
+            365,
+        );
+        findings.range(
+            "links.valid_days_after_deadline",
+            u64::from(links.valid_days_after_deadline),
+            0,
+            365,
+        );
+        findings.range(
+            "links.max_valid_days",
+            u64::from(links.max_valid_days),
+            u64::from(links.min_valid_days.max(1)),
+            730,
+        );
+    }
+
+    fn validate_sender(&self, findings: &mut Findings) {
+        let sender = &self.sender;
+        findings.not_blank("sender.group_id", &sender.group_id);
+        findings.range(
+            "sender.batch_max_messages",
+            sender.batch_max_messages as u64,
+            1,
+            10_000,
+        );
+        findings.range(
+            "sender.batch_max_wait_ms",
+            sender.batch_max_wait_ms,
+            1,
+            60_000,
+        );
+        findings.range(
+            "sender.retry_initial_ms",
+            sender.retry_initial_ms,
+            1,
+            60_000,
+        );
+        findings.range(
+            "sender.retry_max_ms",
+            sender.retry_max_ms,
+            sender.retry_initial_ms.max(1),
+            600_000,
+        );
+        if !std::path::Path::new(&sender.templates_dir)
+            .join("default")
+            .is_dir()
+        {
+            findings.add(
+                "sender.templates_dir",
+                &sender.templates_dir,
+                "must be a folder holding the default template set (default/<locale>/...)",
+            );
+        }
+        findings.range(
+            "sender.dispatch_interval_ms",
+            sender.dispatch_interval_ms,
+            10,
+            600_000,
+        );
+        findings.range(
+            "sender.dispatch_batch",
+            u64::from(sender.dispatch_batch),
+            1,
+            1_000,
+        );
+        findings.range("sender.lease_ms", sender.lease_ms, 1_000, 86_400_000);
+        findings.range(
+            "sender.reconcile_delay_ms",
+            sender.reconcile_delay_ms,
+            0,
+            86_400_000,
+        );
+        findings.range(
+            "sender.max_attempts",
+            u64::from(sender.max_attempts),
+            1,
+            100,
+        );
+        findings.range(
+            "sender.backoff_initial_ms",
+            sender.backoff_initial_ms,
+            1,
+            86_400_000,
+        );
+        findings.range(
+            "sender.backoff_max_ms",
+            sender.backoff_max_ms,
+            sender.backoff_initial_ms.max(1),
+            86_400_000,
+        );
+        findings.range(
+            "sender.breaker_threshold",
+            u64::from(sender.breaker_threshold),
+            1,
+            1_000,
+        );
+        findings.range(
+            "sender.breaker_cooldown_ms",
+            sender.breaker_cooldown_ms,
+            1,
+            86_400_000,
+        );
+        findings.range(
+            "sender.config_pause_ms",
+            sender.config_pause_ms,
+            1,
+            86_400_000,
+        );
+        findings.range(
+            "sender.frequency_cap_count",
+            u64::from(sender.frequency_cap_count),
+            0,
+            100,
+        );
+        findings.range(
+            "sender.frequency_cap_window_hours",
+            u64::from(sender.frequency_cap_window_hours),
+            1,
+            24 * 31,
+        );
+        for (name, provider) in &sender.providers {
+            self.validate_provider(findings, &format!("sender.providers.{name}"), provider);
+        }
+        let identities =
+            std::iter::once(("sender.identity".to_string(), self.sender.identity.clone())).chain(
+                sender.tenants.keys().map(|tenant| {
+                    (
+                        format!("sender.tenants.{tenant}"),
+                        sender.identity_of(tenant),
+                    )
+                }),
+            );
+        for (key, identity) in identities {
+            match sender.providers.get(&identity.email_provider) {
+                Some(provider) if provider.sends_email() => {}
+                Some(provider) => findings.add(
+                    format!("{key}.email_provider"),
+                    &identity.email_provider,
+                    format!(
+                        "is a {} provider, which does not send email",
+                        provider.kind.as_str()
+                    ),
+                ),
+                None => findings.add(
+                    format!("{key}.email_provider"),
+                    &identity.email_provider,
+                    "must name a [sender.providers.<name>] table",
+                ),
+            }
+            match sender.providers.get(&identity.sms_provider) {
+                Some(provider) if provider.sends_sms() => {}
+                Some(provider) => findings.add(
+                    format!("{key}.sms_provider"),
+                    &identity.sms_provider,
+                    format!(
+                        "is a {} provider, which does not send SMS",
+                        provider.kind.as_str()
+                    ),
+                ),
+                None => findings.add(
+                    format!("{key}.sms_provider"),
+                    &identity.sms_provider,
+                    "must name a [sender.providers.<name>] table",
+                ),
+            }
+            for (field, value) in [
+                ("from_email", &identity.from_email),
+                ("company_email", &identity.company_email),
+            ] {
+                let parts: Vec<&str> = value.split('@').collect();
+                if parts.len() != 2
+                    || parts.iter().any(|part| part.trim().is_empty())
+                    || value.contains(char::is_whitespace)
+                {
+                    findings.add(format!("{key}.{field}"), value, "must be an email address");
+                }
+            }
+            findings.not_blank(&format!("{key}.company_name"), &identity.company_name);
+            findings.not_blank(&format!("{key}.from_name"), &identity.from_name);
+        }
+    }
+
+    fn validate_provider(
+        &self,
+        findings: &mut Findings,
+        key: &str,
+        provider: &crate::sections::ProviderSettings,
+    ) {
+        use crate::sections::ProviderKind;
+        let secret = |findings: &mut Findings, field: &str, value: &Option<SecretString>| {
+            if value
+                .as_ref()
+                .is_none_or(|value| value.expose_secret().trim().is_empty())
+            {
+                findings.add_secret(
+                    format!("{key}.{field}"),
+                    "must be set (from a secret, through the RELANCE__SENDER__PROVIDERS__... environment variable)",
+                );
+            }
+        };
+        if provider.kind == ProviderKind::File {
+            findings.not_blank(&format!("{key}.folder"), &provider.folder);
+            return;
+        }
+        let url = provider.api_url();
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            findings.add(
+                format!("{key}.base_url"),
+                &provider.base_url,
+                "must be an http(s) URL",
+            );
+        }
+        findings.range(
+            &format!("{key}.timeout_ms"),
+            provider.timeout_ms,
+            100,
+            120_000,
+        );
+        if !(provider.rate_per_second.is_finite()
+            && (0.0..=100_000.0).contains(&provider.rate_per_second))
+        {
+            findings.add(
+                format!("{key}.rate_per_second"),
+                provider.rate_per_second,
+                "must be between 0 (unlimited) and 100000",
+            );
+        }
+        match provider.kind {
+            ProviderKind::File => {}
+            ProviderKind::Postmark => {
+                secret(findings, "server_token", &provider.server_token);
+                findings.not_blank(&format!("{key}.message_stream"), &provider.message_stream);
+            }
+            ProviderKind::Sendgrid => secret(findings, "api_key", &provider.api_key),
+            ProviderKind::Twilio => {
+                findings.not_blank(&format!("{key}.account_sid"), &provider.account_sid);
+                secret(findings, "auth_token", &provider.auth_token);
+                if provider.from.trim().is_empty()
+                    && provider.messaging_service_sid.trim().is_empty()
+                {
+                    findings.add(
+                        format!("{key}.from"),
+                        &provider.from,
+                        "set from or messaging_service_sid",
+                    );
+                }
+            }
         }
     }
 

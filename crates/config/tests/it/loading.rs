@@ -14,8 +14,14 @@ fn every_shipped_environment_loads_and_validates_for_every_service() {
         .join("dev-admin-tokens")
         .to_string_lossy()
         .into_owned();
-    let production_secrets =
-        HashMap::from([("RELANCE__SCHEDULER__ADMIN_TOKENS_FILE".to_string(), tokens)]);
+    let link_keys = repo_config_dir()
+        .join("dev-link-keys")
+        .to_string_lossy()
+        .into_owned();
+    let production_secrets = HashMap::from([
+        ("RELANCE__SCHEDULER__ADMIN_TOKENS_FILE".to_string(), tokens),
+        ("RELANCE__LINKS__SIGNING_KEYS_FILE".to_string(), link_keys),
+    ]);
     for environment in ["local", "test", "production"] {
         for service in ServiceName::ALL {
             let env = if environment == "production" {
@@ -155,4 +161,122 @@ fn an_unknown_key_or_malformed_file_is_rejected_with_its_location() {
     )
     .expect_err("malformed");
     assert!(broken.to_string().contains("broken.toml"), "{broken}");
+}
+
+fn sender_error_with(env: &[(&str, &str)]) -> String {
+    let vars: HashMap<String, String> = env
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    match Settings::load(
+        &ConfigSource::with_env_vars(repo_config_dir(), "local", vars),
+        ServiceName::Sender,
+    ) {
+        Ok(_) => panic!("{env:?} must be rejected for the sender"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn sender_providers_and_identities_are_validated_by_key() {
+    let message = sender_error_with(&[("RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER", "postmark")]);
+    assert!(
+        message.contains("sender.identity.email_provider = \"postmark\": must name a [sender.providers.<name>] table"),
+        "{message}"
+    );
+    let message = sender_error_with(&[
+        ("RELANCE__SENDER__PROVIDERS__POSTMARK__KIND", "postmark"),
+        ("RELANCE__SENDER__PROVIDERS__POSTMARK__SERVER_TOKEN", ""),
+        ("RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER", "postmark"),
+    ]);
+    assert!(
+        message.contains("sender.providers.postmark.server_token = [redacted]: must be set"),
+        "{message}"
+    );
+    let message = sender_error_with(&[
+        ("RELANCE__SENDER__PROVIDERS__SMS__KIND", "twilio"),
+        ("RELANCE__SENDER__PROVIDERS__SMS__ACCOUNT_SID", "AC1"),
+        ("RELANCE__SENDER__PROVIDERS__SMS__AUTH_TOKEN", "secret"),
+        ("RELANCE__SENDER__PROVIDERS__SMS__FROM", "+33700000000"),
+        ("RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER", "sms"),
+    ]);
+    assert!(message.contains("sender.identity.email_provider = \"sms\": is a twilio provider, which does not send email"), "{message}");
+    let message = sender_error_with(&[(
+        "RELANCE__SENDER__TENANTS__ACME__FROM_EMAIL",
+        "not an address",
+    )]);
+    assert!(
+        message.contains(
+            "sender.tenants.acme.from_email = \"not an address\": must be an email address"
+        ),
+        "{message}"
+    );
+    let message = sender_error_with(&[("RELANCE__LINKS__SIGNING_KEYS_FILE", "/nonexistent/keys")]);
+    assert!(
+        message.contains("links.signing_keys_file = \"/nonexistent/keys\": cannot be read"),
+        "{message}"
+    );
+    let message = sender_error_with(&[("RELANCE__LINKS__PUBLIC_BASE_URL", "pay.example.com")]);
+    assert!(
+        message.contains("links.public_base_url = \"pay.example.com\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn tenants_inherit_the_default_identity() {
+    let vars: HashMap<String, String> = HashMap::from([
+        (
+            "RELANCE__SENDER__TENANTS__ACME__COMPANY_NAME".to_string(),
+            "Acme".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__TENANTS__ACME__TEMPLATE_SET".to_string(),
+            "acme-v2".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__SMS__KIND".to_string(),
+            "twilio".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__SMS__ACCOUNT_SID".to_string(),
+            "AC1".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__SMS__AUTH_TOKEN".to_string(),
+            "0042".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__SMS__FROM".to_string(),
+            "+33700000000".to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__SMS__TIMEOUT_MS".to_string(),
+            "2500".to_string(),
+        ),
+    ]);
+    let settings = Settings::load(
+        &ConfigSource::with_env_vars(repo_config_dir(), "local", vars),
+        ServiceName::Sender,
+    )
+    .expect("valid");
+    let acme = settings.sender.identity_of("acme");
+    assert_eq!(acme.company_name, "Acme");
+    assert_eq!(acme.template_set, "acme-v2");
+    assert_eq!(acme.from_email, settings.sender.identity.from_email);
+    // Environment values stay text unless the setting is a number: a phone number keeps its
+    // plus, a token its leading zeros.
+    let sms = &settings.sender.providers["sms"];
+    assert_eq!(sms.from, "+33700000000");
+    assert_eq!(
+        sms.auth_token
+            .as_ref()
+            .map(|token| token.expose_secret().to_string())
+            .as_deref(),
+        Some("0042")
+    );
+    assert_eq!(sms.timeout_ms, 2500);
+    let other = settings.sender.identity_of("globex");
+    assert_eq!(other.company_name, settings.sender.identity.company_name);
+    assert_eq!(other.template_set, "globex");
 }

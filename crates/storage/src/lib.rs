@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
 pub mod customers;
+pub mod deliveries;
 mod error;
 pub mod invoices;
 pub mod outbox;

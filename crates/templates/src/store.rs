@@ -81,7 +81,22 @@ pub struct TemplateStore {
     tera: Tera,
     /// (set, locale, template) → channel.
     templates: BTreeMap<(String, String, String), Channel>,
+    /// (set, locale) → the set's wording of recurring texts.
+    texts: BTreeMap<(String, String), Texts>,
     root: PathBuf,
+}
+
+/// Wording a business sets once per template set and locale (`texts.toml`), given to every
+/// template of that set: how customers can pay, what happens when they do not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Texts {
+    /// How customers can pay, one sentence each (`by card, online`).
+    #[serde(default)]
+    pub payment_options: Vec<String>,
+    /// What happens if an invoice stays unpaid, said on final notices.
+    #[serde(default)]
+    pub consequences: Option<String>,
 }
 
 fn tera_error(error: &tera::Error) -> String {
@@ -109,6 +124,7 @@ impl TemplateStore {
         tera.autoescape_on(vec![".html"]);
         tera.set_escape_fn(escape_html);
         let mut templates = BTreeMap::new();
+        let mut texts = BTreeMap::new();
         let sets = std::fs::read_dir(root).map_err(|error| fail(root, error.to_string()))?;
         let mut sources: Vec<(String, String)> = Vec::new();
         for set in sets
@@ -135,6 +151,9 @@ impl TemplateStore {
                     let prefix = format!("{set_name}/{locale_name}");
                     if name == "layout.html" || name == "layout.txt" {
                         sources.push((format!("{prefix}/{name}"), text));
+                    } else if name == "texts.toml" {
+                        let parsed: Texts = toml::from_str(&text).map_err(|error| fail(&path, error.to_string()))?;
+                        texts.insert((set_name.clone(), locale_name.clone()), parsed);
                     } else if let Some(template) = name.strip_suffix(".toml") {
                         let parsed: TemplateFile = toml::from_str(&text)
                             .map_err(|error| fail(&path, error.to_string()))?;
@@ -179,6 +198,7 @@ impl TemplateStore {
         Ok(Self {
             tera,
             templates,
+            texts,
             root: root.to_path_buf(),
         })
     }
@@ -195,6 +215,14 @@ impl TemplateStore {
             .map(|((set, locale, template), channel)| {
                 (set.as_str(), locale.as_str(), template.as_str(), *channel)
             })
+    }
+
+    /// The texts for `set` and `locale`, with the same fallbacks as templates.
+    pub fn texts(&self, set: &str, locale: &str) -> Texts {
+        Self::candidates(set, locale)
+            .into_iter()
+            .find_map(|key| self.texts.get(&key).cloned())
+            .unwrap_or_default()
     }
 
     fn candidates(set: &str, locale: &str) -> Vec<(String, String)> {

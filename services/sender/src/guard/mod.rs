@@ -1,0 +1,220 @@
+//! The guard: the last look before a reminder goes out. It reads what the database says now
+//! (not what the command said when it was published) and decides to send, to send about fewer
+//! invoices, or to skip. Pure: the dispatcher loads the facts, this decides.
+
+use chrono::NaiveDate;
+use relance_contracts::commands::{MessageChannel, ReminderInvoice, SendReminderV1};
+use relance_storage::deliveries::{GuardCustomer, GuardInvoice};
+
+/// Why a reminder is not sent (a metric label and the audit trail's reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    InvoicePaid,
+    InvoiceVoided,
+    InvoiceCredited,
+    InvoiceWrittenOff,
+    InvoiceDisputed,
+    InvoicePaused,
+    InvoiceEscalated,
+    NothingDue,
+    InvoiceUnknown,
+    CustomerHeld,
+    ContactBounced,
+    ContactComplained,
+    ContactOptedOut,
+    ContactInactive,
+    NoContactAddress,
+    FrequencyCap,
+}
+
+impl SkipReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvoicePaid => "invoice_paid",
+            Self::InvoiceVoided => "invoice_voided",
+            Self::InvoiceCredited => "invoice_credited",
+            Self::InvoiceWrittenOff => "invoice_written_off",
+            Self::InvoiceDisputed => "invoice_disputed",
+            Self::InvoicePaused => "invoice_paused",
+            Self::InvoiceEscalated => "invoice_escalated",
+            Self::NothingDue => "nothing_due",
+            Self::InvoiceUnknown => "invoice_unknown",
+            Self::CustomerHeld => "customer_held",
+            Self::ContactBounced => "contact_bounced",
+            Self::ContactComplained => "contact_complained",
+            Self::ContactOptedOut => "contact_opted_out",
+            Self::ContactInactive => "contact_inactive",
+            Self::NoContactAddress => "no_contact_address",
+            Self::FrequencyCap => "frequency_cap",
+        }
+    }
+
+    /// Every reason, so their counters exist from the start.
+    pub const ALL: [SkipReason; 16] = [
+        Self::InvoicePaid,
+        Self::InvoiceVoided,
+        Self::InvoiceCredited,
+        Self::InvoiceWrittenOff,
+        Self::InvoiceDisputed,
+        Self::InvoicePaused,
+        Self::InvoiceEscalated,
+        Self::NothingDue,
+        Self::InvoiceUnknown,
+        Self::CustomerHeld,
+        Self::ContactBounced,
+        Self::ContactComplained,
+        Self::ContactOptedOut,
+        Self::ContactInactive,
+        Self::NoContactAddress,
+        Self::FrequencyCap,
+    ];
+}
+
+/// What the guard knows.
+#[derive(Debug, Clone)]
+pub struct Facts<'a> {
+    pub tenant: &'a str,
+    pub command: &'a SendReminderV1,
+    /// The command's invoices as the database has them now (missing ones are unknown).
+    pub invoices: &'a [GuardInvoice],
+    pub customer: Option<&'a GuardCustomer>,
+    /// Why the recipient's address is suppressed, if it is (`hard_bounce`, `complaint`,
+    /// `opt_out`, `inactive`).
+    pub suppression: Option<&'a str>,
+    pub today: NaiveDate,
+    /// At most this many messages to one customer in the window (0: no cap).
+    pub cap_count: u32,
+}
+
+/// The guard's decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send, about these invoices, with their amounts due as of now. Invoices of the command
+    /// that no longer need a reminder are listed in `dropped`.
+    Send {
+        invoices: Vec<ReminderInvoice>,
+        dropped: Vec<(String, SkipReason)>,
+    },
+    Skip { reason: SkipReason, detail: String },
+}
+
+/// Why one invoice no longer takes a reminder, if it does not.
+fn invoice_reason(invoice: Option<&GuardInvoice>, tenant: &str) -> Option<SkipReason> {
+    let Some(invoice) = invoice else {
+        return Some(SkipReason::InvoiceUnknown);
+    };
+    if invoice.tenant != tenant {
+        return Some(SkipReason::InvoiceUnknown);
+    }
+    match invoice.state.as_str() {
+        "closed" => Some(match invoice.closed_reason.as_deref() {
+            Some("paid") => SkipReason::InvoicePaid,
+            Some("voided") => SkipReason::InvoiceVoided,
+            Some("credited") => SkipReason::InvoiceCredited,
+            _ => SkipReason::InvoiceWrittenOff,
+        }),
+        "paused" => Some(match invoice.pause_reason.as_deref() {
+            Some("dispute") => SkipReason::InvoiceDisputed,
+            _ => SkipReason::InvoicePaused,
+        }),
+        "escalated" => Some(SkipReason::InvoiceEscalated),
+        _ if invoice.amount_due_minor <= 0 => Some(SkipReason::NothingDue),
+        _ => None,
+    }
+}
+
+/// Decides whether the reminder goes out.
+pub fn decide(facts: &Facts<'_>) -> Verdict {
+    let command = facts.command;
+    let mut kept = Vec::new();
+    let mut dropped = Vec::new();
+    for line in &command.invoices {
+        let current = facts
+            .invoices
+            .iter()
+            .find(|invoice| invoice.invoice_id == line.invoice_id.as_str());
+        match invoice_reason(current, facts.tenant) {
+            Some(reason) => dropped.push((line.invoice_id.as_str().to_string(), reason)),
+            None => {
+                let mut line = line.clone();
+                if let Some(current) = current {
+                    // Partial payments since the command: say what is due now.
+                    if let Ok(amount) = relance_contracts::Money::new(
+                        current.amount_due_minor,
+                        line.amount_due.currency().clone(),
+                    ) {
+                        if current.currency.as_deref() == Some(line.amount_due.currency().as_str()) {
+                            line.amount_due = amount;
+                        }
+                    }
+                }
+                kept.push(line);
+            }
+        }
+    }
+    if kept.is_empty() {
+        // The most telling reason: the order of SkipReason (paid first).
+        let (invoice, reason) = dropped
+            .iter()
+            .min_by_key(|(_, reason)| *reason)
+            .cloned()
+            .unwrap_or((String::new(), SkipReason::InvoiceUnknown));
+        return Verdict::Skip {
+            reason,
+            detail: format!("invoice {invoice}: {}", reason.code()),
+        };
+    }
+    if let Some(customer) = facts.customer {
+        if customer.held && customer.held_until.is_none_or(|until| facts.today <= until) {
+            return Verdict::Skip {
+                reason: SkipReason::CustomerHeld,
+                detail: match customer.held_until {
+                    Some(until) => format!("the customer is on hold until {until}"),
+                    None => "the customer is on hold".into(),
+                },
+            };
+        }
+    }
+    let address = match command.channel {
+        MessageChannel::Email => command.recipient.email.as_ref().map(|email| email.as_str().to_string()),
+        MessageChannel::Sms => command.recipient.phone.as_ref().map(|phone| phone.as_str().to_string()),
+    };
+    let Some(address) = address else {
+        return Verdict::Skip {
+            reason: SkipReason::NoContactAddress,
+            detail: "the command has no address for its channel".into(),
+        };
+    };
+    if let Some(suppression) = facts.suppression {
+        let reason = match suppression {
+            "hard_bounce" => SkipReason::ContactBounced,
+            "complaint" => SkipReason::ContactComplained,
+            "opt_out" => SkipReason::ContactOptedOut,
+            _ => SkipReason::ContactInactive,
+        };
+        return Verdict::Skip {
+            reason,
+            detail: format!("{address} is suppressed ({suppression})"),
+        };
+    }
+    if facts.cap_count > 0 {
+        if let Some(customer) = facts.customer {
+            if customer.sent_recently >= i64::from(facts.cap_count) {
+                return Verdict::Skip {
+                    reason: SkipReason::FrequencyCap,
+                    detail: format!(
+                        "{} messages already sent to this customer within the cap's window (at most {})",
+                        customer.sent_recently, facts.cap_count
+                    ),
+                };
+            }
+        }
+    }
+    Verdict::Send {
+        invoices: kept,
+        dropped,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,192 @@
+//! The sender's metrics. Delivery counters carry segment, step, channel, template and variant
+//! labels (and the tenant only when `sender.tenant_label` asks for it: a platform may serve
+//! thousands of tenants, and label cardinality is what breaks Prometheus).
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry};
+
+/// The labels of one delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryLabels {
+    pub tenant: String,
+    pub segment: String,
+    pub step: String,
+    pub channel: String,
+    pub template: String,
+    pub variant: String,
+}
+
+/// Counters and histograms of the sender.
+#[derive(Clone)]
+pub struct SenderMetrics {
+    tenant_label: bool,
+    commands: IntCounterVec,
+    sent: IntCounterVec,
+    skipped: IntCounterVec,
+    failed: IntCounterVec,
+    retries: IntCounterVec,
+    attempts: IntCounterVec,
+    provider_latency: HistogramVec,
+    reconciled: IntCounterVec,
+    circuit_open: IntCounterVec,
+    backlog_due: IntGauge,
+    backlog_waiting: IntGauge,
+}
+
+const DELIVERY_LABELS: [&str; 5] = ["segment", "step", "channel", "template", "variant"];
+
+fn delivery_labels(tenant_label: bool, extra: &[&'static str]) -> Vec<&'static str> {
+    let mut labels: Vec<&'static str> = Vec::new();
+    if tenant_label {
+        labels.push("tenant");
+    }
+    labels.extend(DELIVERY_LABELS);
+    labels.extend(extra);
+    labels
+}
+
+impl SenderMetrics {
+    /// Registers the metrics.
+    ///
+    /// # Errors
+    /// When a metric of the same name is already registered.
+    pub fn register(registry: &Registry, tenant_label: bool) -> Result<Self, prometheus::Error> {
+        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(counter.clone()))?;
+            Ok(counter)
+        };
+        let commands = counter(
+            "relance_sender_commands_total",
+            "Reminder commands consumed, by outcome (accepted, duplicate, dead_lettered).",
+            &["outcome"],
+        )?;
+        let sent = counter(
+            "relance_reminders_sent_total",
+            "Reminders handed to a provider, by segment, step, channel, template, variant and provider.",
+            &delivery_labels(tenant_label, &["provider"]),
+        )?;
+        let skipped = counter(
+            "relance_reminders_skipped_total",
+            "Reminders not sent because the guard found a reason just before sending (invoice_paid, contact_bounced, frequency_cap...).",
+            &delivery_labels(tenant_label, &["reason"]),
+        )?;
+        let failed = counter(
+            "relance_reminders_failed_total",
+            "Reminders given up for good, by reason (provider_rejected, attempts_exhausted, template_error, outcome_unknown).",
+            &delivery_labels(tenant_label, &["reason"]),
+        )?;
+        let retries = counter(
+            "relance_reminder_retries_total",
+            "Delivery attempts scheduled again after a transient or ambiguous failure, by provider and outcome class.",
+            &["provider", "class"],
+        )?;
+        let attempts = counter(
+            "relance_provider_attempts_total",
+            "Delivery attempts by provider and outcome class (accepted, permanent, transient, ambiguous, config).",
+            &["provider", "class"],
+        )?;
+        let provider_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "relance_provider_request_duration_seconds",
+                "Time a provider took to answer a send request (a batch counts once), by provider.",
+            )
+            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["provider"],
+        )?;
+        registry.register(Box::new(provider_latency.clone()))?;
+        let reconciled = counter(
+            "relance_delivery_reconciliations_total",
+            "Attempts whose outcome was unknown, reconciled with the provider, by result (found, not_found, unsupported, unavailable).",
+            &["provider", "result"],
+        )?;
+        let circuit_open = counter(
+            "relance_provider_circuit_open_total",
+            "Times a provider's circuit opened or it was paused for a configuration error, by provider and cause.",
+            &["provider", "cause"],
+        )?;
+        let backlog_due = IntGauge::new(
+            "relance_deliveries_due",
+            "Deliveries due now and not yet attempted (a growing value means the sender falls behind).",
+        )?;
+        registry.register(Box::new(backlog_due.clone()))?;
+        let backlog_waiting = IntGauge::new(
+            "relance_deliveries_waiting_retry",
+            "Deliveries waiting for a later attempt (retries, reconciliations, open circuits).",
+        )?;
+        registry.register(Box::new(backlog_waiting.clone()))?;
+        for outcome in ["accepted", "duplicate", "dead_lettered"] {
+            commands.with_label_values(&[outcome]);
+        }
+        Ok(Self {
+            tenant_label,
+            commands,
+            sent,
+            skipped,
+            failed,
+            retries,
+            attempts,
+            provider_latency,
+            reconciled,
+            circuit_open,
+            backlog_due,
+            backlog_waiting,
+        })
+    }
+
+    fn values<'a>(&self, labels: &'a DeliveryLabels, extra: &'a str) -> Vec<&'a str> {
+        let mut values: Vec<&str> = Vec::new();
+        if self.tenant_label {
+            values.push(&labels.tenant);
+        }
+        values.extend([
+            labels.segment.as_str(),
+            labels.step.as_str(),
+            labels.channel.as_str(),
+            labels.template.as_str(),
+            labels.variant.as_str(),
+            extra,
+        ]);
+        values
+    }
+
+    pub fn command(&self, outcome: &str, count: usize) {
+        self.commands.with_label_values(&[outcome]).inc_by(count as u64);
+    }
+
+    pub fn sent(&self, labels: &DeliveryLabels, provider: &str) {
+        self.sent.with_label_values(&self.values(labels, provider)).inc();
+    }
+
+    pub fn skipped(&self, labels: &DeliveryLabels, reason: &str) {
+        self.skipped.with_label_values(&self.values(labels, reason)).inc();
+    }
+
+    pub fn failed(&self, labels: &DeliveryLabels, reason: &str) {
+        self.failed.with_label_values(&self.values(labels, reason)).inc();
+    }
+
+    pub fn retry(&self, provider: &str, class: &str) {
+        self.retries.with_label_values(&[provider, class]).inc();
+    }
+
+    pub fn attempt(&self, provider: &str, class: &str) {
+        self.attempts.with_label_values(&[provider, class]).inc();
+    }
+
+    pub fn provider_latency(&self, provider: &str, seconds: f64) {
+        self.provider_latency.with_label_values(&[provider]).observe(seconds);
+    }
+
+    pub fn reconciled(&self, provider: &str, result: &str) {
+        self.reconciled.with_label_values(&[provider, result]).inc();
+    }
+
+    pub fn circuit_opened(&self, provider: &str, cause: &str) {
+        self.circuit_open.with_label_values(&[provider, cause]).inc();
+    }
+
+    pub fn backlog(&self, due: i64, waiting: i64) {
+        self.backlog_due.set(due);
+        self.backlog_waiting.set(waiting);
+    }
+}

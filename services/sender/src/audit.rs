@@ -3,7 +3,9 @@
 //! must look at become tasks, and commands a provider refuses go to the dead-letter topic.
 
 use chrono::{DateTime, Utc};
-use relance_contracts::commands::{CreateTaskV1, MessageChannel, SendReminderV1, TaskKind, TaskPriority};
+use relance_contracts::commands::{
+    CreateTaskV1, MessageChannel, SendReminderV1, TaskKind, TaskPriority,
+};
 use relance_contracts::dunning::{ReminderFailedV1, ReminderSentV1, ReminderSkippedV1};
 use relance_contracts::{Channel, Code, Envelope, EventPayload, Id, Text};
 use relance_events::cloudevent_headers;
@@ -22,14 +24,21 @@ pub fn code(value: &str) -> Code {
     let mut text: String = value
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect();
     if !text.starts_with(|c: char| c.is_ascii_lowercase()) {
         text.insert_str(0, "c_");
     }
     #[allow(clippy::expect_used)]
-    Code::parse(text).unwrap_or_else(|_| Code::parse("unclassified").expect("constant code is valid"))
+    Code::parse(text)
+        .unwrap_or_else(|_| Code::parse("unclassified").expect("constant code is valid"))
 }
 
 /// Text for people, cut to the contract's 2000 characters.
@@ -47,7 +56,11 @@ fn channel(channel: MessageChannel) -> Channel {
 }
 
 fn invoice_ids(command: &SendReminderV1) -> Vec<Id> {
-    command.invoices.iter().map(|invoice| invoice.invoice_id.clone()).collect()
+    command
+        .invoices
+        .iter()
+        .map(|invoice| invoice.invoice_id.clone())
+        .collect()
 }
 
 /// The outbox record of a dunning event or a task.
@@ -78,7 +91,10 @@ fn record<T: EventPayload + Serialize>(
 }
 
 fn event_id(delivery_id: Uuid, what: &str, attempt: i32) -> Uuid {
-    Uuid::new_v5(&EVENT_NAMESPACE, format!("{delivery_id}\u{1f}{what}\u{1f}{attempt}").as_bytes())
+    Uuid::new_v5(
+        &EVENT_NAMESPACE,
+        format!("{delivery_id}\u{1f}{what}\u{1f}{attempt}").as_bytes(),
+    )
 }
 
 /// What was sent, for `relance.dunning.reminder_sent`.
@@ -106,16 +122,29 @@ pub fn sent(
         invoice_ids: invoice_ids(command),
         channel: channel(command.channel),
         provider: code(sent.provider),
-        provider_message_id: sent.provider_message_id.map(|id| id.chars().take(256).collect()),
-        recipient_address: sent.recipient.map(|address| address.chars().take(254).collect()),
+        provider_message_id: sent
+            .provider_message_id
+            .map(|id| id.chars().take(256).collect()),
+        recipient_address: sent
+            .recipient
+            .map(|address| address.chars().take(254).collect()),
         segment: command.segment.clone(),
         step: command.step.clone(),
         template: command.template.clone(),
         sent_at: now,
-        subject: sent.subject.map(|subject| subject.chars().take(500).collect()),
+        subject: sent
+            .subject
+            .map(|subject| subject.chars().take(500).collect()),
         body_sha256: sent.body_sha256.map(str::to_string),
     };
-    record(topic, tenant, &command.customer_id, event_id(delivery_id, "sent", 0), now, data)
+    record(
+        topic,
+        tenant,
+        &command.customer_id,
+        event_id(delivery_id, "sent", 0),
+        now,
+        data,
+    )
 }
 
 /// `relance.dunning.reminder_skipped`.
@@ -137,7 +166,14 @@ pub fn skipped(
         detail: Some(text(detail)),
         skipped_at: now,
     };
-    record(topic, tenant, &command.customer_id, event_id(delivery_id, "skipped", 0), now, data)
+    record(
+        topic,
+        tenant,
+        &command.customer_id,
+        event_id(delivery_id, "skipped", 0),
+        now,
+        data,
+    )
 }
 
 /// A failed attempt, for `relance.dunning.reminder_failed`.
@@ -172,7 +208,14 @@ pub fn failed(
         failed_at: now,
     };
     let what = format!("failed_{}", failure.code);
-    record(topic, tenant, &command.customer_id, event_id(delivery_id, &what, failure.attempt), now, data)
+    record(
+        topic,
+        tenant,
+        &command.customer_id,
+        event_id(delivery_id, &what, failure.attempt),
+        now,
+        data,
+    )
 }
 
 /// A task for a person: a reminder that could not be delivered, or whose delivery is unknown.
@@ -187,13 +230,22 @@ pub fn task(
     let task_id = event_id(delivery_id, "task", 0);
     let data = CreateTaskV1 {
         task_id,
-        idempotency_key: format!("{}:delivery_review", command.idempotency_key).chars().take(256).collect(),
+        idempotency_key: format!("{}:delivery_review", command.idempotency_key)
+            .chars()
+            .take(256)
+            .collect(),
         customer_id: command.customer_id.clone(),
         kind: TaskKind::ManualReview,
         priority: TaskPriority::Normal,
         due_on: now.date_naive(),
         invoice_ids: invoice_ids(command),
-        amount_due: Some(command.invoices.iter().map(|invoice| invoice.amount_due.clone()).collect()),
+        amount_due: Some(
+            command
+                .invoices
+                .iter()
+                .map(|invoice| invoice.amount_due.clone())
+                .collect(),
+        ),
         contact: Some(command.recipient.clone()),
         reason: Some(text(reason)),
         segment: Some(command.segment.clone()),

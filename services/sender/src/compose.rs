@@ -11,7 +11,9 @@ use relance_contracts::commands::{ReminderInvoice, SendReminderV1};
 use relance_contracts::{PaymentMethod, PaymentMethodKind, Tone};
 use relance_links::{LinkAction, LinkClaims, LinkSigner};
 use relance_templates::format::{date, money};
-use relance_templates::{Company, Contact, InvoiceLine, Links, MessageContext, RenderedMessage, StepInfo, Texts};
+use relance_templates::{
+    Company, Contact, InvoiceLine, Links, MessageContext, RenderedMessage, StepInfo, Texts,
+};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -45,17 +47,30 @@ pub fn link_expiry(links: &LinkSettings, now: DateTime<Utc>, deadline: NaiveDate
 
 fn greeting_name(command: &SendReminderV1) -> (Option<String>, String) {
     let recipient = &command.recipient;
-    let first = recipient.first_name.as_ref().map(|name| name.as_str().trim().to_string());
-    let last = recipient.last_name.as_ref().map(|name| name.as_str().trim().to_string());
+    let first = recipient
+        .first_name
+        .as_ref()
+        .map(|name| name.as_str().trim().to_string());
+    let last = recipient
+        .last_name
+        .as_ref()
+        .map(|name| name.as_str().trim().to_string());
     let full = match (&first, &last) {
-        (Some(first), Some(last)) if !first.is_empty() && !last.is_empty() => Some(format!("{first} {last}")),
+        (Some(first), Some(last)) if !first.is_empty() && !last.is_empty() => {
+            Some(format!("{first} {last}"))
+        }
         _ => None,
     };
     let greeting = full
         .clone()
         .or_else(|| first.clone().filter(|name| !name.is_empty()))
         .or_else(|| last.clone().filter(|name| !name.is_empty()))
-        .or_else(|| recipient.company.as_ref().map(|company| company.as_str().to_string()))
+        .or_else(|| {
+            recipient
+                .company
+                .as_ref()
+                .map(|company| company.as_str().to_string())
+        })
         .unwrap_or_default();
     (full, greeting)
 }
@@ -64,8 +79,9 @@ fn greeting_name(command: &SendReminderV1) -> (Option<String>, String) {
 fn total_due(invoices: &[ReminderInvoice], locale: &str) -> String {
     let mut totals: BTreeMap<String, i64> = BTreeMap::new();
     for invoice in invoices {
-        *totals.entry(invoice.amount_due.currency().as_str().to_string()).or_default() +=
-            invoice.amount_due.amount_minor();
+        *totals
+            .entry(invoice.amount_due.currency().as_str().to_string())
+            .or_default() += invoice.amount_due.amount_minor();
     }
     totals
         .iter()
@@ -138,10 +154,25 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
             number: invoice.number.as_str().to_string(),
             issued_on: date(invoice.issued_on, locale),
             due_on: date(invoice.due_on, locale),
-            days_late: inputs.today.signed_duration_since(invoice.due_on).num_days().max(0),
-            amount_due: money(invoice.amount_due.amount_minor(), invoice.amount_due.currency().as_str(), locale),
-            total: money(invoice.total.amount_minor(), invoice.total.currency().as_str(), locale),
-            order_reference: invoice.order_reference.as_ref().map(|reference| reference.as_str().to_string()),
+            days_late: inputs
+                .today
+                .signed_duration_since(invoice.due_on)
+                .num_days()
+                .max(0),
+            amount_due: money(
+                invoice.amount_due.amount_minor(),
+                invoice.amount_due.currency().as_str(),
+                locale,
+            ),
+            total: money(
+                invoice.total.amount_minor(),
+                invoice.total.currency().as_str(),
+                locale,
+            ),
+            order_reference: invoice
+                .order_reference
+                .as_ref()
+                .map(|reference| reference.as_str().to_string()),
             payment_url: invoice
                 .payment_url
                 .as_ref()
@@ -155,10 +186,22 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
     MessageContext {
         locale: locale.to_string(),
         contact: Contact {
-            first_name: command.recipient.first_name.as_ref().map(|name| name.as_str().to_string()),
-            last_name: command.recipient.last_name.as_ref().map(|name| name.as_str().to_string()),
+            first_name: command
+                .recipient
+                .first_name
+                .as_ref()
+                .map(|name| name.as_str().to_string()),
+            last_name: command
+                .recipient
+                .last_name
+                .as_ref()
+                .map(|name| name.as_str().to_string()),
             full_name,
-            company: command.recipient.company.as_ref().map(|name| name.as_str().to_string()),
+            company: command
+                .recipient
+                .company
+                .as_ref()
+                .map(|name| name.as_str().to_string()),
             greeting_name: greeting,
         },
         company: Company {
@@ -175,7 +218,13 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
         days_late: inputs
             .invoices
             .iter()
-            .map(|invoice| inputs.today.signed_duration_since(invoice.due_on).num_days().max(0))
+            .map(|invoice| {
+                inputs
+                    .today
+                    .signed_duration_since(invoice.due_on)
+                    .num_days()
+                    .max(0)
+            })
             .max()
             .unwrap_or(0),
         deadline: date(command.response_deadline, locale),
@@ -228,9 +277,15 @@ fn metadata(tenant: &str, command: &SendReminderV1) -> BTreeMap<String, String> 
     metadata.insert("tenant".to_string(), tenant.chars().take(80).collect());
     metadata.insert("reminder".to_string(), command.reminder_id.to_string());
     if let Some(invoice) = command.invoices.first() {
-        metadata.insert("invoice".to_string(), invoice.invoice_id.as_str().chars().take(80).collect());
+        metadata.insert(
+            "invoice".to_string(),
+            invoice.invoice_id.as_str().chars().take(80).collect(),
+        );
     }
-    metadata.insert("step".to_string(), command.step.id.as_str().chars().take(80).collect());
+    metadata.insert(
+        "step".to_string(),
+        command.step.id.as_str().chars().take(80).collect(),
+    );
     metadata
 }
 
@@ -247,20 +302,33 @@ pub fn email(
     let (full_name, greeting) = greeting_name(command);
     Some(OutgoingEmail {
         send_id,
-        from: Mailbox::new(identity.from_email.clone(), Some(identity.from_name.clone())),
-        reply_to: Some(identity.reply_to.trim().to_string()).filter(|reply_to| !reply_to.is_empty()),
+        from: Mailbox::new(
+            identity.from_email.clone(),
+            Some(identity.from_name.clone()),
+        ),
+        reply_to: Some(identity.reply_to.trim().to_string())
+            .filter(|reply_to| !reply_to.is_empty()),
         to: Mailbox::new(address, full_name.or(Some(greeting))),
         subject: rendered.subject.clone(),
         html: rendered.html.clone().unwrap_or_default(),
         text: rendered.text.clone(),
-        tag: Some(format!("dunning-{}-{}", command.policy.id.as_str(), command.step.id.as_str())),
+        tag: Some(format!(
+            "dunning-{}-{}",
+            command.policy.id.as_str(),
+            command.step.id.as_str()
+        )),
         metadata: metadata(tenant, command),
         date: now,
     })
 }
 
 /// The SMS to hand to a provider.
-pub fn sms(send_id: Uuid, command: &SendReminderV1, rendered: &RenderedMessage, now: DateTime<Utc>) -> Option<OutgoingSms> {
+pub fn sms(
+    send_id: Uuid,
+    command: &SendReminderV1,
+    rendered: &RenderedMessage,
+    now: DateTime<Utc>,
+) -> Option<OutgoingSms> {
     Some(OutgoingSms {
         send_id,
         to: command.recipient.phone.as_ref()?.as_str().to_string(),
@@ -286,22 +354,52 @@ mod tests {
 
     #[test]
     fn links_live_from_two_weeks_to_a_month_after_the_deadline_within_120_days() {
-        let now = Utc.with_ymd_and_hms(2026, 12, 5, 8, 0, 0).single().unwrap_or_default();
+        let now = Utc
+            .with_ymd_and_hms(2026, 12, 5, 8, 0, 0)
+            .single()
+            .unwrap_or_default();
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
-        let at = |date: NaiveDate| date.and_hms_opt(23, 59, 59).unwrap_or_default().and_utc().timestamp();
-        assert_eq!(link_expiry(&settings(), now, day(2026, 12, 12)), at(day(2027, 1, 11)));
+        let at = |date: NaiveDate| {
+            date.and_hms_opt(23, 59, 59)
+                .unwrap_or_default()
+                .and_utc()
+                .timestamp()
+        };
+        assert_eq!(
+            link_expiry(&settings(), now, day(2026, 12, 12)),
+            at(day(2027, 1, 11))
+        );
         // A deadline in the past still leaves the customer two weeks.
-        assert_eq!(link_expiry(&settings(), now, day(2026, 1, 1)), (now + chrono::Duration::days(14)).timestamp());
+        assert_eq!(
+            link_expiry(&settings(), now, day(2026, 1, 1)),
+            (now + chrono::Duration::days(14)).timestamp()
+        );
         // Never beyond 120 days.
-        assert_eq!(link_expiry(&settings(), now, day(2027, 12, 1)), (now + chrono::Duration::days(120)).timestamp());
+        assert_eq!(
+            link_expiry(&settings(), now, day(2027, 12, 1)),
+            (now + chrono::Duration::days(120)).timestamp()
+        );
     }
 
     #[test]
     fn payment_methods_are_named_as_customers_know_them() {
-        let card = PaymentMethod { kind: PaymentMethodKind::Card, brand: Some("visa".into()), last4: Some("4242".into()), expiry: None };
-        assert_eq!(payment_method(&card, "fr-FR"), "carte Visa se terminant par 4242");
+        let card = PaymentMethod {
+            kind: PaymentMethodKind::Card,
+            brand: Some("visa".into()),
+            last4: Some("4242".into()),
+            expiry: None,
+        };
+        assert_eq!(
+            payment_method(&card, "fr-FR"),
+            "carte Visa se terminant par 4242"
+        );
         assert_eq!(payment_method(&card, "en"), "Visa card ending in 4242");
-        let debit = PaymentMethod { kind: PaymentMethodKind::DirectDebit, brand: None, last4: None, expiry: None };
+        let debit = PaymentMethod {
+            kind: PaymentMethodKind::DirectDebit,
+            brand: None,
+            last4: None,
+            expiry: None,
+        };
         assert_eq!(payment_method(&debit, "en-GB"), "direct debit");
     }
 }

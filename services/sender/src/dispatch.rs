@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use relance_channels::resilience::Backoff;
-use relance_channels::{Lookup, OutgoingEmail, OutgoingSms, Outcome};
+use relance_channels::{Lookup, Outcome, OutgoingEmail, OutgoingSms};
 use relance_config::{LinkSettings, SenderSettings, TopicSettings};
 use relance_contracts::commands::{MessageChannel, ReminderInvoice, SendReminderV1};
 use relance_contracts::Envelope;
@@ -74,8 +74,14 @@ impl Job {
     fn recipient(&self) -> Option<String> {
         let recipient = &self.command().recipient;
         match self.command().channel {
-            MessageChannel::Email => recipient.email.as_ref().map(|email| email.as_str().to_string()),
-            MessageChannel::Sms => recipient.phone.as_ref().map(|phone| phone.as_str().to_string()),
+            MessageChannel::Email => recipient
+                .email
+                .as_ref()
+                .map(|email| email.as_str().to_string()),
+            MessageChannel::Sms => recipient
+                .phone
+                .as_ref()
+                .map(|phone| phone.as_str().to_string()),
         }
     }
 
@@ -99,6 +105,18 @@ struct Ready {
     message: Message,
     subject: Option<String>,
     body_sha256: String,
+}
+
+/// Why and how a delivery is given up.
+struct GiveUp<'a> {
+    /// The failure reason (a metric label).
+    reason: &'static str,
+    code: &'a str,
+    message: &'a str,
+    /// Send the original command to the dead-letter topic.
+    dead_letter: bool,
+    /// Suppress the recipient's address (the provider says it is inactive).
+    suppress: bool,
 }
 
 /// What a reconciliation decided.
@@ -148,7 +166,13 @@ impl Dispatcher {
     pub async fn tick(&self) -> Result<usize, StorageError> {
         let now = self.clock.now();
         let lease_until = now + chrono::Duration::milliseconds(self.settings.lease_ms as i64);
-        let claimed = deliveries::claim_due(&self.pool, now, lease_until, i64::from(self.settings.dispatch_batch)).await?;
+        let claimed = deliveries::claim_due(
+            &self.pool,
+            now,
+            lease_until,
+            i64::from(self.settings.dispatch_batch),
+        )
+        .await?;
         let count = claimed.len();
         if count == 0 {
             return Ok(0);
@@ -165,7 +189,11 @@ impl Dispatcher {
                         template: claimed.template.clone(),
                         variant: claimed.variant.clone().unwrap_or_default(),
                     };
-                    jobs.push(Job { claimed, envelope, labels });
+                    jobs.push(Job {
+                        claimed,
+                        envelope,
+                        labels,
+                    });
                 }
                 Err(error) => self.unreadable(&claimed, &error.to_string()).await?,
             }
@@ -183,7 +211,10 @@ impl Dispatcher {
         let ready = self.guard_and_render(to_guard).await?;
         let mut groups: BTreeMap<String, Vec<Ready>> = BTreeMap::new();
         for item in ready {
-            groups.entry(item.provider.name.clone()).or_default().push(item);
+            groups
+                .entry(item.provider.name.clone())
+                .or_default()
+                .push(item);
         }
         for (_, group) in groups {
             self.deliver(group).await?;
@@ -193,20 +224,37 @@ impl Dispatcher {
     }
 
     /// Commits an update and the records it publishes.
-    async fn commit(&self, update: &DeliveryUpdate, records: Vec<Option<OutboxRecord>>, suppression: Option<(&Job, &str)>) -> Result<(), StorageError> {
+    async fn commit(
+        &self,
+        update: &DeliveryUpdate,
+        records: Vec<Option<OutboxRecord>>,
+        suppression: Option<(&Job, &str)>,
+    ) -> Result<(), StorageError> {
         let records: Vec<OutboxRecord> = records.into_iter().flatten().collect();
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
         deliveries::apply_update(&mut transaction, update).await?;
         if let Some((job, detail)) = suppression {
             if let Some(address) = job.recipient() {
-                deliveries::suppress(&mut transaction, job.tenant(), job.channel(), &address, "inactive", "sender", Some(detail)).await?;
+                deliveries::suppress(
+                    &mut transaction,
+                    job.tenant(),
+                    job.channel(),
+                    &address,
+                    "inactive",
+                    "sender",
+                    Some(detail),
+                )
+                .await?;
             }
         }
         outbox::enqueue(&mut transaction, &records).await?;
         transaction
             .commit()
             .await
-            .map_err(|source| StorageError::Query { context: "committing a delivery outcome", source })
+            .map_err(|source| StorageError::Query {
+                context: "committing a delivery outcome",
+                source,
+            })
     }
 
     fn dead_letter(&self, job: &Job, reason: &'static str, detail: String) -> Option<OutboxRecord> {
@@ -218,7 +266,11 @@ impl Dispatcher {
         };
         Some(relance_events::to_outbox(self.dead_letters.build(
             &source.record(),
-            &DeadLetter { reason, detail, identity: Some(identity) },
+            &DeadLetter {
+                reason,
+                detail,
+                identity: Some(identity),
+            },
         )))
     }
 
@@ -300,7 +352,11 @@ impl Dispatcher {
                 let update = DeliveryUpdate {
                     delivery_id: send_id,
                     status: "pending",
-                    next_attempt_at: Some(now + chrono::Duration::milliseconds(self.settings.reconcile_delay_ms.max(1000) as i64)),
+                    next_attempt_at: Some(
+                        now + chrono::Duration::milliseconds(
+                            self.settings.reconcile_delay_ms.max(1000) as i64,
+                        ),
+                    ),
                     reconcile: true,
                     outcome: Some("ambiguous".into()),
                     error_code: Some("reconcile_unavailable".into()),
@@ -327,10 +383,23 @@ impl Dispatcher {
                     at: now,
                     ..DeliveryUpdate::default()
                 };
-                let failure = audit::Failure { provider: &name, code: "outcome_unknown", message: &message, retryable: false, attempt };
+                let failure = audit::Failure {
+                    provider: &name,
+                    code: "outcome_unknown",
+                    message: &message,
+                    retryable: false,
+                    attempt,
+                };
                 let records = vec![
                     audit::failed(topic, job.tenant(), send_id, job.command(), &failure, now),
-                    audit::task(&self.topics.tasks, job.tenant(), send_id, job.command(), &message, now),
+                    audit::task(
+                        &self.topics.tasks,
+                        job.tenant(),
+                        send_id,
+                        job.command(),
+                        &message,
+                        now,
+                    ),
                 ];
                 self.commit(&update, records, None).await?;
                 self.metrics.failed(&job.labels, "outcome_unknown");
@@ -345,34 +414,57 @@ impl Dispatcher {
         }
         let now = self.clock.now();
         let today = now.date_naive();
-        let mut invoice_ids: Vec<String> = jobs.iter().flat_map(|job| job.claimed.invoice_ids.clone()).collect();
+        let mut invoice_ids: Vec<String> = jobs
+            .iter()
+            .flat_map(|job| job.claimed.invoice_ids.clone())
+            .collect();
         invoice_ids.sort();
         invoice_ids.dedup();
-        let mut customer_ids: Vec<String> = jobs.iter().map(|job| job.claimed.customer_id.clone()).collect();
+        let mut customer_ids: Vec<String> = jobs
+            .iter()
+            .map(|job| job.claimed.customer_id.clone())
+            .collect();
         customer_ids.sort();
         customer_ids.dedup();
         let window = chrono::Duration::hours(i64::from(self.settings.frequency_cap_window_hours));
         let invoices = deliveries::guard_invoices(&self.pool, &invoice_ids).await?;
-        let customers = deliveries::guard_customers(&self.pool, &customer_ids, now - window).await?;
+        let customers =
+            deliveries::guard_customers(&self.pool, &customer_ids, now - window).await?;
         let keys: Vec<(String, String, String)> = jobs
             .iter()
-            .filter_map(|job| job.recipient().map(|address| (job.tenant().to_string(), job.channel().to_string(), address)))
+            .filter_map(|job| {
+                job.recipient()
+                    .map(|address| (job.tenant().to_string(), job.channel().to_string(), address))
+            })
             .collect();
-        let suppressed: HashMap<(String, String, String), String> = deliveries::suppressions(&self.pool, &keys)
-            .await?
-            .into_iter()
-            .map(|(tenant, channel, address, reason)| ((tenant, channel, address), reason))
-            .collect();
+        let suppressed: HashMap<(String, String, String), String> =
+            deliveries::suppressions(&self.pool, &keys)
+                .await?
+                .into_iter()
+                .map(|(tenant, channel, address, reason)| ((tenant, channel, address), reason))
+                .collect();
         // Messages this round counts against the cap like messages already sent.
         let mut sent_this_round: HashMap<String, i64> = HashMap::new();
         let mut ready = Vec::new();
         for job in jobs {
-            let mut customer = customers.iter().find(|customer| customer.customer_id == job.claimed.customer_id).cloned();
+            let mut customer = customers
+                .iter()
+                .find(|customer| customer.customer_id == job.claimed.customer_id)
+                .cloned();
             if let Some(customer) = customer.as_mut() {
-                customer.sent_recently += sent_this_round.get(&customer.customer_id).copied().unwrap_or(0);
+                customer.sent_recently += sent_this_round
+                    .get(&customer.customer_id)
+                    .copied()
+                    .unwrap_or(0);
             }
             let suppression = job.recipient().and_then(|address| {
-                suppressed.get(&(job.tenant().to_string(), job.channel().to_string(), address.to_lowercase())).cloned()
+                suppressed
+                    .get(&(
+                        job.tenant().to_string(),
+                        job.channel().to_string(),
+                        address.to_lowercase(),
+                    ))
+                    .cloned()
             });
             let verdict = guard::decide(&guard::Facts {
                 tenant: job.tenant(),
@@ -385,12 +477,17 @@ impl Dispatcher {
             });
             match verdict {
                 Verdict::Skip { reason, detail } => self.skip(&job, reason, &detail).await?,
-                Verdict::Send { invoices: kept, dropped } => {
+                Verdict::Send {
+                    invoices: kept,
+                    dropped,
+                } => {
                     if !dropped.is_empty() {
                         tracing::info!(delivery = %job.claimed.delivery_id, dropped = ?dropped, "Invoices left out of a reminder: they no longer need one.");
                     }
                     if let Some(item) = self.render(job, &kept, now).await? {
-                        *sent_this_round.entry(item.job.claimed.customer_id.clone()).or_default() += 1;
+                        *sent_this_round
+                            .entry(item.job.claimed.customer_id.clone())
+                            .or_default() += 1;
                         ready.push(item);
                     }
                 }
@@ -411,7 +508,15 @@ impl Dispatcher {
             at: now,
             ..DeliveryUpdate::default()
         };
-        let event = audit::skipped(&self.topics.events, job.tenant(), job.claimed.delivery_id, job.command(), reason.code(), detail, now);
+        let event = audit::skipped(
+            &self.topics.events,
+            job.tenant(),
+            job.claimed.delivery_id,
+            job.command(),
+            reason.code(),
+            detail,
+            now,
+        );
         self.commit(&update, vec![event], None).await?;
         self.metrics.skipped(&job.labels, reason.code());
         Ok(())
@@ -419,39 +524,95 @@ impl Dispatcher {
 
     /// Gives a delivery up for good: failed, with the event, the original command in the
     /// dead-letter topic and a task for a person.
-    async fn give_up(&self, job: &Job, provider: &str, reason: &'static str, code: &str, message: &str, dead_letter: bool, suppress: bool) -> Result<(), StorageError> {
+    async fn give_up(
+        &self,
+        job: &Job,
+        provider: &str,
+        failure: GiveUp<'_>,
+    ) -> Result<(), StorageError> {
+        let GiveUp {
+            reason,
+            code,
+            message,
+            dead_letter,
+            suppress,
+        } = failure;
         let now = self.clock.now();
         let attempt = job.claimed.attempts + 1;
         let update = DeliveryUpdate {
             delivery_id: job.claimed.delivery_id,
             status: "failed",
-            outcome: Some(if reason == "attempts_exhausted" { "transient" } else { "permanent" }.into()),
+            outcome: Some(
+                if reason == "attempts_exhausted" {
+                    "transient"
+                } else {
+                    "permanent"
+                }
+                .into(),
+            ),
             error_code: Some(code.chars().take(200).collect()),
             error_message: Some(message.chars().take(2000).collect()),
             at: now,
             ..DeliveryUpdate::default()
         };
-        let failure = audit::Failure { provider, code, message, retryable: reason == "attempts_exhausted", attempt };
-        let mut records = vec![audit::failed(&self.topics.events, job.tenant(), job.claimed.delivery_id, job.command(), &failure, now)];
+        let failure = audit::Failure {
+            provider,
+            code,
+            message,
+            retryable: reason == "attempts_exhausted",
+            attempt,
+        };
+        let mut records = vec![audit::failed(
+            &self.topics.events,
+            job.tenant(),
+            job.claimed.delivery_id,
+            job.command(),
+            &failure,
+            now,
+        )];
         if dead_letter {
             records.push(self.dead_letter(job, reason, format!("{provider} {code}: {message}")));
         }
         let task_reason = format!("The reminder could not be delivered ({reason}: {provider} {code}: {message}). Contact the customer another way or correct the contact details.");
-        records.push(audit::task(&self.topics.tasks, job.tenant(), job.claimed.delivery_id, job.command(), &task_reason, now));
-        self.commit(&update, records, suppress.then_some((job, message))).await?;
+        records.push(audit::task(
+            &self.topics.tasks,
+            job.tenant(),
+            job.claimed.delivery_id,
+            job.command(),
+            &task_reason,
+            now,
+        ));
+        self.commit(&update, records, suppress.then_some((job, message)))
+            .await?;
         self.metrics.failed(&job.labels, reason);
         tracing::warn!(delivery = %job.claimed.delivery_id, reason, provider, code, message, "Reminder failed for good; a task was created.");
         Ok(())
     }
 
-    async fn render(&self, job: Job, invoices: &[ReminderInvoice], now: DateTime<Utc>) -> Result<Option<Ready>, StorageError> {
+    async fn render(
+        &self,
+        job: Job,
+        invoices: &[ReminderInvoice],
+        now: DateTime<Utc>,
+    ) -> Result<Option<Ready>, StorageError> {
         let identity = self.settings.identity_of(job.tenant());
         let provider_name = match job.command().channel {
             MessageChannel::Email => &identity.email_provider,
             MessageChannel::Sms => &identity.sms_provider,
         };
         let Some(provider) = self.providers.get(provider_name) else {
-            self.give_up(&job, provider_name, "no_provider", "no_provider", "the configured provider does not exist", false, false).await?;
+            self.give_up(
+                &job,
+                provider_name,
+                GiveUp {
+                    reason: "no_provider",
+                    code: "no_provider",
+                    message: "the configured provider does not exist",
+                    dead_letter: false,
+                    suppress: false,
+                },
+            )
+            .await?;
             return Ok(None);
         };
         let locale = job.command().locale.as_str().to_string();
@@ -467,28 +628,70 @@ impl Dispatcher {
             now,
             today: now.date_naive(),
         });
-        let rendered = match self.templates.render(&identity.template_set, job.command().template.id.as_str(), &context) {
+        let rendered = match self.templates.render(
+            &identity.template_set,
+            job.command().template.id.as_str(),
+            &context,
+        ) {
             Ok(rendered) => rendered,
             Err(error) => {
                 let message = error.to_string();
-                self.give_up(&job, &provider.name, "template_error", "template_error", &message, true, false).await?;
+                self.give_up(
+                    &job,
+                    &provider.name,
+                    GiveUp {
+                        reason: "template_error",
+                        code: "template_error",
+                        message: &message,
+                        dead_letter: true,
+                        suppress: false,
+                    },
+                )
+                .await?;
                 return Ok(None);
             }
         };
         let send_id = job.claimed.delivery_id;
         let message = match (job.command().channel, rendered.channel) {
-            (MessageChannel::Email, relance_templates::Channel::Email) => {
-                compose::email(send_id, job.tenant(), job.command(), &identity, &rendered, now).map(Message::Email)
+            (MessageChannel::Email, relance_templates::Channel::Email) => compose::email(
+                send_id,
+                job.tenant(),
+                job.command(),
+                &identity,
+                &rendered,
+                now,
+            )
+            .map(Message::Email),
+            (MessageChannel::Sms, relance_templates::Channel::Sms) => {
+                compose::sms(send_id, job.command(), &rendered, now).map(Message::Sms)
             }
-            (MessageChannel::Sms, relance_templates::Channel::Sms) => compose::sms(send_id, job.command(), &rendered, now).map(Message::Sms),
             _ => {
-                let message = format!("template {} is for another channel than the command's", rendered.source);
-                self.give_up(&job, &provider.name, "template_error", "template_channel", &message, true, false).await?;
+                let message = format!(
+                    "template {} is for another channel than the command's",
+                    rendered.source
+                );
+                self.give_up(
+                    &job,
+                    &provider.name,
+                    GiveUp {
+                        reason: "template_error",
+                        code: "template_channel",
+                        message: &message,
+                        dead_letter: true,
+                        suppress: false,
+                    },
+                )
+                .await?;
                 return Ok(None);
             }
         };
         let Some(message) = message else {
-            self.skip(&job, SkipReason::NoContactAddress, "the command has no address for its channel").await?;
+            self.skip(
+                &job,
+                SkipReason::NoContactAddress,
+                "the command has no address for its channel",
+            )
+            .await?;
             return Ok(None);
         };
         Ok(Some(Ready {
@@ -525,16 +728,23 @@ impl Dispatcher {
         if !wait.is_zero() {
             tokio::time::sleep(wait.min(Duration::from_millis(self.settings.lease_ms / 2))).await;
         }
-        let ids: Vec<uuid::Uuid> = group.iter().map(|item| item.job.claimed.delivery_id).collect();
+        let ids: Vec<uuid::Uuid> = group
+            .iter()
+            .map(|item| item.job.claimed.delivery_id)
+            .collect();
         deliveries::begin_attempts(&self.pool, &ids, &provider.name, self.clock.now()).await?;
         let outcomes = self.send(&provider, &group).await;
         let mut healthy = None;
         let mut misconfigured = None;
         for (item, outcome) in group.iter().zip(outcomes) {
             match &outcome {
-                Outcome::Accepted { .. } | Outcome::Rejected { .. } => healthy = Some(healthy.unwrap_or(true)),
+                Outcome::Accepted { .. } | Outcome::Rejected { .. } => {
+                    healthy = Some(healthy.unwrap_or(true))
+                }
                 Outcome::Transient { .. } | Outcome::Ambiguous { .. } => healthy = Some(false),
-                Outcome::Misconfigured { code, message } => misconfigured = Some((code.clone(), message.clone())),
+                Outcome::Misconfigured { code, message } => {
+                    misconfigured = Some((code.clone(), message.clone()))
+                }
             }
             self.record_outcome(item, outcome).await?;
         }
@@ -562,10 +772,12 @@ impl Dispatcher {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; group.len()];
         if let Some(email_provider) = &provider.email {
             if emails.len() > 1 && email_provider.max_batch() > 1 {
-                let batch: Vec<OutgoingEmail> = emails.iter().map(|email| (*email).clone()).collect();
+                let batch: Vec<OutgoingEmail> =
+                    emails.iter().map(|email| (*email).clone()).collect();
                 let started = Instant::now();
                 let mut results = email_provider.send_batch(&batch).await.into_iter();
-                self.metrics.provider_latency(&provider.name, started.elapsed().as_secs_f64());
+                self.metrics
+                    .provider_latency(&provider.name, started.elapsed().as_secs_f64());
                 for (index, item) in group.iter().enumerate() {
                     if let Message::Email(_) = item.message {
                         outcomes[index] = results.next();
@@ -579,19 +791,26 @@ impl Dispatcher {
             }
             let started = Instant::now();
             let outcome = match (&item.message, &provider.email, &provider.sms) {
-                (Message::Email(email), Some(email_provider), _) => email_provider.send(email).await,
+                (Message::Email(email), Some(email_provider), _) => {
+                    email_provider.send(email).await
+                }
                 (Message::Sms(sms), _, Some(sms_provider)) => sms_provider.send(sms).await,
                 _ => Outcome::Misconfigured {
                     code: "wrong_channel".into(),
                     message: format!("provider {} does not deliver this channel", provider.name),
                 },
             };
-            self.metrics.provider_latency(&provider.name, started.elapsed().as_secs_f64());
+            self.metrics
+                .provider_latency(&provider.name, started.elapsed().as_secs_f64());
             outcomes[index] = Some(outcome);
         }
         outcomes
             .into_iter()
-            .map(|outcome| outcome.unwrap_or(Outcome::Ambiguous { message: "no answer for this message".into() }))
+            .map(|outcome| {
+                outcome.unwrap_or(Outcome::Ambiguous {
+                    message: "no answer for this message".into(),
+                })
+            })
             .collect()
     }
 
@@ -634,12 +853,42 @@ impl Dispatcher {
                 self.metrics.sent(&job.labels, provider);
                 tracing::info!(delivery = %send_id, provider, message_id = ?message_id, "Reminder sent.");
             }
-            Outcome::Rejected { code, message, recipient_inactive } => {
-                self.give_up(job, provider, "provider_rejected", &code, &message, true, recipient_inactive).await?;
+            Outcome::Rejected {
+                code,
+                message,
+                recipient_inactive,
+            } => {
+                self.give_up(
+                    job,
+                    provider,
+                    GiveUp {
+                        reason: "provider_rejected",
+                        code: &code,
+                        message: &message,
+                        dead_letter: true,
+                        suppress: recipient_inactive,
+                    },
+                )
+                .await?;
             }
-            Outcome::Transient { code, message, retry_after } => {
+            Outcome::Transient {
+                code,
+                message,
+                retry_after,
+            } => {
                 if attempt >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) {
-                    self.give_up(job, provider, "attempts_exhausted", &code, &message, false, false).await?;
+                    self.give_up(
+                        job,
+                        provider,
+                        GiveUp {
+                            reason: "attempts_exhausted",
+                            code: &code,
+                            message: &message,
+                            dead_letter: false,
+                            suppress: false,
+                        },
+                    )
+                    .await?;
                     return Ok(());
                 }
                 let backoff = Backoff {
@@ -658,14 +907,28 @@ impl Dispatcher {
                     at: now,
                     ..DeliveryUpdate::default()
                 };
-                let failure = audit::Failure { provider, code: &code, message: &message, retryable: true, attempt };
-                let event = audit::failed(&self.topics.events, job.tenant(), send_id, job.command(), &failure, now);
+                let failure = audit::Failure {
+                    provider,
+                    code: &code,
+                    message: &message,
+                    retryable: true,
+                    attempt,
+                };
+                let event = audit::failed(
+                    &self.topics.events,
+                    job.tenant(),
+                    send_id,
+                    job.command(),
+                    &failure,
+                    now,
+                );
                 self.commit(&update, vec![event], None).await?;
                 self.metrics.retry(provider, "transient");
                 tracing::warn!(delivery = %send_id, provider, code, message, attempt, next = %next, "Delivery failed for now; retrying later.");
             }
             Outcome::Ambiguous { message } => {
-                let next = now + chrono::Duration::milliseconds(self.settings.reconcile_delay_ms as i64);
+                let next =
+                    now + chrono::Duration::milliseconds(self.settings.reconcile_delay_ms as i64);
                 let update = DeliveryUpdate {
                     delivery_id: send_id,
                     status: "pending",
@@ -677,14 +940,28 @@ impl Dispatcher {
                     at: now,
                     ..DeliveryUpdate::default()
                 };
-                let failure = audit::Failure { provider, code: "ambiguous", message: &message, retryable: true, attempt };
-                let event = audit::failed(&self.topics.events, job.tenant(), send_id, job.command(), &failure, now);
+                let failure = audit::Failure {
+                    provider,
+                    code: "ambiguous",
+                    message: &message,
+                    retryable: true,
+                    attempt,
+                };
+                let event = audit::failed(
+                    &self.topics.events,
+                    job.tenant(),
+                    send_id,
+                    job.command(),
+                    &failure,
+                    now,
+                );
                 self.commit(&update, vec![event], None).await?;
                 self.metrics.retry(provider, "ambiguous");
                 tracing::warn!(delivery = %send_id, provider, message, next = %next, "No clear answer from the provider; will ask it before sending again.");
             }
             Outcome::Misconfigured { code, message } => {
-                let next = now + chrono::Duration::milliseconds(self.settings.config_pause_ms as i64);
+                let next =
+                    now + chrono::Duration::milliseconds(self.settings.config_pause_ms as i64);
                 let update = DeliveryUpdate {
                     delivery_id: send_id,
                     status: "pending",

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::commands::{MessageChannel, SendReminderV1};
+use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode::decode, Command, DecodeError, DecodeErrorKind, Envelope};
 use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
 use relance_runtime::Clock;
@@ -28,7 +28,10 @@ const DELIVERY_NAMESPACE: Uuid = Uuid::from_u128(0x2f0a_9c1e_77b4_4d1a_8e63_5b0d
 
 /// The send id of a command.
 pub fn delivery_id(tenant: &str, idempotency_key: &str) -> Uuid {
-    Uuid::new_v5(&DELIVERY_NAMESPACE, format!("{tenant}\u{1f}{idempotency_key}").as_bytes())
+    Uuid::new_v5(
+        &DELIVERY_NAMESPACE,
+        format!("{tenant}\u{1f}{idempotency_key}").as_bytes(),
+    )
 }
 
 /// Where a command was read, kept with its delivery so a provider's refusal can send the
@@ -100,11 +103,19 @@ enum Planned {
 
 fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> Planned {
     let Some(payload) = record.payload.as_deref() else {
-        return Planned::DeadLetter(DecodeErrorKind::InvalidJson.code(), "The record has no value.".into(), EventIdentity::default());
+        return Planned::DeadLetter(
+            DecodeErrorKind::InvalidJson.code(),
+            "The record has no value.".into(),
+            EventIdentity::default(),
+        );
     };
     let envelope = match decode::<Command>(payload) {
         Ok(envelope) => envelope,
-        Err(DecodeError { kind, detail, identity }) => return Planned::DeadLetter(kind.code(), detail, identity),
+        Err(DecodeError {
+            kind,
+            detail,
+            identity,
+        }) => return Planned::DeadLetter(kind.code(), detail, identity),
     };
     let identity = EventIdentity {
         id: Some(envelope.id.clone()),
@@ -115,21 +126,32 @@ fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> 
     let Command::SendReminder(command) = &envelope.data else {
         return Planned::DeadLetter(
             "unexpected_command",
-            format!("{} commands go to the tasks topic; the sender delivers reminders only.", envelope.event_type),
+            format!(
+                "{} commands go to the tasks topic; the sender delivers reminders only.",
+                envelope.event_type
+            ),
             identity,
         );
     };
     let command: &SendReminderV1 = command;
     let stored: Envelope<SendReminderV1> = envelope.clone().map_data(|_| command.clone());
     let Ok(command_json) = serde_json::to_value(&stored) else {
-        return Planned::DeadLetter("unclassified", "The command cannot be stored.".into(), identity);
+        return Planned::DeadLetter(
+            "unclassified",
+            "The command cannot be stored.".into(),
+            identity,
+        );
     };
     Planned::Delivery(Box::new(NewDelivery {
         delivery_id: delivery_id(&tenant, &command.idempotency_key),
         idempotency_key: command.idempotency_key.clone(),
         reminder_id: command.reminder_id,
         customer_id: command.customer_id.as_str().to_string(),
-        invoice_ids: command.invoices.iter().map(|invoice| invoice.invoice_id.as_str().to_string()).collect(),
+        invoice_ids: command
+            .invoices
+            .iter()
+            .map(|invoice| invoice.invoice_id.as_str().to_string())
+            .collect(),
         channel: match command.channel {
             MessageChannel::Email => "email".into(),
             MessageChannel::Sms => "sms".into(),
@@ -137,7 +159,11 @@ fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> 
         segment: command.segment.as_str().to_string(),
         step_id: command.step.id.as_str().to_string(),
         template: command.template.id.as_str().to_string(),
-        variant: command.template.variant.as_ref().map(|variant| variant.as_str().to_string()),
+        variant: command
+            .template
+            .variant
+            .as_ref()
+            .map(|variant| variant.as_str().to_string()),
         command: command_json,
         source: serde_json::to_value(Source::of(record)).unwrap_or_default(),
         received_at,
@@ -146,7 +172,10 @@ fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> 
 }
 
 impl IntakeHandler {
-    async fn record(&self, batch: &[ConsumedRecord]) -> Result<(usize, usize, usize), StorageError> {
+    async fn record(
+        &self,
+        batch: &[ConsumedRecord],
+    ) -> Result<(usize, usize, usize), StorageError> {
         let now = self.clock.now();
         let mut deliveries = Vec::new();
         let mut dead_letters: Vec<OutboxRecord> = Vec::new();
@@ -154,7 +183,9 @@ impl IntakeHandler {
             match plan(record, now) {
                 Planned::Delivery(delivery) => {
                     // A command twice in one batch: the first copy counts.
-                    if !deliveries.iter().any(|known: &NewDelivery| known.idempotency_key == delivery.idempotency_key) {
+                    if !deliveries.iter().any(|known: &NewDelivery| {
+                        known.idempotency_key == delivery.idempotency_key
+                    }) {
                         deliveries.push(*delivery);
                     }
                 }
@@ -162,7 +193,11 @@ impl IntakeHandler {
                     tracing::warn!(reason, detail = %detail, topic = %record.topic, partition = record.partition, offset = record.offset, "Dead-lettering a record that is not a reminder command.");
                     dead_letters.push(relance_events::to_outbox(self.dead_letters.build(
                         record,
-                        &DeadLetter { reason, detail, identity: Some(identity) },
+                        &DeadLetter {
+                            reason,
+                            detail,
+                            identity: Some(identity),
+                        },
                     )));
                 }
             }
@@ -173,7 +208,10 @@ impl IntakeHandler {
         transaction
             .commit()
             .await
-            .map_err(|source| StorageError::Query { context: "committing reminder commands", source })?;
+            .map_err(|source| StorageError::Query {
+                context: "committing reminder commands",
+                source,
+            })?;
         let duplicates = batch.len() - dead_letters.len() - inserted.len();
         Ok((inserted.len(), duplicates, dead_letters.len()))
     }
@@ -192,7 +230,13 @@ impl BatchHandler for IntakeHandler {
                 if dead_lettered > 0 {
                     self.relay.notify_one();
                 }
-                tracing::debug!(records = batch.len(), accepted, duplicates, dead_lettered, "Reminder commands recorded.");
+                tracing::debug!(
+                    records = batch.len(),
+                    accepted,
+                    duplicates,
+                    dead_lettered,
+                    "Reminder commands recorded."
+                );
                 Ok(())
             }
             Err(error) if error.is_transient() => Err(HandlerError::Transient(Box::new(error))),

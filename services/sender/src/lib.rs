@@ -49,10 +49,13 @@ impl Service for Sender {
     async fn run(context: ServiceContext) -> Result<(), BoxError> {
         let settings = context.settings.clone();
         let sender = &settings.sender;
-        let templates = TemplateStore::load(std::path::Path::new(&sender.templates_dir)).map_err(|error| StartError::Templates {
-            dir: sender.templates_dir.clone(),
-            reason: error.to_string(),
-        })?;
+        let templates =
+            TemplateStore::load(std::path::Path::new(&sender.templates_dir)).map_err(|error| {
+                StartError::Templates {
+                    dir: sender.templates_dir.clone(),
+                    reason: error.to_string(),
+                }
+            })?;
         for finding in relance_templates::lint(&templates) {
             tracing::warn!(finding = %finding, "A template breaks a writing rule (relancectl templates lint).");
         }
@@ -60,8 +63,12 @@ impl Service for Sender {
         let signer = std::fs::read_to_string(keys_file)
             .map_err(|error| error.to_string())
             .and_then(|text| LinkSigner::from_text(&text).map_err(|error| error.to_string()))
-            .map_err(|reason| StartError::LinkKeys { file: keys_file.clone(), reason })?;
-        let providers = Providers::build(sender).map_err(|error| StartError::Provider(error.to_string()))?;
+            .map_err(|reason| StartError::LinkKeys {
+                file: keys_file.clone(),
+                reason,
+            })?;
+        let providers =
+            Providers::build(sender).map_err(|error| StartError::Provider(error.to_string()))?;
         let registry = context.metrics.registry();
         let metrics = SenderMetrics::register(registry, sender.tenant_label)?;
         let relay = OutboxRelay::new(
@@ -70,7 +77,11 @@ impl Service for Sender {
             settings.outbox.clone(),
             OutboxMetrics::register(registry)?,
         );
-        let dead_letters = DeadLetterWriter::new(context.producer.clone(), settings.kafka.topics.dlq.clone(), Self::NAME.as_str());
+        let dead_letters = DeadLetterWriter::new(
+            context.producer.clone(),
+            settings.kafka.topics.dlq.clone(),
+            Self::NAME.as_str(),
+        );
         let wake = Arc::new(Notify::new());
         let dispatcher = Dispatcher {
             pool: context.pool.clone(),

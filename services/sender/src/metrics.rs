@@ -50,11 +50,12 @@ impl SenderMetrics {
     /// # Errors
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry, tenant_label: bool) -> Result<Self, prometheus::Error> {
-        let counter = |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
-            let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(counter.clone()))?;
-            Ok(counter)
-        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(counter.clone()))?;
+                Ok(counter)
+            };
         let commands = counter(
             "relance_sender_commands_total",
             "Reminder commands consumed, by outcome (accepted, duplicate, dead_lettered).",
@@ -90,7 +91,9 @@ impl SenderMetrics {
                 "relance_provider_request_duration_seconds",
                 "Time a provider took to answer a send request (a batch counts once), by provider.",
             )
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
             &["provider"],
         )?;
         registry.register(Box::new(provider_latency.clone()))?;
@@ -150,19 +153,27 @@ impl SenderMetrics {
     }
 
     pub fn command(&self, outcome: &str, count: usize) {
-        self.commands.with_label_values(&[outcome]).inc_by(count as u64);
+        self.commands
+            .with_label_values(&[outcome])
+            .inc_by(count as u64);
     }
 
     pub fn sent(&self, labels: &DeliveryLabels, provider: &str) {
-        self.sent.with_label_values(&self.values(labels, provider)).inc();
+        self.sent
+            .with_label_values(&self.values(labels, provider))
+            .inc();
     }
 
     pub fn skipped(&self, labels: &DeliveryLabels, reason: &str) {
-        self.skipped.with_label_values(&self.values(labels, reason)).inc();
+        self.skipped
+            .with_label_values(&self.values(labels, reason))
+            .inc();
     }
 
     pub fn failed(&self, labels: &DeliveryLabels, reason: &str) {
-        self.failed.with_label_values(&self.values(labels, reason)).inc();
+        self.failed
+            .with_label_values(&self.values(labels, reason))
+            .inc();
     }
 
     pub fn retry(&self, provider: &str, class: &str) {
@@ -174,7 +185,9 @@ impl SenderMetrics {
     }
 
     pub fn provider_latency(&self, provider: &str, seconds: f64) {
-        self.provider_latency.with_label_values(&[provider]).observe(seconds);
+        self.provider_latency
+            .with_label_values(&[provider])
+            .observe(seconds);
     }
 
     pub fn reconciled(&self, provider: &str, result: &str) {
@@ -182,7 +195,9 @@ impl SenderMetrics {
     }
 
     pub fn circuit_opened(&self, provider: &str, cause: &str) {
-        self.circuit_open.with_label_values(&[provider, cause]).inc();
+        self.circuit_open
+            .with_label_values(&[provider, cause])
+            .inc();
     }
 
     pub fn backlog(&self, due: i64, waiting: i64) {

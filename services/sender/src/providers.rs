@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use relance_channels::resilience::{CircuitBreaker, RateLimiter};
 use relance_channels::{
-    EmailProvider, FileProvider, PostmarkConfig, PostmarkProvider, ProviderError, SendGridConfig, SendGridProvider,
-    SmsProvider, TwilioConfig, TwilioProvider,
+    EmailProvider, FileProvider, PostmarkConfig, PostmarkProvider, ProviderError, SendGridConfig,
+    SendGridProvider, SmsProvider, TwilioConfig, TwilioProvider,
 };
 use relance_config::{ProviderKind, ProviderSettings, SenderSettings};
 use secrecy::SecretString;
@@ -55,11 +55,14 @@ impl Provider {
 
     /// How long to wait before `count` more messages may go.
     pub fn reserve(&self, count: u32) -> Duration {
-        self.limiter
-            .lock()
-            .map_or(Duration::ZERO, |mut limiter| limiter.reserve(count, Instant::now()))
+        self.limiter.lock().map_or(Duration::ZERO, |mut limiter| {
+            limiter.reserve(count, Instant::now())
+        })
     }
 }
+
+/// A provider's email and SMS sides.
+type Channels = (Option<Arc<dyn EmailProvider>>, Option<Arc<dyn SmsProvider>>);
 
 /// Every configured provider.
 pub struct Providers {
@@ -67,7 +70,9 @@ pub struct Providers {
 }
 
 fn secret(value: Option<&SecretString>) -> SecretString {
-    value.cloned().unwrap_or_else(|| SecretString::from(String::new()))
+    value
+        .cloned()
+        .unwrap_or_else(|| SecretString::from(String::new()))
 }
 
 fn non_empty(value: &str) -> Option<String> {
@@ -82,16 +87,21 @@ impl Providers {
     pub fn build(settings: &SenderSettings) -> Result<Self, ProviderError> {
         let mut by_name = BTreeMap::new();
         for (name, config) in &settings.providers {
-            let provider = Self::build_one(name, config, settings)
-                .map_err(|error| ProviderError::Config(format!("sender.providers.{name}: {error}")))?;
+            let provider = Self::build_one(name, config, settings).map_err(|error| {
+                ProviderError::Config(format!("sender.providers.{name}: {error}"))
+            })?;
             by_name.insert(name.clone(), Arc::new(provider));
         }
         Ok(Self { by_name })
     }
 
-    fn build_one(name: &str, config: &ProviderSettings, settings: &SenderSettings) -> Result<Provider, ProviderError> {
+    fn build_one(
+        name: &str,
+        config: &ProviderSettings,
+        settings: &SenderSettings,
+    ) -> Result<Provider, ProviderError> {
         let timeout = Duration::from_millis(config.timeout_ms);
-        let (email, sms): (Option<Arc<dyn EmailProvider>>, Option<Arc<dyn SmsProvider>>) = match config.kind {
+        let (email, sms): Channels = match config.kind {
             ProviderKind::File => {
                 let provider = Arc::new(FileProvider::new(&config.folder)?);
                 (Some(provider.clone()), Some(provider))
@@ -137,7 +147,11 @@ impl Providers {
                 settings.breaker_threshold,
                 Duration::from_millis(settings.breaker_cooldown_ms),
             )),
-            limiter: Mutex::new(RateLimiter::new(config.rate_per_second, burst, Instant::now())),
+            limiter: Mutex::new(RateLimiter::new(
+                config.rate_per_second,
+                burst,
+                Instant::now(),
+            )),
         })
     }
 

@@ -95,7 +95,10 @@ pub enum Verdict {
         invoices: Vec<ReminderInvoice>,
         dropped: Vec<(String, SkipReason)>,
     },
-    Skip { reason: SkipReason, detail: String },
+    Skip {
+        reason: SkipReason,
+        detail: String,
+    },
 }
 
 /// Why one invoice no longer takes a reminder, if it does not.
@@ -143,7 +146,8 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
                         current.amount_due_minor,
                         line.amount_due.currency().clone(),
                     ) {
-                        if current.currency.as_deref() == Some(line.amount_due.currency().as_str()) {
+                        if current.currency.as_deref() == Some(line.amount_due.currency().as_str())
+                        {
                             line.amount_due = amount;
                         }
                     }
@@ -176,8 +180,16 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
         }
     }
     let address = match command.channel {
-        MessageChannel::Email => command.recipient.email.as_ref().map(|email| email.as_str().to_string()),
-        MessageChannel::Sms => command.recipient.phone.as_ref().map(|phone| phone.as_str().to_string()),
+        MessageChannel::Email => command
+            .recipient
+            .email
+            .as_ref()
+            .map(|email| email.as_str().to_string()),
+        MessageChannel::Sms => command
+            .recipient
+            .phone
+            .as_ref()
+            .map(|phone| phone.as_str().to_string()),
     };
     let Some(address) = address else {
         return Verdict::Skip {

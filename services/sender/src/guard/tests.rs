@@ -7,9 +7,10 @@ use relance_storage::deliveries::{GuardCustomer, GuardInvoice};
 use super::*;
 
 fn command() -> SendReminderV1 {
-    let envelope: Envelope<SendReminderV1> =
-        serde_json::from_str(include_str!("../../../../proto/examples/relance.reminder.send.v1.json"))
-            .unwrap_or_else(|error| panic!("example: {error}"));
+    let envelope: Envelope<SendReminderV1> = serde_json::from_str(include_str!(
+        "../../../../proto/examples/relance.reminder.send.v1.json"
+    ))
+    .unwrap_or_else(|error| panic!("example: {error}"));
     envelope.data
 }
 
@@ -17,7 +18,8 @@ fn command() -> SendReminderV1 {
 fn two_invoice_command() -> SendReminderV1 {
     let mut command = command();
     let mut second = command.invoices[0].clone();
-    second.invoice_id = relance_contracts::Id::parse("inv_2026_0450").unwrap_or_else(|error| panic!("{error}"));
+    second.invoice_id =
+        relance_contracts::Id::parse("inv_2026_0450").unwrap_or_else(|error| panic!("{error}"));
     command.invoices.push(second);
     command
 }
@@ -40,7 +42,12 @@ fn today() -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 12, 5).unwrap_or_default()
 }
 
-fn decide_with(command: &SendReminderV1, invoices: &[GuardInvoice], customer: Option<&GuardCustomer>, suppression: Option<&str>) -> Verdict {
+fn decide_with(
+    command: &SendReminderV1,
+    invoices: &[GuardInvoice],
+    customer: Option<&GuardCustomer>,
+    suppression: Option<&str>,
+) -> Verdict {
     decide(&Facts {
         tenant: "acme",
         command,
@@ -63,7 +70,13 @@ fn skip_reason(verdict: &Verdict) -> Option<SkipReason> {
 fn an_open_invoice_is_reminded() {
     let command = command();
     let verdict = decide_with(&command, &[open_invoice("inv_2026_0412")], None, None);
-    assert_eq!(verdict, Verdict::Send { invoices: command.invoices.clone(), dropped: vec![] });
+    assert_eq!(
+        verdict,
+        Verdict::Send {
+            invoices: command.invoices.clone(),
+            dropped: vec![]
+        }
+    );
 }
 
 #[test]
@@ -72,13 +85,43 @@ fn every_closed_or_paused_state_skips_with_its_reason() {
     let cases = [
         ("closed", None, Some("paid"), SkipReason::InvoicePaid),
         ("closed", None, Some("voided"), SkipReason::InvoiceVoided),
-        ("closed", None, Some("credited"), SkipReason::InvoiceCredited),
-        ("closed", None, Some("written_off"), SkipReason::InvoiceWrittenOff),
+        (
+            "closed",
+            None,
+            Some("credited"),
+            SkipReason::InvoiceCredited,
+        ),
+        (
+            "closed",
+            None,
+            Some("written_off"),
+            SkipReason::InvoiceWrittenOff,
+        ),
         ("paused", Some("dispute"), None, SkipReason::InvoiceDisputed),
-        ("paused", Some("promise_to_pay"), None, SkipReason::InvoicePaused),
-        ("paused", Some("manual_hold"), None, SkipReason::InvoicePaused),
-        ("paused", Some("payment_claimed"), None, SkipReason::InvoicePaused),
-        ("paused", Some("awaiting_approval"), None, SkipReason::InvoicePaused),
+        (
+            "paused",
+            Some("promise_to_pay"),
+            None,
+            SkipReason::InvoicePaused,
+        ),
+        (
+            "paused",
+            Some("manual_hold"),
+            None,
+            SkipReason::InvoicePaused,
+        ),
+        (
+            "paused",
+            Some("payment_claimed"),
+            None,
+            SkipReason::InvoicePaused,
+        ),
+        (
+            "paused",
+            Some("awaiting_approval"),
+            None,
+            SkipReason::InvoicePaused,
+        ),
         ("escalated", None, None, SkipReason::InvoiceEscalated),
     ];
     for (state, pause, closed, expected) in cases {
@@ -87,15 +130,28 @@ fn every_closed_or_paused_state_skips_with_its_reason() {
         invoice.pause_reason = pause.map(Into::into);
         invoice.closed_reason = closed.map(Into::into);
         let verdict = decide_with(&command, &[invoice], None, None);
-        assert_eq!(skip_reason(&verdict), Some(expected), "{state} {pause:?} {closed:?}");
+        assert_eq!(
+            skip_reason(&verdict),
+            Some(expected),
+            "{state} {pause:?} {closed:?}"
+        );
     }
-    assert_eq!(skip_reason(&decide_with(&command, &[], None, None)), Some(SkipReason::InvoiceUnknown));
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[], None, None)),
+        Some(SkipReason::InvoiceUnknown)
+    );
     let mut other_tenant = open_invoice("inv_2026_0412");
     other_tenant.tenant = "globex".into();
-    assert_eq!(skip_reason(&decide_with(&command, &[other_tenant], None, None)), Some(SkipReason::InvoiceUnknown));
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[other_tenant], None, None)),
+        Some(SkipReason::InvoiceUnknown)
+    );
     let mut nothing_due = open_invoice("inv_2026_0412");
     nothing_due.amount_due_minor = 0;
-    assert_eq!(skip_reason(&decide_with(&command, &[nothing_due], None, None)), Some(SkipReason::NothingDue));
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[nothing_due], None, None)),
+        Some(SkipReason::NothingDue)
+    );
 }
 
 #[test]
@@ -111,8 +167,15 @@ fn a_consolidated_reminder_goes_out_about_what_is_still_due() {
         Verdict::Send { invoices, dropped } => {
             assert_eq!(invoices.len(), 1);
             assert_eq!(invoices[0].invoice_id.as_str(), "inv_2026_0450");
-            assert_eq!(invoices[0].amount_due.amount_minor(), 10_000, "the amount due now");
-            assert_eq!(dropped, vec![("inv_2026_0412".to_string(), SkipReason::InvoicePaid)]);
+            assert_eq!(
+                invoices[0].amount_due.amount_minor(),
+                10_000,
+                "the amount due now"
+            );
+            assert_eq!(
+                dropped,
+                vec![("inv_2026_0412".to_string(), SkipReason::InvoicePaid)]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -129,33 +192,68 @@ fn holds_suppressions_missing_addresses_and_the_cap_skip() {
         sent_recently: sent,
     };
     let held = customer(true, None, 0);
-    assert_eq!(skip_reason(&decide_with(&command, &invoices, Some(&held), None)), Some(SkipReason::CustomerHeld));
+    assert_eq!(
+        skip_reason(&decide_with(&command, &invoices, Some(&held), None)),
+        Some(SkipReason::CustomerHeld)
+    );
     let held_until_tomorrow = customer(true, today().succ_opt(), 0);
-    assert_eq!(skip_reason(&decide_with(&command, &invoices, Some(&held_until_tomorrow), None)), Some(SkipReason::CustomerHeld));
+    assert_eq!(
+        skip_reason(&decide_with(
+            &command,
+            &invoices,
+            Some(&held_until_tomorrow),
+            None
+        )),
+        Some(SkipReason::CustomerHeld)
+    );
     let hold_over = customer(true, today().pred_opt(), 0);
-    assert_eq!(skip_reason(&decide_with(&command, &invoices, Some(&hold_over), None)), None);
+    assert_eq!(
+        skip_reason(&decide_with(&command, &invoices, Some(&hold_over), None)),
+        None
+    );
     for (suppression, reason) in [
         ("hard_bounce", SkipReason::ContactBounced),
         ("complaint", SkipReason::ContactComplained),
         ("opt_out", SkipReason::ContactOptedOut),
         ("inactive", SkipReason::ContactInactive),
     ] {
-        assert_eq!(skip_reason(&decide_with(&command, &invoices, None, Some(suppression))), Some(reason));
+        assert_eq!(
+            skip_reason(&decide_with(&command, &invoices, None, Some(suppression))),
+            Some(reason)
+        );
     }
     let capped = customer(false, None, 2);
-    assert_eq!(skip_reason(&decide_with(&command, &invoices, Some(&capped), None)), Some(SkipReason::FrequencyCap));
+    assert_eq!(
+        skip_reason(&decide_with(&command, &invoices, Some(&capped), None)),
+        Some(SkipReason::FrequencyCap)
+    );
     let under_cap = customer(false, None, 1);
-    assert_eq!(skip_reason(&decide_with(&command, &invoices, Some(&under_cap), None)), None);
+    assert_eq!(
+        skip_reason(&decide_with(&command, &invoices, Some(&under_cap), None)),
+        None
+    );
     let mut no_email = command.clone();
     no_email.recipient.email = None;
-    assert_eq!(skip_reason(&decide_with(&no_email, &invoices, None, None)), Some(SkipReason::NoContactAddress));
-    let uncapped = decide(&Facts { tenant: "acme", command: &command, invoices: &invoices, customer: Some(&capped), suppression: None, today: today(), cap_count: 0 });
+    assert_eq!(
+        skip_reason(&decide_with(&no_email, &invoices, None, None)),
+        Some(SkipReason::NoContactAddress)
+    );
+    let uncapped = decide(&Facts {
+        tenant: "acme",
+        command: &command,
+        invoices: &invoices,
+        customer: Some(&capped),
+        suppression: None,
+        today: today(),
+        cap_count: 0,
+    });
     assert_eq!(skip_reason(&uncapped), None, "a cap of 0 is no cap");
 }
 
 #[test]
 fn reasons_have_distinct_codes() {
-    let codes: std::collections::BTreeSet<&str> = SkipReason::ALL.iter().map(|reason| reason.code()).collect();
+    let codes: std::collections::BTreeSet<&str> =
+        SkipReason::ALL.iter().map(|reason| reason.code()).collect();
     assert_eq!(codes.len(), SkipReason::ALL.len());
 }
 
@@ -168,7 +266,12 @@ fn any_state() -> impl Strategy<Value = (String, Option<String>, Option<String>,
         Just(("closed".to_string(), None, Some("paid".to_string()), 0)),
         Just(("closed".to_string(), None, Some("voided".to_string()), 0)),
         Just(("paused".to_string(), Some("dispute".to_string()), None, 100)),
-        Just(("paused".to_string(), Some("promise_to_pay".to_string()), None, 100)),
+        Just((
+            "paused".to_string(),
+            Some("promise_to_pay".to_string()),
+            None,
+            100
+        )),
         Just(("escalated".to_string(), None, None, 100)),
     ]
 }

@@ -1,6 +1,10 @@
-//! The sender binary as Kubernetes runs it, against the real broker and database.
+//! The sender binary as Kubernetes runs it, against the real broker and database, with mock
+//! providers speaking the documented APIs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
+
+mod delivery;
+mod helpers;
 
 mod lifecycle {
     relance_testkit::service_lifecycle_tests!(

@@ -1,0 +1,335 @@
+//! A database, topics and a sender process per test; reminder commands built from the
+//! contract's example; a fake Postmark that remembers what it accepted.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use relance_config::{ServiceName, Settings};
+use relance_domain::{Currency, InvoiceFact, Money};
+use relance_kafka::{EventProducer, OutgoingRecord};
+use relance_testkit::{
+    create_unique_database, create_unique_topics, customer_event, invoice_event, seed, service_env,
+    settings_overrides, test_settings, unique_name, wait_for, ServiceProcess,
+};
+use serde_json::{json, Value};
+use sqlx::PgPool;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+pub const PARTITIONS: i32 = 4;
+pub const TENANT: &str = "acme";
+
+pub async fn fresh_settings(label: &str) -> Settings {
+    let mut settings = create_unique_database(&test_settings(ServiceName::Sender)).await;
+    settings.kafka.topics = create_unique_topics(&settings, label, PARTITIONS).await;
+    settings.sender.group_id = unique_name(label);
+    settings
+}
+
+pub fn pool(settings: &Settings) -> PgPool {
+    relance_storage::lazy_pool(&settings.database, "sender-test")
+}
+
+/// An open invoice of 734.56 € due on 2 December 2026, and its customer.
+pub async fn seed_invoice(settings: &Settings, customer: &str, invoice: &str) {
+    let now = Utc::now();
+    seed(
+        settings,
+        vec![
+            customer_event(TENANT, customer, false, now),
+            invoice_event(
+                TENANT,
+                customer,
+                invoice,
+                &format!("issued-{invoice}"),
+                now,
+                InvoiceFact::Issued {
+                    number: format!("F-{invoice}"),
+                    issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+                    due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                    total: Money::new(73_456, Currency::parse("EUR").unwrap()).unwrap(),
+                    order_reference: Some("PO-77812".into()),
+                    payment_url: Some(format!("https://pay.acme.example/i/{invoice}")),
+                    contact: None,
+                    description: None,
+                },
+            ),
+        ],
+        now,
+    )
+    .await;
+}
+
+/// A `relance.reminder.send` command for `invoice` of `customer`, to `email`.
+pub fn command(customer: &str, invoice: &str, email: &str) -> Value {
+    let mut command: Value = serde_json::from_str(include_str!(
+        "../../../../proto/examples/relance.reminder.send.v1.json"
+    ))
+    .unwrap();
+    command["id"] = json!(uuid::Uuid::new_v4().to_string());
+    command["tenant"] = json!(TENANT);
+    command["subject"] = json!(invoice);
+    command["partitionkey"] = json!(customer);
+    let data = command["data"].as_object_mut().unwrap();
+    data.insert(
+        "reminder_id".into(),
+        json!(uuid::Uuid::new_v4().to_string()),
+    );
+    data.insert(
+        "idempotency_key".into(),
+        json!(format!("{TENANT}:{invoice}:first_reminder:1")),
+    );
+    data.insert("customer_id".into(), json!(customer));
+    data.insert("template".into(), json!({"id": "first_reminder"}));
+    data.remove("payment_failure");
+    data["recipient"]["email"] = json!(email);
+    data["invoices"][0]["invoice_id"] = json!(invoice);
+    data["invoices"][0]["number"] = json!(format!("F-{invoice}"));
+    data["invoices"][0]["amount_due"] = json!({"amount_minor": 73_456, "currency": "EUR"});
+    data["invoices"][0]["total"] = json!({"amount_minor": 73_456, "currency": "EUR"});
+    command
+}
+
+pub async fn publish(settings: &Settings, commands: &[Value]) {
+    let producer = EventProducer::new(&settings.kafka, "sender-test").unwrap();
+    let records: Vec<OutgoingRecord> = commands
+        .iter()
+        .map(|command| OutgoingRecord {
+            topic: settings.kafka.topics.reminders.clone(),
+            key: Some(
+                command["partitionkey"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .as_bytes()
+                    .to_vec(),
+            ),
+            payload: serde_json::to_vec(command).unwrap(),
+            headers: vec![],
+        })
+        .collect();
+    for result in producer.send_all(&records).await {
+        result.expect("published");
+    }
+}
+
+/// The sender, on `settings`, with `extra` configuration.
+pub async fn spawn_sender(settings: &Settings, extra: &[(&'static str, String)]) -> ServiceProcess {
+    let mut overrides = settings_overrides(settings);
+    overrides.extend(extra.iter().cloned());
+    ServiceProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_sender")),
+        service_env(&overrides),
+    )
+    .await
+}
+
+/// Configuration sending email through Postmark at `uri`.
+pub fn postmark_env(uri: &str) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "RELANCE__SENDER__PROVIDERS__POSTMARK__KIND",
+            "postmark".into(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__POSTMARK__BASE_URL",
+            uri.to_string(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__POSTMARK__SERVER_TOKEN",
+            "test-server-token".into(),
+        ),
+        (
+            "RELANCE__SENDER__PROVIDERS__POSTMARK__TIMEOUT_MS",
+            "10000".into(),
+        ),
+        (
+            "RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER",
+            "postmark".into(),
+        ),
+    ]
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Row {
+    pub idempotency_key: String,
+    pub status: String,
+    pub attempts: i32,
+    pub skip_reason: Option<String>,
+    pub error_code: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub subject: Option<String>,
+    pub body_sha256: Option<String>,
+}
+
+pub async fn deliveries(pool: &PgPool) -> Vec<Row> {
+    sqlx::query_as(
+        "SELECT idempotency_key, status, attempts, skip_reason, error_code, provider_message_id, subject, body_sha256
+         FROM deliveries ORDER BY idempotency_key",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default()
+}
+
+/// Waits until `count` deliveries exist and none waits for an attempt.
+pub async fn settled(pool: &PgPool, count: usize, timeout: Duration) -> Vec<Row> {
+    wait_for(
+        timeout,
+        &format!("{count} deliveries to settle"),
+        || async {
+            let rows = deliveries(pool).await;
+            (rows.len() == count
+                && rows
+                    .iter()
+                    .all(|row| !matches!(row.status.as_str(), "pending" | "in_flight")))
+            .then_some(rows)
+        },
+    )
+    .await
+}
+
+/// A fake Postmark: answers `/email`, `/email/batch` and the outbound message search as the
+/// documentation describes, remembers every message it accepted (by our send id), and fails
+/// as the test asks.
+#[derive(Clone, Default)]
+pub struct FakePostmark {
+    /// Send ids of accepted messages, in order (a send id twice is a duplicate message).
+    pub accepted: Arc<Mutex<Vec<String>>>,
+    /// Messages received per request, in order.
+    pub requests: Arc<Mutex<Vec<usize>>>,
+    /// Answer the first this-many requests with 500.
+    pub fail_first: Arc<Mutex<usize>>,
+    /// Recipients refused with 422 / ErrorCode 300.
+    pub refused_recipients: Vec<String>,
+    pub delay: Duration,
+}
+
+impl FakePostmark {
+    fn answer_one(&self, message: &Value) -> Value {
+        let to = message["To"].as_str().unwrap_or_default();
+        if self
+            .refused_recipients
+            .iter()
+            .any(|refused| to.contains(refused.as_str()))
+        {
+            return json!({"ErrorCode": 300, "Message": format!("Invalid 'To' address: '{to}'.")});
+        }
+        let send_id = message["Metadata"]["relance_send"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        self.accepted.lock().unwrap().push(send_id.clone());
+        json!({"To": to, "SubmittedAt": "2026-11-23T09:15:02.1234567-05:00", "MessageID": format!("pm-{send_id}"), "ErrorCode": 0, "Message": "OK"})
+    }
+
+    fn fail(&self) -> bool {
+        let mut remaining = self.fail_first.lock().unwrap();
+        if *remaining > 0 {
+            *remaining -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub async fn start(self) -> MockServer {
+        let server = MockServer::start().await;
+        let single = self.clone();
+        Mock::given(method("POST"))
+            .and(path("/email"))
+            .respond_with(move |request: &Request| {
+                single.requests.lock().unwrap().push(1);
+                if single.fail() {
+                    return ResponseTemplate::new(500).set_body_json(
+                        json!({"ErrorCode": 0, "Message": "Internal server error"}),
+                    );
+                }
+                let message: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let answer = single.answer_one(&message);
+                let status = if answer["ErrorCode"] == json!(0) {
+                    200
+                } else {
+                    422
+                };
+                ResponseTemplate::new(status)
+                    .set_body_json(answer)
+                    .set_delay(single.delay)
+            })
+            .mount(&server)
+            .await;
+        let batch = self.clone();
+        Mock::given(method("POST"))
+            .and(path("/email/batch"))
+            .respond_with(move |request: &Request| {
+                let messages: Vec<Value> =
+                    serde_json::from_slice(&request.body).unwrap_or_default();
+                batch.requests.lock().unwrap().push(messages.len());
+                if batch.fail() {
+                    return ResponseTemplate::new(500).set_body_json(
+                        json!({"ErrorCode": 0, "Message": "Internal server error"}),
+                    );
+                }
+                let answers: Vec<Value> = messages
+                    .iter()
+                    .map(|message| batch.answer_one(message))
+                    .collect();
+                ResponseTemplate::new(200)
+                    .set_body_json(answers)
+                    .set_delay(batch.delay)
+            })
+            .mount(&server)
+            .await;
+        let search = self.clone();
+        Mock::given(method("GET"))
+            .and(path("/messages/outbound"))
+            .respond_with(move |request: &Request| {
+                let wanted = request
+                    .url
+                    .query_pairs()
+                    .find(|(key, _)| key == "metadata_relance_send")
+                    .map(|(_, value)| value.into_owned())
+                    .unwrap_or_default();
+                let found = search.accepted.lock().unwrap().contains(&wanted);
+                let messages = if found {
+                    vec![json!({"MessageID": format!("pm-{wanted}")})]
+                } else {
+                    vec![]
+                };
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"TotalCount": messages.len(), "Messages": messages}))
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+
+    /// How many times each send id was accepted.
+    pub fn accepted_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for send_id in self.accepted.lock().unwrap().iter() {
+            *counts.entry(send_id.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// The value of a counter with these labels in a Prometheus text exposition (0 if absent).
+pub fn counter(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| line.starts_with(name) && !line.starts_with('#'))
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(key, value)| line.contains(&format!("{key}=\"{value}\"")))
+        })
+        .filter_map(|line| {
+            line.rsplit(' ')
+                .next()
+                .and_then(|value| value.parse::<f64>().ok())
+        })
+        .sum()
+}

@@ -118,12 +118,21 @@ impl LinkSigner {
         for (index, key) in keys.iter().enumerate() {
             let id_ok = !key.id.is_empty()
                 && key.id.len() <= 32
-                && key.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                && key
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
             if !id_ok {
-                return Err(KeyError(format!("key id {:?} must be 1 to 32 letters, digits, _ or -", key.id)));
+                return Err(KeyError(format!(
+                    "key id {:?} must be 1 to 32 letters, digits, _ or -",
+                    key.id
+                )));
             }
             if key.secret.expose_secret().len() < 32 {
-                return Err(KeyError(format!("the secret of key {} has fewer than 32 bytes", key.id)));
+                return Err(KeyError(format!(
+                    "the secret of key {} has fewer than 32 bytes",
+                    key.id
+                )));
             }
             if keys[..index].iter().any(|other| other.id == key.id) {
                 return Err(KeyError(format!("key id {} is listed twice", key.id)));
@@ -149,7 +158,12 @@ impl LinkSigner {
                     id: id.to_string(),
                     secret: SecretString::from(secret.to_string()),
                 }),
-                _ => return Err(KeyError(format!("line {} must be \"key_id secret\"", index + 1))),
+                _ => {
+                    return Err(KeyError(format!(
+                        "line {} must be \"key_id secret\"",
+                        index + 1
+                    )))
+                }
             }
         }
         Self::new(keys)
@@ -178,13 +192,23 @@ impl LinkSigner {
     /// [`LinkError`]: malformed, unknown key, bad signature, or expired (with its claims).
     pub fn verify(&self, token: &str, now: i64) -> Result<LinkClaims, LinkError> {
         let mut parts = token.split('.');
-        let (Some("v1"), Some(key_id), Some(body), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("v1"), Some(key_id), Some(body), Some(signature), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(LinkError::Malformed);
         };
-        let key = self.keys.iter().find(|key| key.id == key_id).ok_or(LinkError::UnknownKey)?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| LinkError::Malformed)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|key| key.id == key_id)
+            .ok_or(LinkError::UnknownKey)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| LinkError::Malformed)?;
         // verify_slice compares in constant time.
         Self::mac(key, &format!("v1.{key_id}.{body}"))
             .verify_slice(&signature)
@@ -202,7 +226,12 @@ impl LinkSigner {
 
     /// The URL of a link on the tracker at `base_url`.
     pub fn url(&self, base_url: &str, claims: &LinkClaims) -> String {
-        format!("{}/l/{}/{}", base_url.trim_end_matches('/'), claims.a.path(), self.sign(claims))
+        format!(
+            "{}/l/{}/{}",
+            base_url.trim_end_matches('/'),
+            claims.a.path(),
+            self.sign(claims)
+        )
     }
 }
 
@@ -212,7 +241,10 @@ mod tests {
     use proptest::prelude::*;
 
     fn key(id: &str, secret: &str) -> SigningKey {
-        SigningKey { id: id.into(), secret: SecretString::from(secret.to_string()) }
+        SigningKey {
+            id: id.into(),
+            secret: SecretString::from(secret.to_string()),
+        }
     }
 
     fn claims() -> LinkClaims {
@@ -228,7 +260,11 @@ mod tests {
     }
 
     fn signer() -> LinkSigner {
-        LinkSigner::new(vec![key("k2", "a-secret-of-at-least-thirty-two-bytes-2"), key("k1", "a-secret-of-at-least-thirty-two-bytes-1")]).unwrap()
+        LinkSigner::new(vec![
+            key("k2", "a-secret-of-at-least-thirty-two-bytes-2"),
+            key("k1", "a-secret-of-at-least-thirty-two-bytes-1"),
+        ])
+        .unwrap()
     }
 
     #[test]
@@ -236,7 +272,9 @@ mod tests {
         let token = signer().sign(&claims());
         assert!(token.starts_with("v1.k2."));
         assert_eq!(signer().verify(&token, 1_900_000_000), Ok(claims()));
-        let body = URL_SAFE_NO_PAD.decode(token.split('.').nth(2).unwrap()).unwrap();
+        let body = URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(2).unwrap())
+            .unwrap();
         let text = String::from_utf8(body).unwrap();
         assert!(!text.contains('@'), "{text}");
     }
@@ -246,7 +284,8 @@ mod tests {
         let signer = signer();
         let token = signer.sign(&claims());
         // Wrong key: a signer with other secrets.
-        let stranger = LinkSigner::new(vec![key("k2", "another-secret-of-at-least-thirty-two-b")]).unwrap();
+        let stranger =
+            LinkSigner::new(vec![key("k2", "another-secret-of-at-least-thirty-two-b")]).unwrap();
         assert_eq!(stranger.verify(&token, 0), Err(LinkError::BadSignature));
         // Changed field: another invoice, same signature.
         let mut tampered = claims();
@@ -256,9 +295,15 @@ mod tests {
         let forged = format!("v1.{}.{forged_body}.{}", parts[1], parts[3]);
         assert_eq!(signer.verify(&forged, 0), Err(LinkError::BadSignature));
         // Unknown key id.
-        assert_eq!(signer.verify(&token.replacen("v1.k2.", "v1.k9.", 1), 0), Err(LinkError::UnknownKey));
+        assert_eq!(
+            signer.verify(&token.replacen("v1.k2.", "v1.k9.", 1), 0),
+            Err(LinkError::UnknownKey)
+        );
         // Expired.
-        assert!(matches!(signer.verify(&token, 2_000_000_000), Err(LinkError::Expired(_))));
+        assert!(matches!(
+            signer.verify(&token, 2_000_000_000),
+            Err(LinkError::Expired(_))
+        ));
         // Malformed.
         assert_eq!(signer.verify("v2.k2.a.b", 0), Err(LinkError::Malformed));
         assert_eq!(signer.verify("not a token", 0), Err(LinkError::Malformed));
@@ -266,7 +311,8 @@ mod tests {
 
     #[test]
     fn tokens_of_an_older_key_still_verify_after_rotation() {
-        let old = LinkSigner::new(vec![key("k1", "a-secret-of-at-least-thirty-two-bytes-1")]).unwrap();
+        let old =
+            LinkSigner::new(vec![key("k1", "a-secret-of-at-least-thirty-two-bytes-1")]).unwrap();
         let token = old.sign(&claims());
         assert_eq!(signer().verify(&token, 0), Ok(claims()));
     }
@@ -275,7 +321,11 @@ mod tests {
     fn weak_or_duplicate_keys_are_refused() {
         assert!(LinkSigner::new(vec![key("k1", "short")]).is_err());
         assert!(LinkSigner::new(vec![]).is_err());
-        assert!(LinkSigner::new(vec![key("k1", "a-secret-of-at-least-thirty-two-bytes-1"), key("k1", "a-secret-of-at-least-thirty-two-bytes-2")]).is_err());
+        assert!(LinkSigner::new(vec![
+            key("k1", "a-secret-of-at-least-thirty-two-bytes-1"),
+            key("k1", "a-secret-of-at-least-thirty-two-bytes-2")
+        ])
+        .is_err());
         assert!(LinkSigner::from_text("k1 a-secret-of-at-least-thirty-two-bytes-1 extra").is_err());
     }
 

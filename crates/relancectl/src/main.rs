@@ -1,9 +1,11 @@
-//! relancectl: check and simulate dunning policies offline, and drive the scheduler's admin API
-//! (approvals, pauses, timelines). See `docs/policy.md`.
+//! relancectl: check and simulate dunning policies and lint templates offline, and drive the
+//! scheduler's admin API (approvals, pauses, timelines). See `docs/policy.md` and
+//! `docs/templates.md`.
 
 mod admin;
 mod amounts;
 mod simulate;
+mod templates;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,9 @@ enum Command {
     /// Pause and resume dunning of all of a customer's invoices.
     #[command(subcommand)]
     Customers(CustomerCommand),
+    /// Reminder templates, offline: the writing-rules lint and previews.
+    #[command(subcommand)]
+    Templates(templates::TemplatesCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,6 +138,12 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy(PolicyCommand::Check { files }) => return check(&files),
         Command::Policy(PolicyCommand::Simulate(arguments)) => simulate::run(&arguments, cli.json),
+        Command::Templates(templates::TemplatesCommand::Lint(arguments)) => {
+            return templates::run_lint(&arguments)
+        }
+        Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
+            templates::run_render(&arguments)
+        }
         command => {
             let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
             match command {
@@ -191,7 +202,7 @@ async fn main() -> ExitCode {
                 Command::Customers(CustomerCommand::Resume(resume)) => {
                     client.resume("customers", &resume.id, &resume.reason).await
                 }
-                Command::Policy(_) => Ok(()),
+                Command::Policy(_) | Command::Templates(_) => Ok(()),
             }
         }
     };

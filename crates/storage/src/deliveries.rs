@@ -280,7 +280,10 @@ pub struct GuardInvoice {
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
-pub async fn guard_invoices(pool: &PgPool, invoice_ids: &[String]) -> Result<Vec<GuardInvoice>, StorageError> {
+pub async fn guard_invoices(
+    pool: &PgPool,
+    invoice_ids: &[String],
+) -> Result<Vec<GuardInvoice>, StorageError> {
     sqlx::query_as(
         "SELECT invoice_id, tenant, state, pause_reason, pause_until, closed_reason, escalated_to,
                 currency::text AS currency, amount_due_minor
@@ -413,7 +416,10 @@ pub struct DeliveryRecord {
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
-pub async fn for_invoice(pool: &PgPool, invoice_id: &str) -> Result<Vec<DeliveryRecord>, StorageError> {
+pub async fn for_invoice(
+    pool: &PgPool,
+    invoice_id: &str,
+) -> Result<Vec<DeliveryRecord>, StorageError> {
     sqlx::query_as(
         "SELECT delivery_id, idempotency_key, reminder_id, tenant, customer_id, invoice_ids, channel,
                 status, attempts, provider, provider_message_id, recipient, subject, body_sha256,

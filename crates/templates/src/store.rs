@@ -152,7 +152,8 @@ impl TemplateStore {
                     if name == "layout.html" || name == "layout.txt" {
                         sources.push((format!("{prefix}/{name}"), text));
                     } else if name == "texts.toml" {
-                        let parsed: Texts = toml::from_str(&text).map_err(|error| fail(&path, error.to_string()))?;
+                        let parsed: Texts = toml::from_str(&text)
+                            .map_err(|error| fail(&path, error.to_string()))?;
                         texts.insert((set_name.clone(), locale_name.clone()), parsed);
                     } else if let Some(template) = name.strip_suffix(".toml") {
                         let parsed: TemplateFile = toml::from_str(&text)

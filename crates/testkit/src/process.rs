@@ -54,7 +54,10 @@ pub fn settings_overrides(settings: &relance_config::Settings) -> Vec<(&'static 
             "RELANCE__INGESTOR__GROUP_ID",
             settings.ingestor.group_id.clone(),
         ),
-        ("RELANCE__SENDER__GROUP_ID", settings.sender.group_id.clone()),
+        (
+            "RELANCE__SENDER__GROUP_ID",
+            settings.sender.group_id.clone(),
+        ),
         ("RELANCE__KAFKA__TOPICS__INVOICES", topics.invoices.clone()),
         ("RELANCE__KAFKA__TOPICS__PAYMENTS", topics.payments.clone()),
         (

@@ -86,3 +86,63 @@ fn policy_simulate_prints_a_timeline_a_credit_manager_recognises() {
         .count();
     assert!(approvals >= 2, "VIP steps need approval: {stdout}");
 }
+
+#[test]
+fn templates_lint_passes_on_the_shipped_templates_and_fails_on_a_broken_one() {
+    let (code, stdout, stderr) = relancectl(&["templates", "lint"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("templates follow every writing rule"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = relance_testkit::repo_root().join("config/templates/default");
+    for locale in ["fr", "en"] {
+        let target = dir.path().join("default").join(locale);
+        std::fs::create_dir_all(&target).unwrap();
+        for entry in std::fs::read_dir(shipped.join(locale)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), target.join(entry.file_name())).unwrap();
+        }
+    }
+    let first = dir.path().join("default/fr/first_reminder.toml");
+    let text = std::fs::read_to_string(&first).unwrap();
+    std::fs::write(
+        &first,
+        text.replacen("subject = '''", "subject = '''RELANCE : ", 1),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("default/en/final_notice.toml")).unwrap();
+    let (code, _, stderr) =
+        relancectl(&["templates", "lint", "--dir", &dir.path().to_string_lossy()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("default/fr/first_reminder (sample context): calm_subject"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("config/policies/default.yaml: no template \"final_notice\"")
+            || stderr.contains("template final_notice has no en version"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn templates_render_previews_a_template() {
+    let (code, stdout, stderr) = relancectl(&[
+        "templates",
+        "render",
+        "final_notice",
+        "--locale",
+        "en-GB",
+        "--minimal",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.starts_with("Subject: Invoice F-2026-0412: final notice before collection"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Hello Camille,"), "{stdout}");
+    assert!(stderr.contains("default/en/final_notice"), "{stderr}");
+}

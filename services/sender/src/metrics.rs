@@ -205,3 +205,48 @@ impl SenderMetrics {
         self.backlog_waiting.set(waiting);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels() -> DeliveryLabels {
+        DeliveryLabels {
+            tenant: "acme".into(),
+            segment: "standard".into(),
+            step: "first_reminder".into(),
+            channel: "email".into(),
+            template: "first_reminder".into(),
+            variant: String::new(),
+        }
+    }
+
+    fn exposition(registry: &Registry) -> String {
+        use prometheus::Encoder as _;
+        let mut buffer = Vec::new();
+        prometheus::TextEncoder::new()
+            .encode(&registry.gather(), &mut buffer)
+            .unwrap_or_default();
+        String::from_utf8(buffer).unwrap_or_default()
+    }
+
+    #[test]
+    fn the_tenant_is_a_label_only_when_configuration_asks_for_it() {
+        let without = Registry::new();
+        let metrics =
+            SenderMetrics::register(&without, false).unwrap_or_else(|error| panic!("{error}"));
+        metrics.sent(&labels(), "postmark");
+        metrics.skipped(&labels(), "invoice_paid");
+        let text = exposition(&without);
+        assert!(text.contains("relance_reminders_sent_total{channel=\"email\",provider=\"postmark\",segment=\"standard\",step=\"first_reminder\",template=\"first_reminder\",variant=\"\"} 1"), "{text}");
+        assert!(!text.contains("tenant="), "{text}");
+
+        let with = Registry::new();
+        let metrics =
+            SenderMetrics::register(&with, true).unwrap_or_else(|error| panic!("{error}"));
+        metrics.skipped(&labels(), "invoice_paid");
+        let text = exposition(&with);
+        assert!(text.contains("reason=\"invoice_paid\""), "{text}");
+        assert!(text.contains("tenant=\"acme\""), "{text}");
+    }
+}

@@ -1,6 +1,10 @@
 //! The records relance publishes through the outbox: dunning events, and helpers shared by the
 //! services that publish commands and dead letters.
 
+mod facts;
+
+pub use facts::{apply_invoice_fact, ApplyError, FactSource};
+
 use chrono::{DateTime, Utc};
 use relance_contracts::dunning::{
     Cause, ClosedReason, DunningStateName, Pause, PauseReason, StateChangedV1,

@@ -2,7 +2,6 @@
 //! public traffic; every request carries a bearer token from the tokens file, and the token's
 //! holder is recorded on everything the request changes. `docs/admin-api.yaml` describes it.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, Request, State};
@@ -13,8 +12,8 @@ use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_config::{AdminToken, TopicSettings};
-use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
-use relance_events::{state_changed_record, CauseRef};
+use relance_domain::{Invoice, InvoiceFact};
+use relance_events::{ApplyError, FactSource};
 use relance_runtime::Clock;
 use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::scheduling::{self, CustomerHold, ManualAction, ReminderRow};
@@ -281,68 +280,25 @@ async fn apply_facts(
     cause_id: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxRecord>, ApiError> {
-    let mut loaded = invoices::load_for_update(transaction, invoice_ids).await?;
-    if loaded.is_empty() {
-        return Ok(Vec::new());
-    }
-    let customer_ids: Vec<String> = loaded
-        .values()
-        .map(|invoice| invoice.customer_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let mut book = Book {
-        invoices: std::mem::take(&mut loaded).into_iter().collect(),
-        customers: customers::load_for_update(transaction, &customer_ids)
-            .await?
-            .into_iter()
-            .collect(),
+    let origin = FactSource {
+        source: SOURCE,
+        cause_id,
+        cause_type: "relance.admin.manual_action",
     };
-    let today = now.date_naive();
-    let mut records = Vec::new();
-    let ids: Vec<String> = book.invoices.keys().cloned().collect();
-    for invoice_id in &ids {
-        let Some(invoice) = book.invoices.get(invoice_id) else {
-            continue;
-        };
-        let event_id = format!("{}:{cause_id}:{invoice_id}", fact.name());
-        let event = BookEvent::Invoice(InvoiceEvent {
-            event_id: event_id.clone(),
-            tenant: invoice.tenant.clone(),
-            customer_id: invoice.customer_id.clone(),
-            invoice_id: invoice_id.clone(),
-            time: now,
-            revision: None,
-            fact: fact.clone(),
-        });
-        let change = book.apply(&event, today).map_err(|rejection| {
-            ApiError::new(StatusCode::CONFLICT, "refused", rejection.to_string())
-        })?;
-        if let Some(change) = change {
-            let cause = CauseRef {
-                source: SOURCE,
-                id: &event_id,
-                event_type: "relance.admin.manual_action",
-            };
-            if let Some(record) =
-                state_changed_record(&change, &cause, now, &state.topics.events, SOURCE)?
-            {
-                records.push(record);
-            }
-        }
-    }
-    let views: Vec<(&Invoice, relance_domain::DunningView)> = book
-        .invoices
-        .values()
-        .map(|invoice| (invoice, invoice.view(today)))
-        .collect();
-    let rows: Vec<_> = views
-        .iter()
-        .map(|(invoice, view)| (*invoice, view))
-        .collect();
-    invoices::upsert(transaction, &rows, today).await?;
-    scheduling::mark_for_replanning(transaction, &ids, now).await?;
-    Ok(records)
+    relance_events::apply_invoice_fact(
+        transaction,
+        invoice_ids,
+        fact,
+        &origin,
+        now,
+        &state.topics.events,
+    )
+    .await
+    .map_err(|error| match error {
+        ApplyError::Storage(error) => error.into(),
+        ApplyError::Refused(reason) => ApiError::new(StatusCode::CONFLICT, "refused", reason),
+        ApplyError::Event(error) => error.into(),
+    })
 }
 
 /// A manual action on `[tenant, subject kind, subject id]`.

@@ -1,0 +1,110 @@
+//! relance's own facts about invoices (holds, approvals, promises, payment claims, disputes
+//! reported by customers): applied through the domain in the caller's transaction, with the
+//! state changes they cause published through the outbox and the invoices marked for planning.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
+use relance_storage::outbox::OutboxRecord;
+use relance_storage::{customers, invoices, scheduling, StorageError};
+use sqlx::PgConnection;
+
+use crate::{state_changed_record, CauseRef, EventBuildError};
+
+/// Why a fact could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The domain refuses the fact for this invoice (a reason for people).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Event(#[from] EventBuildError),
+}
+
+/// Where a fact comes from: the service (`urn:relance:tracker`), an id unique to this
+/// occurrence, and the kind of cause shown in `state_changed` events.
+pub struct FactSource<'a> {
+    pub source: &'a str,
+    pub cause_id: &'a str,
+    pub cause_type: &'a str,
+}
+
+/// Applies `fact` to each of `invoice_ids` (those that exist), in `transaction`: stores the
+/// invoices, marks them for planning, and returns the `state_changed` records to enqueue.
+///
+/// # Errors
+/// [`ApplyError`] when the database fails or the domain refuses the fact.
+pub async fn apply_invoice_fact(
+    transaction: &mut PgConnection,
+    invoice_ids: &[String],
+    fact: &InvoiceFact,
+    origin: &FactSource<'_>,
+    now: DateTime<Utc>,
+    events_topic: &str,
+) -> Result<Vec<OutboxRecord>, ApplyError> {
+    let mut loaded = invoices::load_for_update(transaction, invoice_ids).await?;
+    if loaded.is_empty() {
+        return Ok(Vec::new());
+    }
+    let customer_ids: Vec<String> = loaded
+        .values()
+        .map(|invoice| invoice.customer_id.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut book = Book {
+        invoices: std::mem::take(&mut loaded).into_iter().collect(),
+        customers: customers::load_for_update(transaction, &customer_ids)
+            .await?
+            .into_iter()
+            .collect(),
+    };
+    let today = now.date_naive();
+    let mut records = Vec::new();
+    let ids: Vec<String> = book.invoices.keys().cloned().collect();
+    for invoice_id in &ids {
+        let Some(invoice) = book.invoices.get(invoice_id) else {
+            continue;
+        };
+        let event_id = format!("{}:{}:{invoice_id}", fact.name(), origin.cause_id);
+        let event = BookEvent::Invoice(InvoiceEvent {
+            event_id: event_id.clone(),
+            tenant: invoice.tenant.clone(),
+            customer_id: invoice.customer_id.clone(),
+            invoice_id: invoice_id.clone(),
+            time: now,
+            revision: None,
+            fact: fact.clone(),
+        });
+        let change = book
+            .apply(&event, today)
+            .map_err(|rejection| ApplyError::Refused(rejection.to_string()))?;
+        if let Some(change) = change {
+            let cause = CauseRef {
+                source: origin.source,
+                id: &event_id,
+                event_type: origin.cause_type,
+            };
+            if let Some(record) =
+                state_changed_record(&change, &cause, now, events_topic, origin.source)?
+            {
+                records.push(record);
+            }
+        }
+    }
+    let views: Vec<(&Invoice, relance_domain::DunningView)> = book
+        .invoices
+        .values()
+        .map(|invoice| (invoice, invoice.view(today)))
+        .collect();
+    let rows: Vec<_> = views
+        .iter()
+        .map(|(invoice, view)| (*invoice, view))
+        .collect();
+    invoices::upsert(transaction, &rows, today).await?;
+    scheduling::mark_for_replanning(transaction, &ids, now).await?;
+    Ok(records)
+}

@@ -18,6 +18,8 @@ mod model;
 mod plan;
 mod simulate;
 
+mod set;
+
 pub use ab::assign_variant;
 pub use calendar::{is_sendable, next_send_time};
 pub use consolidate::{consolidate, DueStep, ReminderGroup};
@@ -27,4 +29,5 @@ pub use plan::{
     plan, Adjustment, CustomerSnapshot, Decision, DoneReason, PastAction, PastActionKind, Plan,
     PlannedStep, SkipReason, SkippedStep, TemplateChoice, Trigger,
 };
+pub use set::PolicySet;
 pub use simulate::{simulate, TimelineEntry};

@@ -64,6 +64,28 @@ impl RateLimiter {
         }
     }
 
+    /// Takes one token if one is there now; `false` (and nothing taken) otherwise.
+    pub fn try_acquire(&mut self, now: Instant) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the bucket is full at `now` (an idle client that can be forgotten).
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.updated).as_secs_f64();
+        self.per_second <= 0.0 || self.tokens + elapsed * self.per_second >= self.burst
+    }
+
     /// Takes `count` tokens; the wait before the messages may go (zero when they may go now).
     /// Tokens are reserved either way, so callers that wait stay in order.
     pub fn reserve(&mut self, count: u32, now: Instant) -> Duration {
@@ -208,6 +230,15 @@ mod tests {
             limiter.reserve(1, start + Duration::from_secs(2)),
             Duration::ZERO
         );
+        let mut client = RateLimiter::new(1.0, 2, start);
+        assert!(client.try_acquire(start) && client.try_acquire(start));
+        assert!(!client.try_acquire(start), "the burst is spent");
+        assert!(!client.is_full(start));
+        assert!(
+            client.try_acquire(start + Duration::from_secs(1)),
+            "a token a second"
+        );
+        assert!(client.is_full(start + Duration::from_secs(10)));
         let mut unlimited = RateLimiter::new(0.0, 1, start);
         assert_eq!(unlimited.reserve(1000, start), Duration::ZERO);
     }

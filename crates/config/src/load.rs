@@ -128,6 +128,8 @@ pub(crate) fn load(source: &ConfigSource) -> Result<Settings, LoadError> {
     relative_to_config(&mut settings.scheduler.admin_tokens_file);
     relative_to_config(&mut settings.scheduler.policies_dir);
     relative_to_config(&mut settings.sender.templates_dir);
+    relative_to_config(&mut settings.tracker.pages_dir);
+    relative_to_config(&mut settings.tracker.policies_dir);
     relative_to_config(&mut settings.links.signing_keys_file);
     for provider in settings.sender.providers.values_mut() {
         if provider.kind == crate::sections::ProviderKind::File {

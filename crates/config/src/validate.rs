@@ -211,6 +211,10 @@ impl Settings {
             self.validate_sender(&mut findings);
             self.validate_links(&mut findings);
         }
+        if service == ServiceName::Tracker {
+            self.validate_tracker(&mut findings);
+            self.validate_links(&mut findings);
+        }
         if service == ServiceName::Ingestor {
             findings.not_blank("ingestor.group_id", &self.ingestor.group_id);
             findings.range(
@@ -247,6 +251,120 @@ impl Settings {
                 "telemetry.log_level",
                 filter,
                 "must be a level (off, error, warn, info, debug, trace) or a filter such as info,relance_kafka=debug",
+            );
+        }
+    }
+
+    fn validate_tracker(&self, findings: &mut Findings) {
+        let tracker = &self.tracker;
+        findings.socket_address(
+            "tracker.public_listen_address",
+            &tracker.public_listen_address,
+        );
+        if !std::path::Path::new(&tracker.pages_dir).join("en").is_dir() {
+            findings.add(
+                "tracker.pages_dir",
+                &tracker.pages_dir,
+                "must be a folder holding the action pages (en/ at least)",
+            );
+        }
+        if !std::path::Path::new(&tracker.policies_dir)
+            .join("default.yaml")
+            .is_file()
+        {
+            findings.add(
+                "tracker.policies_dir",
+                &tracker.policies_dir,
+                "must be a folder holding default.yaml",
+            );
+        }
+        findings.not_blank("tracker.group_id", &tracker.group_id);
+        findings.range(
+            "tracker.batch_max_messages",
+            tracker.batch_max_messages as u64,
+            1,
+            10_000,
+        );
+        findings.range(
+            "tracker.batch_max_wait_ms",
+            tracker.batch_max_wait_ms,
+            1,
+            60_000,
+        );
+        findings.range(
+            "tracker.retry_initial_ms",
+            tracker.retry_initial_ms,
+            1,
+            60_000,
+        );
+        findings.range(
+            "tracker.retry_max_ms",
+            tracker.retry_max_ms,
+            tracker.retry_initial_ms.max(1),
+            600_000,
+        );
+        if !["last_touch", "first_touch", "linear"].contains(&tracker.attribution_model.as_str()) {
+            findings.add(
+                "tracker.attribution_model",
+                &tracker.attribution_model,
+                "must be one of: last_touch, first_touch, linear",
+            );
+        }
+        findings.range(
+            "tracker.attribution_window_days",
+            u64::from(tracker.attribution_window_days),
+            1,
+            365,
+        );
+        findings.range(
+            "tracker.rate_limit_per_minute",
+            u64::from(tracker.rate_limit_per_minute),
+            1,
+            100_000,
+        );
+        findings.range(
+            "tracker.trusted_proxy_hops",
+            u64::from(tracker.trusted_proxy_hops),
+            0,
+            10,
+        );
+        findings.range(
+            "tracker.open_too_soon_seconds",
+            u64::from(tracker.open_too_soon_seconds),
+            0,
+            3_600,
+        );
+        findings.range(
+            "tracker.click_too_soon_seconds",
+            u64::from(tracker.click_too_soon_seconds),
+            0,
+            3_600,
+        );
+        findings.range(
+            "tracker.burst_seconds",
+            u64::from(tracker.burst_seconds),
+            0,
+            600,
+        );
+        let has_user = !tracker.postmark_webhook_username.trim().is_empty();
+        let has_password = !tracker
+            .postmark_webhook_password
+            .expose_secret()
+            .trim()
+            .is_empty();
+        if has_user != has_password {
+            findings.add(
+                "tracker.postmark_webhook_username",
+                &tracker.postmark_webhook_username,
+                "set both the username and tracker.postmark_webhook_password, or neither",
+            );
+        }
+        let key = tracker.sendgrid_webhook_public_key.trim();
+        if !key.is_empty() && relance_tracking_key_ok(key).is_err() {
+            findings.add(
+                "tracker.sendgrid_webhook_public_key",
+                key,
+                "must be the base64 DER public key SendGrid shows for the signed Event Webhook",
             );
         }
     }
@@ -805,5 +923,19 @@ fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
                 format!("is also the name of kafka.topics.{first}; every topic must be distinct"),
             );
         }
+    }
+}
+
+/// Whether a SendGrid public key is base64 of a DER P-256 key (checked fully by the tracker at
+/// start; here its shape).
+fn relance_tracking_key_ok(key: &str) -> Result<(), ()> {
+    let valid = key.len() >= 80
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
+    if valid {
+        Ok(())
+    } else {
+        Err(())
     }
 }

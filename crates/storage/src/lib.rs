@@ -17,6 +17,7 @@ pub mod invoices;
 pub mod outbox;
 pub mod processed;
 pub mod scheduling;
+pub mod tracking;
 
 pub use error::StorageError;
 

@@ -1,0 +1,179 @@
+//! The tracker's metrics, for open rate, click rate, conversion and recovered amounts. Labels
+//! are the delivery's segment, step, channel, template and variant, plus the tenant only when
+//! `tracker.tenant_label` asks for it.
+
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
+use relance_storage::tracking::TrackedDelivery;
+
+const LABELS: [&str; 5] = ["segment", "step", "channel", "template", "variant"];
+
+/// Counters and histograms of the tracker.
+#[derive(Clone)]
+pub struct TrackerMetrics {
+    tenant_label: bool,
+    opens: IntCounterVec,
+    opened: IntCounterVec,
+    clicks: IntCounterVec,
+    clicked: IntCounterVec,
+    delivered: IntCounterVec,
+    bounced: IntCounterVec,
+    complained: IntCounterVec,
+    actions: IntCounterVec,
+    attributed: IntCounterVec,
+    recovered: IntCounterVec,
+    time_to_payment: HistogramVec,
+    webhook_events: IntCounterVec,
+    link_requests: IntCounterVec,
+}
+
+impl TrackerMetrics {
+    /// Registers the metrics.
+    ///
+    /// # Errors
+    /// When a metric of the same name is already registered.
+    pub fn register(registry: &Registry, tenant_label: bool) -> Result<Self, prometheus::Error> {
+        let labels = |extra: &[&'static str]| -> Vec<&'static str> {
+            let mut labels = Vec::new();
+            if tenant_label {
+                labels.push("tenant");
+            }
+            labels.extend(LABELS);
+            labels.extend(extra);
+            labels
+        };
+        let counter =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let counter = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(counter.clone()))?;
+                Ok(counter)
+            };
+        let time_to_payment = HistogramVec::new(
+            HistogramOpts::new(
+                "relance_time_to_payment_seconds",
+                "Time from the first reminder about an invoice to its payment, for attributed payments, by the segment and channel of the credited reminder.",
+            )
+            .buckets(vec![3600.0, 21600.0, 86400.0, 259_200.0, 604_800.0, 1_209_600.0, 2_592_000.0, 5_184_000.0, 7_776_000.0]),
+            &["segment", "channel"],
+        )?;
+        registry.register(Box::new(time_to_payment.clone()))?;
+        Ok(Self {
+            tenant_label,
+            opens: counter("relance_reminder_opens_total", "Every open seen (pixel or provider), by classification (human, machine).", &labels(&["classification"]))?,
+            opened: counter("relance_reminders_opened_total", "Reminders opened by a person at least once (each counted once): the numerator of the open rate.", &labels(&[]))?,
+            clicks: counter("relance_reminder_clicks_total", "Every click seen, by link (pay, already_paid, dispute, promise_to_pay, payment_plan, other) and classification.", &labels(&["link", "classification"]))?,
+            clicked: counter("relance_reminders_clicked_total", "Reminders in which a person clicked at least once (each counted once): the numerator of the click rate.", &labels(&[]))?,
+            delivered: counter("relance_reminders_delivered_total", "Reminders the provider reports delivered.", &labels(&["provider"]))?,
+            bounced: counter("relance_reminders_bounced_total", "Reminders that bounced, by kind (hard, soft).", &labels(&["provider", "kind"]))?,
+            complained: counter("relance_reminders_complained_total", "Reminders reported as spam by the recipient.", &labels(&["provider"]))?,
+            actions: counter("relance_customer_actions_total", "Actions customers took on the action pages (already_paid, dispute, promise_to_pay, payment_plan_request, link_renewal).", &labels(&["action"]))?,
+            attributed: counter("relance_payments_attributed_total", "Payments credited to a reminder, by attribution model.", &labels(&["model"]))?,
+            recovered: counter("relance_recovered_amount_minor_total", "Amount of payments credited to reminders, in minor units (cents), by currency.", &labels(&["currency"]))?,
+            time_to_payment,
+            webhook_events: counter("relance_webhook_events_total", "Provider webhook events, by provider, kind and outcome (handled, duplicate, unknown_message, malformed).", &["provider", "kind", "outcome"])?,
+            link_requests: counter("relance_link_requests_total", "Requests to the links and pages, by route and outcome (ok, not_found, expired, rate_limited, invalid_form).", &["route", "outcome"])?,
+        })
+    }
+
+    fn values<'a>(&self, delivery: &'a TrackedDelivery, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut values: Vec<&str> = Vec::new();
+        if self.tenant_label {
+            values.push(&delivery.tenant);
+        }
+        values.extend([
+            delivery.segment.as_str(),
+            delivery.step_id.as_str(),
+            delivery.channel.as_str(),
+            delivery.template.as_str(),
+            delivery.variant.as_deref().unwrap_or(""),
+        ]);
+        values.extend(extra);
+        values
+    }
+
+    pub fn open(&self, delivery: &TrackedDelivery, classification: &str, first_human: bool) {
+        self.opens
+            .with_label_values(&self.values(delivery, &[classification]))
+            .inc();
+        if first_human {
+            self.opened
+                .with_label_values(&self.values(delivery, &[]))
+                .inc();
+        }
+    }
+
+    pub fn click(
+        &self,
+        delivery: &TrackedDelivery,
+        link: &str,
+        classification: &str,
+        first_human: bool,
+    ) {
+        self.clicks
+            .with_label_values(&self.values(delivery, &[link, classification]))
+            .inc();
+        if first_human {
+            self.clicked
+                .with_label_values(&self.values(delivery, &[]))
+                .inc();
+        }
+    }
+
+    pub fn delivered(&self, delivery: &TrackedDelivery, provider: &str) {
+        self.delivered
+            .with_label_values(&self.values(delivery, &[provider]))
+            .inc();
+    }
+
+    pub fn bounced(&self, delivery: &TrackedDelivery, provider: &str, hard: bool) {
+        self.bounced
+            .with_label_values(
+                &self.values(delivery, &[provider, if hard { "hard" } else { "soft" }]),
+            )
+            .inc();
+    }
+
+    pub fn complained(&self, delivery: &TrackedDelivery, provider: &str) {
+        self.complained
+            .with_label_values(&self.values(delivery, &[provider]))
+            .inc();
+    }
+
+    pub fn action(&self, delivery: &TrackedDelivery, action: &str) {
+        self.actions
+            .with_label_values(&self.values(delivery, &[action]))
+            .inc();
+    }
+
+    pub fn attributed(
+        &self,
+        delivery: &TrackedDelivery,
+        model: &str,
+        currency: &str,
+        amount_minor: i64,
+    ) {
+        self.attributed
+            .with_label_values(&self.values(delivery, &[model]))
+            .inc();
+        self.recovered
+            .with_label_values(&self.values(delivery, &[currency]))
+            .inc_by(u64::try_from(amount_minor).unwrap_or(0));
+    }
+
+    pub fn time_to_payment(&self, delivery: &TrackedDelivery, seconds: f64) {
+        self.time_to_payment
+            .with_label_values(&[delivery.segment.as_str(), delivery.channel.as_str()])
+            .observe(seconds);
+    }
+
+    pub fn webhook(&self, provider: &str, kind: &str, outcome: &str) {
+        self.webhook_events
+            .with_label_values(&[provider, kind, outcome])
+            .inc();
+    }
+
+    pub fn link(&self, route: &str, outcome: &str) {
+        self.link_requests
+            .with_label_values(&[route, outcome])
+            .inc();
+    }
+}

@@ -13,4 +13,4 @@ mod store;
 
 pub use context::{Company, Contact, InvoiceLine, Links, MessageContext, StepInfo};
 pub use lint::{lint, Finding, MAX_SMS_CHARS, MAX_SUBJECT_CHARS};
-pub use store::{Channel, RenderedMessage, TemplateError, TemplateStore, Texts};
+pub use store::{escape_html, Channel, RenderedMessage, TemplateError, TemplateStore, Texts};

@@ -449,7 +449,7 @@ fn tidy_text(text: &str) -> String {
 
 /// HTML escaping for text and quoted attributes. Unlike Tera's default it leaves `/` alone, so
 /// links in `href` stay readable to mail clients and click trackers.
-fn escape_html(input: &str) -> String {
+pub fn escape_html(input: &str) -> String {
     let mut escaped = String::with_capacity(input.len());
     for character in input.chars() {
         match character {

@@ -101,3 +101,84 @@ pub fn customer_event(
         },
     })
 }
+
+/// An open invoice of `amount_minor` EUR, issued on 2 November 2026 and due on 2 December 2026
+/// (number `F-<invoice>`, order `PO-77812`, a payment page), and its customer in France.
+pub async fn seed_open_invoice(
+    settings: &Settings,
+    tenant: &str,
+    customer: &str,
+    invoice: &str,
+    amount_minor: i64,
+) {
+    let now = chrono::Utc::now();
+    seed(
+        settings,
+        vec![
+            customer_event(tenant, customer, false, now),
+            invoice_event(
+                tenant,
+                customer,
+                invoice,
+                &format!("issued-{invoice}"),
+                now,
+                relance_domain::InvoiceFact::Issued {
+                    number: format!("F-{invoice}"),
+                    issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).expect("date"),
+                    due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).expect("date"),
+                    total: relance_domain::Money::new(
+                        amount_minor,
+                        relance_domain::Currency::parse("EUR").expect("EUR"),
+                    )
+                    .expect("amount"),
+                    order_reference: Some("PO-77812".into()),
+                    payment_url: Some(format!("https://pay.acme.example/i/{invoice}")),
+                    contact: None,
+                    description: None,
+                },
+            ),
+        ],
+        now,
+    )
+    .await;
+}
+
+/// A `relance.reminder.send` command (the contract's example) for `invoice` of `customer` of
+/// `tenant`, to `email`, for `amount_minor` EUR, with the `first_reminder` template.
+pub fn reminder_command(
+    tenant: &str,
+    customer: &str,
+    invoice: &str,
+    email: &str,
+    amount_minor: i64,
+) -> serde_json::Value {
+    use serde_json::json;
+    let text = std::fs::read_to_string(
+        crate::repo_root().join("proto/examples/relance.reminder.send.v1.json"),
+    )
+    .expect("example");
+    let mut command: serde_json::Value = serde_json::from_str(&text).expect("example JSON");
+    command["id"] = json!(uuid::Uuid::new_v4().to_string());
+    command["tenant"] = json!(tenant);
+    command["subject"] = json!(invoice);
+    command["partitionkey"] = json!(customer);
+    let data = command["data"].as_object_mut().expect("data");
+    data.insert(
+        "reminder_id".into(),
+        json!(uuid::Uuid::new_v4().to_string()),
+    );
+    data.insert(
+        "idempotency_key".into(),
+        json!(format!("{tenant}:{invoice}:first_reminder:1")),
+    );
+    data.insert("customer_id".into(), json!(customer));
+    data.insert("template".into(), json!({"id": "first_reminder"}));
+    data.remove("payment_failure");
+    data["recipient"]["email"] = json!(email);
+    data["invoices"][0]["invoice_id"] = json!(invoice);
+    data["invoices"][0]["number"] = json!(format!("F-{invoice}"));
+    data["invoices"][0]["payment_url"] = json!(format!("https://pay.acme.example/i/{invoice}"));
+    data["invoices"][0]["amount_due"] = json!({"amount_minor": amount_minor, "currency": "EUR"});
+    data["invoices"][0]["total"] = json!({"amount_minor": amount_minor, "currency": "EUR"});
+    command
+}

@@ -63,6 +63,7 @@ impl Pages {
         let root = Path::new(dir);
         let mut tera = Tera::default();
         tera.autoescape_on(vec![".html"]);
+        tera.set_escape_fn(relance_templates::escape_html);
         let mut sources = Vec::new();
         let mut messages = BTreeMap::new();
         let entries = std::fs::read_dir(root).map_err(|error| fail(error.to_string()))?;

@@ -6,13 +6,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::Utc;
 use relance_config::{ServiceName, Settings};
-use relance_domain::{Currency, InvoiceFact, Money};
 use relance_kafka::{EventProducer, OutgoingRecord};
 use relance_testkit::{
-    create_unique_database, create_unique_topics, customer_event, invoice_event, seed, service_env,
-    settings_overrides, test_settings, unique_name, wait_for, ServiceProcess,
+    create_unique_database, create_unique_topics, service_env, settings_overrides, test_settings,
+    unique_name, wait_for, ServiceProcess,
 };
 use serde_json::{json, Value};
 use sqlx::PgPool;
@@ -35,62 +33,12 @@ pub fn pool(settings: &Settings) -> PgPool {
 
 /// An open invoice of 734.56 € due on 2 December 2026, and its customer.
 pub async fn seed_invoice(settings: &Settings, customer: &str, invoice: &str) {
-    let now = Utc::now();
-    seed(
-        settings,
-        vec![
-            customer_event(TENANT, customer, false, now),
-            invoice_event(
-                TENANT,
-                customer,
-                invoice,
-                &format!("issued-{invoice}"),
-                now,
-                InvoiceFact::Issued {
-                    number: format!("F-{invoice}"),
-                    issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
-                    due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
-                    total: Money::new(73_456, Currency::parse("EUR").unwrap()).unwrap(),
-                    order_reference: Some("PO-77812".into()),
-                    payment_url: Some(format!("https://pay.acme.example/i/{invoice}")),
-                    contact: None,
-                    description: None,
-                },
-            ),
-        ],
-        now,
-    )
-    .await;
+    relance_testkit::seed_open_invoice(settings, TENANT, customer, invoice, 73_456).await;
 }
 
 /// A `relance.reminder.send` command for `invoice` of `customer`, to `email`.
 pub fn command(customer: &str, invoice: &str, email: &str) -> Value {
-    let mut command: Value = serde_json::from_str(include_str!(
-        "../../../../proto/examples/relance.reminder.send.v1.json"
-    ))
-    .unwrap();
-    command["id"] = json!(uuid::Uuid::new_v4().to_string());
-    command["tenant"] = json!(TENANT);
-    command["subject"] = json!(invoice);
-    command["partitionkey"] = json!(customer);
-    let data = command["data"].as_object_mut().unwrap();
-    data.insert(
-        "reminder_id".into(),
-        json!(uuid::Uuid::new_v4().to_string()),
-    );
-    data.insert(
-        "idempotency_key".into(),
-        json!(format!("{TENANT}:{invoice}:first_reminder:1")),
-    );
-    data.insert("customer_id".into(), json!(customer));
-    data.insert("template".into(), json!({"id": "first_reminder"}));
-    data.remove("payment_failure");
-    data["recipient"]["email"] = json!(email);
-    data["invoices"][0]["invoice_id"] = json!(invoice);
-    data["invoices"][0]["number"] = json!(format!("F-{invoice}"));
-    data["invoices"][0]["amount_due"] = json!({"amount_minor": 73_456, "currency": "EUR"});
-    data["invoices"][0]["total"] = json!({"amount_minor": 73_456, "currency": "EUR"});
-    command
+    relance_testkit::reminder_command(TENANT, customer, invoice, email, 73_456)
 }
 
 pub async fn publish(settings: &Settings, commands: &[Value]) {

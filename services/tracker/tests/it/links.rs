@@ -1,0 +1,504 @@
+//! Signed links: a forged link never changes state, a GET never changes state, a POST acts once,
+//! an expired link offers a fresh one, and no link redirects anywhere its token does not say.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use relance_links::{LinkAction, LinkSigner};
+
+use crate::helpers::{
+    claims, client, count, fresh_settings, invoice_state, pool, sent_reminder, spawn_tracker, url,
+};
+
+fn form_for(action: LinkAction) -> Vec<(&'static str, String)> {
+    match action {
+        LinkAction::AlreadyPaid => vec![("reference", "VIR-2026-11-30".into())],
+        LinkAction::Dispute => vec![
+            ("reason", "incorrect_amount".into()),
+            ("message", "The discount is missing.".into()),
+        ],
+        LinkAction::PromiseToPay => vec![(
+            "promised_on",
+            (chrono::Utc::now().date_naive() + chrono::Days::new(10)).to_string(),
+        )],
+        _ => vec![("installments", "3".into())],
+    }
+}
+
+/// `token` with its claims part replaced (signature kept).
+fn tampered(token: &str, change: impl Fn(&mut serde_json::Value)) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    change(&mut claims);
+    let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+    format!("{}.{}.{body}.{}", parts[0], parts[1], parts[3])
+}
+
+#[tokio::test]
+async fn forged_tampered_and_misdirected_links_get_a_plain_404_and_change_nothing() {
+    let settings = fresh_settings("forgery").await;
+    let sent = sent_reminder(&settings, "cus_forged", "inv_forged").await;
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let genuine = url(&base, &claims(&sent, LinkAction::AlreadyPaid));
+    let token = genuine.rsplit('/').next().unwrap().to_string();
+
+    let wrong_key =
+        LinkSigner::from_text("dev-2026 another-secret-that-is-long-enough-for-hmac-00").unwrap();
+    let unknown_key =
+        LinkSigner::from_text("k-unknown relance-development-link-signing-secret-0001").unwrap();
+    let mut other_tenant = claims(&sent, LinkAction::AlreadyPaid);
+    other_tenant.t = "globex".into();
+    let mut other_customer = claims(&sent, LinkAction::AlreadyPaid);
+    other_customer.c = "cus_someone_else".into();
+    let forgeries: Vec<(&str, String)> = vec![
+        (
+            "signed with the wrong key",
+            wrong_key.url(&base, &claims(&sent, LinkAction::AlreadyPaid)),
+        ),
+        (
+            "signed with an unknown key id",
+            unknown_key.url(&base, &claims(&sent, LinkAction::AlreadyPaid)),
+        ),
+        (
+            "invoice changed",
+            format!(
+                "{base}/l/already-paid/{}",
+                tampered(&token, |claims| claims["i"] = "inv_other".into())
+            ),
+        ),
+        (
+            "expiry pushed back",
+            format!(
+                "{base}/l/already-paid/{}",
+                tampered(&token, |claims| claims["exp"] = 4_000_000_000i64.into())
+            ),
+        ),
+        (
+            "action changed in the claims",
+            format!(
+                "{base}/l/dispute/{}",
+                tampered(&token, |claims| claims["a"] = "dispute".into())
+            ),
+        ),
+        (
+            "used on another action's page",
+            format!("{base}/l/dispute/{token}"),
+        ),
+        (
+            "signature cut",
+            format!("{base}/l/already-paid/{}", &token[..token.len() - 3]),
+        ),
+        ("not a token", format!("{base}/l/already-paid/hello")),
+        ("another tenant", url(&base, &other_tenant)),
+        ("another customer", url(&base, &other_customer)),
+        (
+            "unknown version",
+            format!("{base}/l/already-paid/{}", token.replacen("v1.", "v2.", 1)),
+        ),
+    ];
+    for (what, link) in &forgeries {
+        for method in ["GET", "POST"] {
+            let request = if method == "GET" {
+                http.get(link)
+            } else {
+                http.post(link).form(&form_for(LinkAction::AlreadyPaid))
+            };
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 404, "{what} ({method})");
+            assert_eq!(
+                response.text().await.unwrap(),
+                "Not found\n",
+                "{what}: the 404 says nothing"
+            );
+        }
+    }
+    let pool = pool(&settings);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM customer_actions").await,
+        0
+    );
+    assert_eq!(
+        invoice_state(&pool, "inv_forged").await,
+        ("not_due".into(), None)
+    );
+    let (_, metrics) = tracker.get("/metrics").await;
+    assert!(
+        metrics
+            .contains("relance_link_requests_total{outcome=\"not_found\",route=\"already_paid\"}"),
+        "{metrics}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn a_get_only_shows_and_a_post_acts_once() {
+    let settings = fresh_settings("actions").await;
+    let pool = pool(&settings);
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let expected = [
+        (
+            LinkAction::AlreadyPaid,
+            "inv_paid_claim",
+            "already_paid",
+            Some("payment_claimed"),
+            Some("verify_payment_claim"),
+        ),
+        (
+            LinkAction::Dispute,
+            "inv_disputed",
+            "dispute",
+            Some("dispute"),
+            Some("review_dispute"),
+        ),
+        (
+            LinkAction::PromiseToPay,
+            "inv_promised",
+            "promise_to_pay",
+            Some("promise_to_pay"),
+            None,
+        ),
+        (
+            LinkAction::PaymentPlan,
+            "inv_plan",
+            "payment_plan_request",
+            None,
+            Some("payment_plan_request"),
+        ),
+    ];
+    for (action, invoice, code, pause, task) in expected {
+        let sent = sent_reminder(&settings, &format!("cus_{invoice}"), invoice).await;
+        let link = url(&base, &claims(&sent, action));
+        // Scanners follow every link: GETs, even repeated, change nothing.
+        for _ in 0..3 {
+            let page = http
+                .get(&link)
+                .header("user-agent", "Mozilla/5.0 (compatible; BingPreview/1.0b)")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(page.status(), 200, "{code}");
+            let headers = page.headers().clone();
+            assert_eq!(headers["referrer-policy"], "no-referrer");
+            assert_eq!(headers["x-content-type-options"], "nosniff");
+            assert_eq!(headers["x-frame-options"], "DENY");
+            assert!(headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'"));
+            assert_eq!(headers["cache-control"], "no-store");
+            let html = page.text().await.unwrap();
+            assert!(
+                html.contains("<form method=\"post\">") && html.contains("lang=\"fr\""),
+                "{html}"
+            );
+            assert!(
+                html.contains("F-") && html.contains("734,56"),
+                "the invoice is shown: {html}"
+            );
+        }
+        assert_eq!(
+            count(
+                &pool,
+                &format!("SELECT count(*) FROM customer_actions WHERE invoice_id = '{invoice}'")
+            )
+            .await,
+            0
+        );
+        assert_eq!(
+            invoice_state(&pool, invoice).await.1,
+            None,
+            "{code}: a GET does not pause"
+        );
+
+        // The customer confirms: the action is recorded, dunning pauses, a task is queued.
+        let done = http
+            .post(&link)
+            .form(&form_for(action))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(done.status(), 200, "{code}");
+        let html = done.text().await.unwrap();
+        assert!(
+            html.contains("C&#x27;est noté") || html.contains("C'est noté"),
+            "{html}"
+        );
+        assert_eq!(count(&pool, &format!("SELECT count(*) FROM customer_actions WHERE invoice_id = '{invoice}' AND action = '{code}'")).await, 1);
+        assert_eq!(
+            invoice_state(&pool, invoice).await.1.as_deref(),
+            pause,
+            "{code}"
+        );
+        let tasks = count(&pool, &format!("SELECT count(*) FROM outbox WHERE topic = '{}' AND convert_from(payload, 'UTF8') LIKE '%{invoice}%'", settings.kafka.topics.tasks)).await;
+        assert_eq!(tasks, i64::from(task.is_some()), "{code}");
+        if let Some(kind) = task {
+            let payload: Vec<u8> = sqlx::query_scalar(&format!("SELECT payload FROM outbox WHERE topic = '{}' AND convert_from(payload, 'UTF8') LIKE '%{invoice}%'", settings.kafka.topics.tasks))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            let task: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+            assert_eq!(task["data"]["kind"], kind);
+        }
+        let events = count(&pool, &format!("SELECT count(*) FROM outbox WHERE topic = '{}' AND convert_from(payload, 'UTF8') LIKE '%relance.dunning.customer_action%{invoice}%'", settings.kafka.topics.events)).await;
+        assert_eq!(events, 1, "{code}: one customer_action event");
+
+        // Replayed (a double click, a resubmitted form): nothing more.
+        let again = http
+            .post(&link)
+            .form(&form_for(action))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            again.text().await.unwrap().contains("déjà enregistrée"),
+            "{code}"
+        );
+        assert_eq!(
+            count(
+                &pool,
+                &format!("SELECT count(*) FROM customer_actions WHERE invoice_id = '{invoice}'")
+            )
+            .await,
+            1
+        );
+    }
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn invalid_answers_are_asked_again_and_change_nothing() {
+    let settings = fresh_settings("invalid").await;
+    let pool = pool(&settings);
+    let sent = sent_reminder(&settings, "cus_invalid", "inv_invalid").await;
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let far = (chrono::Utc::now().date_naive() + chrono::Days::new(400)).to_string();
+    for (action, form) in [
+        (LinkAction::PromiseToPay, vec![("promised_on", far)]),
+        (
+            LinkAction::PromiseToPay,
+            vec![("promised_on", "yesterday".to_string())],
+        ),
+        (
+            LinkAction::Dispute,
+            vec![("reason", "i_just_dont_want_to".to_string())],
+        ),
+    ] {
+        let response = http
+            .post(url(&base, &claims(&sent, action)))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422);
+        assert!(response.text().await.unwrap().contains("role=\"alert\""));
+    }
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM customer_actions").await,
+        0
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn an_expired_link_offers_a_fresh_reminder_once_a_day() {
+    let settings = fresh_settings("expired").await;
+    let pool = pool(&settings);
+    let sent = sent_reminder(&settings, "cus_expired", "inv_expired").await;
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let mut expired = claims(&sent, LinkAction::Dispute);
+    expired.exp = chrono::Utc::now().timestamp() - 60;
+    let link = url(&base, &expired);
+    let page = http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 410);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Ce lien a expiré") && html.contains("action=\"/l/renew/"),
+        "{html}"
+    );
+    // Posting the expired form acts on nothing.
+    let post = http
+        .post(&link)
+        .form(&[("reason", "quality")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 410);
+    assert_eq!(invoice_state(&pool, "inv_expired").await.1, None);
+    let renew = link.replace("/l/dispute/", "/l/renew/");
+    for _ in 0..2 {
+        let response = http.post(&renew).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(response.text().await.unwrap().contains("nouveau message"));
+    }
+    let commands = count(
+        &pool,
+        &format!(
+            "SELECT count(*) FROM outbox WHERE topic = '{}'",
+            settings.kafka.topics.reminders
+        ),
+    )
+    .await;
+    assert_eq!(commands, 1, "one fresh reminder a day, whatever the clicks");
+    let payload: Vec<u8> = sqlx::query_scalar(&format!(
+        "SELECT payload FROM outbox WHERE topic = '{}'",
+        settings.kafka.topics.reminders
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let command: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert!(
+        command["data"]["idempotency_key"]
+            .as_str()
+            .unwrap()
+            .contains(":renewal:"),
+        "{command}"
+    );
+    relance_contracts::decode::decode::<relance_contracts::Command>(&payload)
+        .expect("a valid reminder command");
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn links_redirect_only_where_their_token_says_and_the_pixel_is_an_image() {
+    let settings = fresh_settings("redirects").await;
+    let pool = pool(&settings);
+    let sent = sent_reminder(&settings, "cus_redirect", "inv_redirect").await;
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let browser =
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148";
+
+    let pay = http
+        .get(url(&base, &claims(&sent, LinkAction::Pay)))
+        .header("user-agent", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 303);
+    assert_eq!(
+        pay.headers()["location"],
+        "https://pay.acme.example/i/inv_redirect"
+    );
+
+    let mut click = claims(&sent, LinkAction::Click);
+    click.u = Some("https://pay.acme.example/i/inv_redirect".into());
+    let followed = http
+        .get(url(&base, &click))
+        .header("user-agent", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        followed.headers()["location"],
+        "https://pay.acme.example/i/inv_redirect"
+    );
+    // Changing the target breaks the signature: no open redirect.
+    let token = url(&base, &click).rsplit('/').next().unwrap().to_string();
+    let parts: Vec<&str> = token.split('.').collect();
+    let mut tampered: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    tampered["u"] = "https://evil.example/phish".into();
+    let forged = format!(
+        "{base}/l/c/{}.{}.{}.{}",
+        parts[0],
+        parts[1],
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(&tampered).unwrap()),
+        parts[3]
+    );
+    assert_eq!(http.get(forged).send().await.unwrap().status(), 404);
+
+    let pixel = http
+        .get(url(&base, &claims(&sent, LinkAction::Open)))
+        .header("user-agent", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pixel.status(), 200);
+    assert_eq!(pixel.headers()["content-type"], "image/gif");
+    assert_eq!(pixel.bytes().await.unwrap().len(), 43);
+    // A prefetching proxy is counted apart.
+    http.get(url(&base, &claims(&sent, LinkAction::Open)))
+        .header("user-agent", "Mozilla/5.0")
+        .send()
+        .await
+        .unwrap();
+
+    let interactions: Vec<(String, String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT kind, classification, machine_reason, link FROM interactions ORDER BY id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        interactions,
+        vec![
+            (
+                "click".to_string(),
+                "human".to_string(),
+                None,
+                Some("pay".to_string())
+            ),
+            // The invoice's own payment link counts as pay.
+            (
+                "click".to_string(),
+                "human".to_string(),
+                None,
+                Some("pay".to_string())
+            ),
+            ("open".to_string(), "human".to_string(), None, None),
+            (
+                "open".to_string(),
+                "machine".to_string(),
+                Some("known_proxy".to_string()),
+                None
+            ),
+        ]
+    );
+    let (_, metrics) = tracker.get("/metrics").await;
+    assert!(metrics.contains("relance_reminders_opened_total{channel=\"email\",segment=\"standard\",step=\"first_reminder\",template=\"first_reminder\",variant=\"\"} 1"), "{metrics}");
+    assert!(
+        metrics
+            .contains("relance_reminder_opens_total{channel=\"email\",classification=\"machine\""),
+        "{metrics}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn one_client_cannot_hammer_the_links() {
+    let settings = fresh_settings("ratelimit").await;
+    let sent = sent_reminder(&settings, "cus_rate", "inv_rate").await;
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[("RELANCE__TRACKER__RATE_LIMIT_PER_MINUTE", "20".into())],
+    )
+    .await;
+    let http = client();
+    let link = url(&base, &claims(&sent, LinkAction::Dispute));
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        statuses.push(http.get(&link).send().await.unwrap().status().as_u16());
+    }
+    assert!(
+        statuses.contains(&200) && statuses.contains(&429),
+        "{statuses:?}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod emails;
+mod tracking;
 mod tricky_sequence;
 
 use std::time::Duration;

@@ -198,6 +198,25 @@ impl Client {
         Ok(())
     }
 
+    /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
+    pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
+        let result = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/v1/invoices/{id}/{action}"),
+                Some(json!({"reason": reason})),
+            )
+            .await?;
+        self.print(&result, |done| {
+            format!(
+                "{} {}",
+                done["subject"].as_str().unwrap_or_default(),
+                done["status"].as_str().unwrap_or_default()
+            )
+        });
+        Ok(())
+    }
+
     pub async fn timeline(&self, invoice_id: &str) -> Result<(), String> {
         let timeline = self
             .call(

@@ -120,6 +120,10 @@ struct ResumeArgs {
 enum InvoiceCommand {
     Pause(PauseArgs),
     Resume(ResumeArgs),
+    /// Settle a customer's "already paid" claim after checking it: dunning resumes.
+    SettleClaim(ResumeArgs),
+    /// Withdraw a customer's promise to pay: dunning resumes.
+    CancelPromise(ResumeArgs),
     /// The invoice's events, reminders and manual actions, oldest first.
     Timeline {
         invoice_id: String,
@@ -135,18 +139,21 @@ enum CustomerCommand {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Policy(PolicyCommand::Check { files }) => return check(&files),
-        Command::Policy(PolicyCommand::Simulate(arguments)) => simulate::run(&arguments, cli.json),
-        Command::Templates(templates::TemplatesCommand::Lint(arguments)) => {
-            return templates::run_lint(&arguments)
-        }
-        Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
-            templates::run_render(&arguments)
-        }
-        command => {
-            let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
-            match command {
+    let result =
+        match cli.command {
+            Command::Policy(PolicyCommand::Check { files }) => return check(&files),
+            Command::Policy(PolicyCommand::Simulate(arguments)) => {
+                simulate::run(&arguments, cli.json)
+            }
+            Command::Templates(templates::TemplatesCommand::Lint(arguments)) => {
+                return templates::run_lint(&arguments)
+            }
+            Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
+                templates::run_render(&arguments)
+            }
+            command => {
+                let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
+                match command {
                 Command::Approvals(ApprovalCommand::List { tenant }) => {
                     client.list_approvals(tenant.as_deref()).await
                 }
@@ -186,6 +193,12 @@ async fn main() -> ExitCode {
                 Command::Invoices(InvoiceCommand::Resume(resume)) => {
                     client.resume("invoices", &resume.id, &resume.reason).await
                 }
+                Command::Invoices(InvoiceCommand::SettleClaim(settle)) => {
+                    client.invoice_action(&settle.id, "settle-claim", &settle.reason).await
+                }
+                Command::Invoices(InvoiceCommand::CancelPromise(cancel)) => {
+                    client.invoice_action(&cancel.id, "cancel-promise", &cancel.reason).await
+                }
                 Command::Invoices(InvoiceCommand::Timeline { invoice_id }) => {
                     client.timeline(&invoice_id).await
                 }
@@ -204,8 +217,8 @@ async fn main() -> ExitCode {
                 }
                 Command::Policy(_) | Command::Templates(_) => Ok(()),
             }
-        }
-    };
+            }
+        };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

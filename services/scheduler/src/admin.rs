@@ -176,6 +176,11 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/approvals/{reminder_id}/reject", post(reject))
         .route("/v1/invoices/{invoice_id}/pause", post(pause_invoice))
         .route("/v1/invoices/{invoice_id}/resume", post(resume_invoice))
+        .route("/v1/invoices/{invoice_id}/settle-claim", post(settle_claim))
+        .route(
+            "/v1/invoices/{invoice_id}/cancel-promise",
+            post(cancel_promise),
+        )
         .route("/v1/invoices/{invoice_id}/timeline", get(timeline))
         .route("/v1/customers/{customer_id}/pause", post(pause_customer))
         .route("/v1/customers/{customer_id}/resume", post(resume_customer))
@@ -563,6 +568,89 @@ async fn pause_invoice(
         subject: invoice_id,
         actor: actor.0,
     }))
+}
+
+/// A person's decision on what a customer said on the action pages: a payment claim checked
+/// (not found: dunning resumes; found: the payment itself closes the invoice), or a promise
+/// withdrawn.
+async fn settle_customer_fact(
+    state: &AdminState,
+    actor: &Actor,
+    invoice_id: String,
+    fact: InvoiceFact,
+    action: &str,
+    status: &'static str,
+    reason: String,
+) -> Result<Json<Done>, ApiError> {
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
+    let cause = uuid::Uuid::new_v4().to_string();
+    let records = apply_facts(
+        state,
+        &mut transaction,
+        std::slice::from_ref(&invoice_id),
+        &fact,
+        &cause,
+        now,
+    )
+    .await?;
+    outbox::enqueue(&mut transaction, &records).await?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&invoice.tenant, "invoice", &invoice_id],
+            action,
+            actor,
+            Some(reason),
+            json!({}),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    state.relay.notify_one();
+    Ok(Json(Done {
+        status,
+        subject: invoice_id,
+        actor: actor.0.clone(),
+    }))
+}
+
+async fn settle_claim(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(invoice_id): Path<String>,
+    Json(resume): Json<Resume>,
+) -> Result<Json<Done>, ApiError> {
+    settle_customer_fact(
+        &state,
+        &actor,
+        invoice_id,
+        InvoiceFact::PaymentClaimSettled,
+        "settle_claim",
+        "claim_settled",
+        resume.reason,
+    )
+    .await
+}
+
+async fn cancel_promise(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    Path(invoice_id): Path<String>,
+    Json(resume): Json<Resume>,
+) -> Result<Json<Done>, ApiError> {
+    settle_customer_fact(
+        &state,
+        &actor,
+        invoice_id,
+        InvoiceFact::PromiseCancelled,
+        "cancel_promise",
+        "promise_cancelled",
+        resume.reason,
+    )
+    .await
 }
 
 async fn resume_invoice(

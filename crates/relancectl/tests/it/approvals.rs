@@ -278,3 +278,145 @@ fn relance_contracts_check(command: &serde_json::Value) {
             panic!("the approved command breaks its contract: {violations:?}")
         });
 }
+
+#[tokio::test]
+async fn a_credit_manager_settles_a_payment_claim_and_withdraws_a_promise() {
+    let mut settings = create_unique_database(&test_settings(ServiceName::Scheduler)).await;
+    settings.kafka.topics = create_unique_topics(&settings, "claims", 2).await;
+    let now = utc("2026-12-10T09:00:00Z");
+    let issued = |invoice: &str| {
+        invoice_event(
+            "acme",
+            "cus_claims",
+            invoice,
+            &format!("issued-{invoice}"),
+            now,
+            InvoiceFact::Issued {
+                number: format!("F-{invoice}"),
+                issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                total: Money::new(25_000, Currency::parse("EUR").unwrap()).unwrap(),
+                order_reference: None,
+                payment_url: None,
+                contact: None,
+                description: None,
+            },
+        )
+    };
+    seed(
+        &settings,
+        vec![
+            customer_event("acme", "cus_claims", false, now),
+            issued("inv_claim"),
+            issued("inv_promise"),
+        ],
+        now,
+    )
+    .await;
+    let pool = relance_storage::lazy_pool(&settings.database, "test");
+    // What the tracker records when the customer says "already paid" and promises a date.
+    let mut transaction = pool.begin().await.unwrap();
+    for (invoice, fact) in [
+        (
+            "inv_claim",
+            InvoiceFact::PaymentClaimed {
+                reference: Some("VIR-1".into()),
+            },
+        ),
+        (
+            "inv_promise",
+            InvoiceFact::PromisedToPay {
+                promised_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 30).unwrap(),
+                grace_days: 3,
+            },
+        ),
+    ] {
+        let origin = relance_events::FactSource {
+            source: "urn:relance:tracker",
+            cause_id: invoice,
+            cause_type: "relance.dunning.customer_action",
+        };
+        relance_events::apply_invoice_fact(
+            &mut transaction,
+            &[invoice.to_string()],
+            &fact,
+            &origin,
+            now,
+            &settings.kafka.topics.events,
+        )
+        .await
+        .unwrap();
+    }
+    transaction.commit().await.unwrap();
+    assert_eq!(
+        state_of(&pool, "inv_claim").await,
+        ("paused".to_string(), Some("payment_claimed".to_string()))
+    );
+    assert_eq!(
+        state_of(&pool, "inv_promise").await,
+        ("paused".to_string(), Some("promise_to_pay".to_string()))
+    );
+
+    let registry = prometheus::Registry::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(AdminState {
+        pool: pool.clone(),
+        tokens: Arc::new(
+            relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file).unwrap(),
+        ),
+        topics: settings.kafka.topics.clone(),
+        // A person checks later than the customer claimed.
+        clock: Arc::new(ManualClock::new(now + chrono::Duration::hours(2))),
+        metrics: SchedulerMetrics::register(&registry).unwrap(),
+        relay: Arc::new(tokio::sync::Notify::new()),
+        policies: Arc::new(PolicySet::load(&settings.scheduler.policies_dir).unwrap()),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (code, stdout, stderr) = relancectl(
+        &url,
+        TOKEN,
+        &[
+            "invoices",
+            "settle-claim",
+            "inv_claim",
+            "--reason",
+            "No such transfer on our account",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inv_claim claim_settled"), "{stdout}");
+    assert_eq!(
+        state_of(&pool, "inv_claim").await,
+        ("overdue".to_string(), None),
+        "dunning resumes"
+    );
+    let (code, stdout, stderr) = relancectl(
+        &url,
+        TOKEN,
+        &[
+            "invoices",
+            "cancel-promise",
+            "inv_promise",
+            "--reason",
+            "The customer asked to pay now",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("inv_promise promise_cancelled"), "{stdout}");
+    assert_eq!(
+        state_of(&pool, "inv_promise").await,
+        ("overdue".to_string(), None)
+    );
+    let actions: Vec<String> = sqlx::query_scalar("SELECT action FROM manual_actions ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        actions,
+        vec!["settle_claim".to_string(), "cancel_promise".to_string()]
+    );
+}

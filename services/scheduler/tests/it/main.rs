@@ -19,9 +19,11 @@ mod lifecycle {
 fn the_openapi_document_describes_every_admin_route() {
     let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let source = std::fs::read_to_string(root.join("services/scheduler/src/admin.rs")).unwrap();
+    // `.route(` then the path literal, possibly on the next line once formatted.
     let mut routes: Vec<String> = source
-        .lines()
-        .filter_map(|line| line.trim().strip_prefix(".route(\""))
+        .split(".route(")
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"'))
         .filter_map(|rest| rest.split('"').next())
         .map(str::to_string)
         .collect();

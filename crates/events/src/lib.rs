@@ -172,3 +172,34 @@ pub fn to_outbox(record: OutgoingRecord) -> OutboxRecord {
         ..OutboxRecord::default()
     }
 }
+
+/// The outbox record of a contract event or command about a customer, published by `source`
+/// (`urn:relance:<service>`), keyed by the customer so their records stay in order. `None` when
+/// the tenant, customer or id is not a valid contract id (a bug upstream: they came from
+/// contract events).
+pub fn customer_record<T: relance_contracts::EventPayload + serde::Serialize>(
+    topic: &str,
+    source: &str,
+    tenant: &str,
+    customer_id: &str,
+    id: uuid::Uuid,
+    now: DateTime<Utc>,
+    data: T,
+) -> Option<OutboxRecord> {
+    let envelope = Envelope::new(
+        Id::parse(id.to_string()).ok()?,
+        source,
+        Id::parse(tenant).ok()?,
+        now,
+        customer_id.to_string(),
+        data,
+    );
+    let payload = envelope.to_json_bytes().ok()?;
+    Some(OutboxRecord {
+        topic: topic.to_string(),
+        key: Some(customer_id.as_bytes().to_vec()),
+        payload,
+        headers: cloudevent_headers(&envelope.event_type, envelope.id.as_str(), tenant),
+        ..OutboxRecord::default()
+    })
+}

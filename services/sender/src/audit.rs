@@ -7,8 +7,7 @@ use relance_contracts::commands::{
     CreateTaskV1, MessageChannel, SendReminderV1, TaskKind, TaskPriority,
 };
 use relance_contracts::dunning::{ReminderFailedV1, ReminderSentV1, ReminderSkippedV1};
-use relance_contracts::{Channel, Code, Envelope, EventPayload, Id, Text};
-use relance_events::cloudevent_headers;
+use relance_contracts::{Channel, Code, EventPayload, Id, Text};
 use relance_storage::outbox::OutboxRecord;
 use serde::Serialize;
 use uuid::Uuid;
@@ -72,22 +71,7 @@ fn record<T: EventPayload + Serialize>(
     now: DateTime<Utc>,
     data: T,
 ) -> Option<OutboxRecord> {
-    let envelope = Envelope::new(
-        Id::parse(id.to_string()).ok()?,
-        SOURCE,
-        Id::parse(tenant).ok()?,
-        now,
-        customer_id.as_str().to_string(),
-        data,
-    );
-    let payload = envelope.to_json_bytes().ok()?;
-    Some(OutboxRecord {
-        topic: topic.to_string(),
-        key: Some(customer_id.as_str().as_bytes().to_vec()),
-        payload,
-        headers: cloudevent_headers(&envelope.event_type, envelope.id.as_str(), tenant),
-        ..OutboxRecord::default()
-    })
+    relance_events::customer_record(topic, SOURCE, tenant, customer_id.as_str(), id, now, data)
 }
 
 fn event_id(delivery_id: Uuid, what: &str, attempt: i32) -> Uuid {

@@ -1,8 +1,7 @@
 //! The tracker's records for the outbox: dunning events and tasks.
 
 use chrono::{DateTime, Utc};
-use relance_contracts::{Envelope, EventPayload, Id};
-use relance_events::cloudevent_headers;
+use relance_contracts::EventPayload;
 use relance_storage::outbox::OutboxRecord;
 use serde::Serialize;
 use uuid::Uuid;
@@ -19,20 +18,5 @@ pub fn record<T: EventPayload + Serialize>(
     now: DateTime<Utc>,
     data: T,
 ) -> Option<OutboxRecord> {
-    let envelope = Envelope::new(
-        Id::parse(id.to_string()).ok()?,
-        SOURCE,
-        Id::parse(tenant).ok()?,
-        now,
-        customer_id.to_string(),
-        data,
-    );
-    let payload = envelope.to_json_bytes().ok()?;
-    Some(OutboxRecord {
-        topic: topic.to_string(),
-        key: Some(customer_id.as_bytes().to_vec()),
-        payload,
-        headers: cloudevent_headers(&envelope.event_type, envelope.id.as_str(), tenant),
-        ..OutboxRecord::default()
-    })
+    relance_events::customer_record(topic, SOURCE, tenant, customer_id, id, now, data)
 }

@@ -102,7 +102,11 @@ pub enum Verdict {
 }
 
 /// Why one invoice no longer takes a reminder, if it does not.
-fn invoice_reason(invoice: Option<&GuardInvoice>, tenant: &str) -> Option<SkipReason> {
+fn invoice_reason(
+    invoice: Option<&GuardInvoice>,
+    tenant: &str,
+    today: NaiveDate,
+) -> Option<SkipReason> {
     let Some(invoice) = invoice else {
         return Some(SkipReason::InvoiceUnknown);
     };
@@ -116,6 +120,12 @@ fn invoice_reason(invoice: Option<&GuardInvoice>, tenant: &str) -> Option<SkipRe
             Some("credited") => SkipReason::InvoiceCredited,
             _ => SkipReason::InvoiceWrittenOff,
         }),
+        // The stored state was derived on `state_as_of`; a pause with an end date (a promise
+        // and its grace, a timed hold) is over once that date has passed, whatever the column
+        // still says.
+        "paused" if invoice.pause_until.is_some_and(|until| until < today) => {
+            (invoice.amount_due_minor <= 0).then_some(SkipReason::NothingDue)
+        }
         "paused" => Some(match invoice.pause_reason.as_deref() {
             Some("dispute") => SkipReason::InvoiceDisputed,
             _ => SkipReason::InvoicePaused,
@@ -136,7 +146,7 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
             .invoices
             .iter()
             .find(|invoice| invoice.invoice_id == line.invoice_id.as_str());
-        match invoice_reason(current, facts.tenant) {
+        match invoice_reason(current, facts.tenant, facts.today) {
             Some(reason) => dropped.push((line.invoice_id.as_str().to_string(), reason)),
             None => {
                 let mut line = line.clone();

@@ -155,6 +155,32 @@ fn every_closed_or_paused_state_skips_with_its_reason() {
 }
 
 #[test]
+fn a_pause_whose_end_date_has_passed_no_longer_holds_the_reminder() {
+    let command = command();
+    let mut promised = open_invoice("inv_2026_0412");
+    promised.state = "paused".into();
+    promised.pause_reason = Some("promise_to_pay".into());
+    promised.pause_until = today().pred_opt();
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[promised.clone()], None, None)),
+        None,
+        "the promise and its grace are over"
+    );
+    promised.pause_until = Some(today());
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[promised.clone()], None, None)),
+        Some(SkipReason::InvoicePaused),
+        "still paused today"
+    );
+    promised.pause_until = None;
+    assert_eq!(
+        skip_reason(&decide_with(&command, &[promised], None, None)),
+        Some(SkipReason::InvoicePaused),
+        "no end date: paused"
+    );
+}
+
+#[test]
 fn a_consolidated_reminder_goes_out_about_what_is_still_due() {
     let command = two_invoice_command();
     let mut paid = open_invoice("inv_2026_0412");

@@ -484,6 +484,18 @@ pub struct LinkSettings {
     pub max_valid_days: u32,
 }
 
+config_enum!(
+    /// How a payment is credited to the reminders before it.
+    AttributionModel {
+        /// All of it to the last reminder before the payment.
+        LastTouch = "last_touch",
+        /// All of it to the first reminder in the window.
+        FirstTouch = "first_touch",
+        /// Shared equally.
+        Linear = "linear",
+    }
+);
+
 /// `[tracker]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -497,7 +509,7 @@ pub struct TrackerSettings {
     pub batch_max_wait_ms: u64,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
-    pub attribution_model: String,
+    pub attribution_model: AttributionModel,
     pub attribution_window_days: u32,
     pub rate_limit_per_minute: u32,
     pub trusted_proxy_hops: u32,

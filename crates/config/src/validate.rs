@@ -87,6 +87,42 @@ impl Findings {
         }
     }
 
+    /// A consumer's group, batching and retry settings, in `[section]`.
+    fn consumer(
+        &mut self,
+        section: &str,
+        group_id: &str,
+        batch_max_messages: usize,
+        batch_max_wait_ms: u64,
+        (retry_initial_ms, retry_max_ms): (u64, u64),
+    ) {
+        self.not_blank(&format!("{section}.group_id"), group_id);
+        self.range(
+            &format!("{section}.batch_max_messages"),
+            batch_max_messages as u64,
+            1,
+            10_000,
+        );
+        self.range(
+            &format!("{section}.batch_max_wait_ms"),
+            batch_max_wait_ms,
+            1,
+            60_000,
+        );
+        self.range(
+            &format!("{section}.retry_initial_ms"),
+            retry_initial_ms,
+            1,
+            60_000,
+        );
+        self.range(
+            &format!("{section}.retry_max_ms"),
+            retry_max_ms,
+            retry_initial_ms.max(1),
+            600_000,
+        );
+    }
+
     fn socket_address(&mut self, key: &str, value: &str) {
         if value.parse::<SocketAddr>().is_err() {
             self.add(
@@ -278,38 +314,13 @@ impl Settings {
                 "must be a folder holding default.yaml",
             );
         }
-        findings.not_blank("tracker.group_id", &tracker.group_id);
-        findings.range(
-            "tracker.batch_max_messages",
-            tracker.batch_max_messages as u64,
-            1,
-            10_000,
-        );
-        findings.range(
-            "tracker.batch_max_wait_ms",
+        findings.consumer(
+            "tracker",
+            &tracker.group_id,
+            tracker.batch_max_messages,
             tracker.batch_max_wait_ms,
-            1,
-            60_000,
+            (tracker.retry_initial_ms, tracker.retry_max_ms),
         );
-        findings.range(
-            "tracker.retry_initial_ms",
-            tracker.retry_initial_ms,
-            1,
-            60_000,
-        );
-        findings.range(
-            "tracker.retry_max_ms",
-            tracker.retry_max_ms,
-            tracker.retry_initial_ms.max(1),
-            600_000,
-        );
-        if !["last_touch", "first_touch", "linear"].contains(&tracker.attribution_model.as_str()) {
-            findings.add(
-                "tracker.attribution_model",
-                &tracker.attribution_model,
-                "must be one of: last_touch, first_touch, linear",
-            );
-        }
         findings.range(
             "tracker.attribution_window_days",
             u64::from(tracker.attribution_window_days),
@@ -360,7 +371,7 @@ impl Settings {
             );
         }
         let key = tracker.sendgrid_webhook_public_key.trim();
-        if !key.is_empty() && relance_tracking_key_ok(key).is_err() {
+        if !key.is_empty() && !looks_like_base64_der_key(key) {
             findings.add(
                 "tracker.sendgrid_webhook_public_key",
                 key,
@@ -417,30 +428,12 @@ impl Settings {
 
     fn validate_sender(&self, findings: &mut Findings) {
         let sender = &self.sender;
-        findings.not_blank("sender.group_id", &sender.group_id);
-        findings.range(
-            "sender.batch_max_messages",
-            sender.batch_max_messages as u64,
-            1,
-            10_000,
-        );
-        findings.range(
-            "sender.batch_max_wait_ms",
+        findings.consumer(
+            "sender",
+            &sender.group_id,
+            sender.batch_max_messages,
             sender.batch_max_wait_ms,
-            1,
-            60_000,
-        );
-        findings.range(
-            "sender.retry_initial_ms",
-            sender.retry_initial_ms,
-            1,
-            60_000,
-        );
-        findings.range(
-            "sender.retry_max_ms",
-            sender.retry_max_ms,
-            sender.retry_initial_ms.max(1),
-            600_000,
+            (sender.retry_initial_ms, sender.retry_max_ms),
         );
         if !std::path::Path::new(&sender.templates_dir)
             .join("default")
@@ -926,16 +919,10 @@ fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
     }
 }
 
-/// Whether a SendGrid public key is base64 of a DER P-256 key (checked fully by the tracker at
-/// start; here its shape).
-fn relance_tracking_key_ok(key: &str) -> Result<(), ()> {
-    let valid = key.len() >= 80
+/// Whether a SendGrid public key looks like base64 DER (the tracker parses it fully at start).
+fn looks_like_base64_der_key(key: &str) -> bool {
+    key.len() >= 80
         && key
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='));
-    if valid {
-        Ok(())
-    } else {
-        Err(())
-    }
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }

@@ -163,50 +163,33 @@ impl Client {
         reason: &str,
         until: Option<&str>,
     ) -> Result<(), String> {
-        let result = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/{kind}/{id}/pause"),
-                Some(json!({"reason": reason, "until": until})),
-            )
-            .await?;
-        self.print(&result, |done| {
-            format!(
-                "{} {}",
-                done["subject"].as_str().unwrap_or_default(),
-                done["status"].as_str().unwrap_or_default()
-            )
-        });
-        Ok(())
+        self.change(
+            &format!("/v1/{kind}/{id}/pause"),
+            json!({"reason": reason, "until": until}),
+        )
+        .await
     }
 
     pub async fn resume(&self, kind: &str, id: &str, reason: &str) -> Result<(), String> {
-        let result = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/{kind}/{id}/resume"),
-                Some(json!({"reason": reason})),
-            )
-            .await?;
-        self.print(&result, |done| {
-            format!(
-                "{} {}",
-                done["subject"].as_str().unwrap_or_default(),
-                done["status"].as_str().unwrap_or_default()
-            )
-        });
-        Ok(())
+        self.change(
+            &format!("/v1/{kind}/{id}/resume"),
+            json!({"reason": reason}),
+        )
+        .await
     }
 
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
     pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
-        let result = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/v1/invoices/{id}/{action}"),
-                Some(json!({"reason": reason})),
-            )
-            .await?;
+        self.change(
+            &format!("/v1/invoices/{id}/{action}"),
+            json!({"reason": reason}),
+        )
+        .await
+    }
+
+    /// POSTs a change and prints what it did (`<subject> <status>`).
+    async fn change(&self, path: &str, body: serde_json::Value) -> Result<(), String> {
+        let result = self.call(reqwest::Method::POST, path, Some(body)).await?;
         self.print(&result, |done| {
             format!(
                 "{} {}",

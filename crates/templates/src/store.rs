@@ -262,11 +262,10 @@ impl TemplateStore {
     }
 
     fn layout(&self, set: &str, locale: &str, name: &str) -> Option<String> {
-        let names: Vec<String> = self.tera.get_template_names().map(str::to_string).collect();
         Self::candidates(set, locale)
             .into_iter()
             .map(|(set, locale)| format!("{set}/{locale}/{name}"))
-            .find(|candidate| names.contains(candidate))
+            .find(|candidate| self.tera.get_template(candidate).is_ok())
     }
 
     fn render_one(&self, name: &str, context: &Context) -> Result<String, TemplateError> {

@@ -27,16 +27,6 @@ impl Model {
             Self::Linear => "linear",
         }
     }
-
-    /// From configuration text.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "last_touch" => Some(Self::LastTouch),
-            "first_touch" => Some(Self::FirstTouch),
-            "linear" => Some(Self::Linear),
-            _ => None,
-        }
-    }
 }
 
 /// A reminder sent about the paid invoice.
@@ -151,8 +141,6 @@ mod tests {
         assert_eq!(recent[0].reminder_id, Uuid::from_u128(3));
         // Nothing before the payment: nothing credited.
         assert!(attribute(10_000, at(1), &touches, Model::LastTouch, window).is_empty());
-        assert_eq!(Model::parse("linear"), Some(Model::Linear));
-        assert_eq!(Model::parse("u_shaped"), None);
     }
 
     proptest! {

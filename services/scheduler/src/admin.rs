@@ -570,10 +570,10 @@ async fn pause_invoice(
     }))
 }
 
-/// A person's decision on what a customer said on the action pages: a payment claim checked
-/// (not found: dunning resumes; found: the payment itself closes the invoice), or a promise
-/// withdrawn.
-async fn settle_customer_fact(
+/// A person's fact about an invoice — a hold released, a customer's payment claim settled after
+/// checking it (not found: dunning resumes; found: the payment itself closes the invoice), a
+/// promise withdrawn — applied and recorded as a manual action.
+async fn apply_manual_fact(
     state: &AdminState,
     actor: &Actor,
     invoice_id: String,
@@ -623,7 +623,7 @@ async fn settle_claim(
     Path(invoice_id): Path<String>,
     Json(resume): Json<Resume>,
 ) -> Result<Json<Done>, ApiError> {
-    settle_customer_fact(
+    apply_manual_fact(
         &state,
         &actor,
         invoice_id,
@@ -641,7 +641,7 @@ async fn cancel_promise(
     Path(invoice_id): Path<String>,
     Json(resume): Json<Resume>,
 ) -> Result<Json<Done>, ApiError> {
-    settle_customer_fact(
+    apply_manual_fact(
         &state,
         &actor,
         invoice_id,
@@ -659,39 +659,16 @@ async fn resume_invoice(
     Path(invoice_id): Path<String>,
     Json(resume): Json<Resume>,
 ) -> Result<Json<Done>, ApiError> {
-    let now = state.clock.now();
-    let mut transaction = state.pool.begin().await?;
-    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
-    let cause = uuid::Uuid::new_v4().to_string();
-    let records = apply_facts(
+    apply_manual_fact(
         &state,
-        &mut transaction,
-        std::slice::from_ref(&invoice_id),
-        &InvoiceFact::HoldReleased,
-        &cause,
-        now,
+        &actor,
+        invoice_id,
+        InvoiceFact::HoldReleased,
+        "resume",
+        "resumed",
+        resume.reason,
     )
-    .await?;
-    outbox::enqueue(&mut transaction, &records).await?;
-    scheduling::record_manual_action(
-        &mut transaction,
-        &manual_action(
-            [&invoice.tenant, "invoice", &invoice_id],
-            "resume",
-            &actor,
-            Some(resume.reason),
-            json!({}),
-            now,
-        ),
-    )
-    .await?;
-    transaction.commit().await?;
-    state.relay.notify_one();
-    Ok(Json(Done {
-        status: "resumed",
-        subject: invoice_id,
-        actor: actor.0,
-    }))
+    .await
 }
 
 async fn customer_tenant(

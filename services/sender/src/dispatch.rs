@@ -26,6 +26,7 @@ use relance_storage::deliveries::{self, ClaimedDelivery, DeliveryUpdate};
 use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::StorageError;
 use relance_templates::TemplateStore;
+use serde::Deserialize as _;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -119,6 +120,46 @@ struct GiveUp<'a> {
     suppress: bool,
 }
 
+/// Outcomes of a round, committed together: one transaction per stage of a round (guard and
+/// render; each provider call) instead of one per delivery.
+#[derive(Default)]
+struct Round {
+    settlements: Vec<Settlement>,
+}
+
+/// A delivery's new state, what it publishes, and what to count once it is committed.
+struct Settlement {
+    update: DeliveryUpdate,
+    records: Vec<OutboxRecord>,
+    /// Suppress the recipient's address (tenant, channel, address, detail).
+    suppression: Option<(String, &'static str, String, String)>,
+    metric: Option<Metric>,
+}
+
+/// A count to make once its settlement is committed.
+enum Metric {
+    Sent(DeliveryLabels, String),
+    Skipped(DeliveryLabels, &'static str),
+    Failed(DeliveryLabels, &'static str),
+    Retry(String, &'static str),
+}
+
+impl Round {
+    fn settle(
+        &mut self,
+        update: DeliveryUpdate,
+        records: Vec<Option<OutboxRecord>>,
+        metric: Option<Metric>,
+    ) {
+        self.settlements.push(Settlement {
+            update,
+            records: records.into_iter().flatten().collect(),
+            suppression: None,
+            metric,
+        });
+    }
+}
+
 /// What a reconciliation decided.
 enum Reconciled {
     /// The provider has no such message: go on and send.
@@ -177,9 +218,10 @@ impl Dispatcher {
         if count == 0 {
             return Ok(0);
         }
+        let mut round = Round::default();
         let mut jobs = Vec::with_capacity(count);
         for claimed in claimed {
-            match serde_json::from_value::<Envelope<SendReminderV1>>(claimed.command.clone()) {
+            match Envelope::<SendReminderV1>::deserialize(&claimed.command) {
                 Ok(envelope) => {
                     let labels = DeliveryLabels {
                         tenant: claimed.tenant.clone(),
@@ -195,20 +237,21 @@ impl Dispatcher {
                         labels,
                     });
                 }
-                Err(error) => self.unreadable(&claimed, &error.to_string()).await?,
+                Err(error) => self.unreadable(&mut round, &claimed, &error.to_string()),
             }
         }
         let mut to_guard = Vec::with_capacity(jobs.len());
         for job in jobs {
             if job.claimed.reconcile {
-                if let Reconciled::Send = self.reconcile(&job).await? {
+                if let Reconciled::Send = self.reconcile(&mut round, &job).await {
                     to_guard.push(job);
                 }
             } else {
                 to_guard.push(job);
             }
         }
-        let ready = self.guard_and_render(to_guard).await?;
+        let ready = self.guard_and_render(&mut round, to_guard).await?;
+        self.flush(&mut round).await?;
         let mut groups: BTreeMap<String, Vec<Ready>> = BTreeMap::new();
         for item in ready {
             groups
@@ -217,44 +260,58 @@ impl Dispatcher {
                 .push(item);
         }
         for (_, group) in groups {
-            self.deliver(group).await?;
+            self.deliver(&mut round, group).await?;
+            // Outcomes are recorded as soon as the provider answered.
+            self.flush(&mut round).await?;
         }
-        self.relay.notify_one();
         Ok(count)
     }
 
-    /// Commits an update and the records it publishes.
-    async fn commit(
-        &self,
-        update: &DeliveryUpdate,
-        records: Vec<Option<OutboxRecord>>,
-        suppression: Option<(&Job, &str)>,
-    ) -> Result<(), StorageError> {
-        let records: Vec<OutboxRecord> = records.into_iter().flatten().collect();
+    /// Commits the settlements of a round in one transaction, then counts them.
+    async fn flush(&self, round: &mut Round) -> Result<(), StorageError> {
+        if round.settlements.is_empty() {
+            return Ok(());
+        }
+        let settlements = std::mem::take(&mut round.settlements);
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        deliveries::apply_update(&mut transaction, update).await?;
-        if let Some((job, detail)) = suppression {
-            if let Some(address) = job.recipient() {
+        let mut records = Vec::new();
+        for settlement in &settlements {
+            deliveries::apply_update(&mut transaction, &settlement.update).await?;
+            if let Some((tenant, channel, address, detail)) = &settlement.suppression {
                 deliveries::suppress(
                     &mut transaction,
-                    job.tenant(),
-                    job.channel(),
-                    &address,
+                    tenant,
+                    channel,
+                    address,
                     "inactive",
                     "sender",
                     Some(detail),
                 )
                 .await?;
             }
+            records.extend(settlement.records.iter().cloned());
         }
         outbox::enqueue(&mut transaction, &records).await?;
         transaction
             .commit()
             .await
             .map_err(|source| StorageError::Query {
-                context: "committing a delivery outcome",
+                context: "committing delivery outcomes",
                 source,
-            })
+            })?;
+        for settlement in settlements {
+            match settlement.metric {
+                Some(Metric::Sent(labels, provider)) => self.metrics.sent(&labels, &provider),
+                Some(Metric::Skipped(labels, reason)) => self.metrics.skipped(&labels, reason),
+                Some(Metric::Failed(labels, reason)) => self.metrics.failed(&labels, reason),
+                Some(Metric::Retry(provider, class)) => self.metrics.retry(&provider, class),
+                None => {}
+            }
+        }
+        if !records.is_empty() {
+            self.relay.notify_one();
+        }
+        Ok(())
     }
 
     fn dead_letter(&self, job: &Job, reason: &'static str, detail: String) -> Option<OutboxRecord> {
@@ -274,7 +331,7 @@ impl Dispatcher {
         )))
     }
 
-    async fn unreadable(&self, claimed: &ClaimedDelivery, error: &str) -> Result<(), StorageError> {
+    fn unreadable(&self, round: &mut Round, claimed: &ClaimedDelivery, error: &str) {
         tracing::error!(delivery = %claimed.delivery_id, error, "A stored command cannot be read back; the delivery is failed.");
         let update = DeliveryUpdate {
             delivery_id: claimed.delivery_id,
@@ -285,14 +342,14 @@ impl Dispatcher {
             at: self.clock.now(),
             ..DeliveryUpdate::default()
         };
-        self.commit(&update, Vec::new(), None).await
+        round.settle(update, Vec::new(), None);
     }
 
     /// Asks the provider of the unknown attempt whether it has the message.
-    async fn reconcile(&self, job: &Job) -> Result<Reconciled, StorageError> {
+    async fn reconcile(&self, round: &mut Round, job: &Job) -> Reconciled {
         // No attempt was ever begun: nothing can have been sent.
         let Some(name) = job.claimed.provider.clone() else {
-            return Ok(Reconciled::Send);
+            return Reconciled::Send;
         };
         let send_id = job.claimed.delivery_id;
         let lookup = match self.providers.get(&name) {
@@ -338,13 +395,16 @@ impl Dispatcher {
                     },
                     now,
                 );
-                self.commit(&update, vec![event], None).await?;
-                self.metrics.sent(&job.labels, &name);
-                Ok(Reconciled::Settled)
+                round.settle(
+                    update,
+                    vec![event],
+                    Some(Metric::Sent(job.labels.clone(), name)),
+                );
+                Reconciled::Settled
             }
             Lookup::NotFound => {
                 self.metrics.reconciled(&name, "not_found");
-                Ok(Reconciled::Send)
+                Reconciled::Send
             }
             Lookup::Unavailable(reason) => {
                 self.metrics.reconciled(&name, "unavailable");
@@ -364,8 +424,8 @@ impl Dispatcher {
                     at: now,
                     ..DeliveryUpdate::default()
                 };
-                self.commit(&update, Vec::new(), None).await?;
-                Ok(Reconciled::Settled)
+                round.settle(update, Vec::new(), None);
+                Reconciled::Settled
             }
             Lookup::Unsupported => {
                 self.metrics.reconciled(&name, "unsupported");
@@ -401,14 +461,21 @@ impl Dispatcher {
                         now,
                     ),
                 ];
-                self.commit(&update, records, None).await?;
-                self.metrics.failed(&job.labels, "outcome_unknown");
-                Ok(Reconciled::Settled)
+                round.settle(
+                    update,
+                    records,
+                    Some(Metric::Failed(job.labels.clone(), "outcome_unknown")),
+                );
+                Reconciled::Settled
             }
         }
     }
 
-    async fn guard_and_render(&self, jobs: Vec<Job>) -> Result<Vec<Ready>, StorageError> {
+    async fn guard_and_render(
+        &self,
+        round: &mut Round,
+        jobs: Vec<Job>,
+    ) -> Result<Vec<Ready>, StorageError> {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -476,7 +543,7 @@ impl Dispatcher {
                 cap_count: self.settings.frequency_cap_count,
             });
             match verdict {
-                Verdict::Skip { reason, detail } => self.skip(&job, reason, &detail).await?,
+                Verdict::Skip { reason, detail } => self.skip(round, &job, reason, &detail),
                 Verdict::Send {
                     invoices: kept,
                     dropped,
@@ -484,7 +551,7 @@ impl Dispatcher {
                     if !dropped.is_empty() {
                         tracing::info!(delivery = %job.claimed.delivery_id, dropped = ?dropped, "Invoices left out of a reminder: they no longer need one.");
                     }
-                    if let Some(item) = self.render(job, &kept, now).await? {
+                    if let Some(item) = self.render(round, job, &kept, now) {
                         *sent_this_round
                             .entry(item.job.claimed.customer_id.clone())
                             .or_default() += 1;
@@ -496,7 +563,7 @@ impl Dispatcher {
         Ok(ready)
     }
 
-    async fn skip(&self, job: &Job, reason: SkipReason, detail: &str) -> Result<(), StorageError> {
+    fn skip(&self, round: &mut Round, job: &Job, reason: SkipReason, detail: &str) {
         let now = self.clock.now();
         tracing::info!(delivery = %job.claimed.delivery_id, reason = reason.code(), detail, "Reminder skipped by the guard.");
         let update = DeliveryUpdate {
@@ -517,19 +584,16 @@ impl Dispatcher {
             detail,
             now,
         );
-        self.commit(&update, vec![event], None).await?;
-        self.metrics.skipped(&job.labels, reason.code());
-        Ok(())
+        round.settle(
+            update,
+            vec![event],
+            Some(Metric::Skipped(job.labels.clone(), reason.code())),
+        );
     }
 
     /// Gives a delivery up for good: failed, with the event, the original command in the
     /// dead-letter topic and a task for a person.
-    async fn give_up(
-        &self,
-        job: &Job,
-        provider: &str,
-        failure: GiveUp<'_>,
-    ) -> Result<(), StorageError> {
+    fn give_up(&self, round: &mut Round, job: &Job, provider: &str, failure: GiveUp<'_>) {
         let GiveUp {
             reason,
             code,
@@ -582,19 +646,33 @@ impl Dispatcher {
             &task_reason,
             now,
         ));
-        self.commit(&update, records, suppress.then_some((job, message)))
-            .await?;
-        self.metrics.failed(&job.labels, reason);
+        round.settle(
+            update,
+            records,
+            Some(Metric::Failed(job.labels.clone(), reason)),
+        );
+        if suppress {
+            if let (Some(settlement), Some(address)) =
+                (round.settlements.last_mut(), job.recipient())
+            {
+                settlement.suppression = Some((
+                    job.tenant().to_string(),
+                    job.channel(),
+                    address,
+                    message.to_string(),
+                ));
+            }
+        }
         tracing::warn!(delivery = %job.claimed.delivery_id, reason, provider, code, message, "Reminder failed for good; a task was created.");
-        Ok(())
     }
 
-    async fn render(
+    fn render(
         &self,
+        round: &mut Round,
         job: Job,
         invoices: &[ReminderInvoice],
         now: DateTime<Utc>,
-    ) -> Result<Option<Ready>, StorageError> {
+    ) -> Option<Ready> {
         let identity = self.settings.identity_of(job.tenant());
         let provider_name = match job.command().channel {
             MessageChannel::Email => &identity.email_provider,
@@ -602,6 +680,7 @@ impl Dispatcher {
         };
         let Some(provider) = self.providers.get(provider_name) else {
             self.give_up(
+                round,
                 &job,
                 provider_name,
                 GiveUp {
@@ -611,9 +690,8 @@ impl Dispatcher {
                     dead_letter: false,
                     suppress: false,
                 },
-            )
-            .await?;
-            return Ok(None);
+            );
+            return None;
         };
         let locale = job.command().locale.as_str().to_string();
         let texts = self.templates.texts(&identity.template_set, &locale);
@@ -637,6 +715,7 @@ impl Dispatcher {
             Err(error) => {
                 let message = error.to_string();
                 self.give_up(
+                    round,
                     &job,
                     &provider.name,
                     GiveUp {
@@ -646,9 +725,8 @@ impl Dispatcher {
                         dead_letter: true,
                         suppress: false,
                     },
-                )
-                .await?;
-                return Ok(None);
+                );
+                return None;
             }
         };
         let send_id = job.claimed.delivery_id;
@@ -671,6 +749,7 @@ impl Dispatcher {
                     rendered.source
                 );
                 self.give_up(
+                    round,
                     &job,
                     &provider.name,
                     GiveUp {
@@ -680,31 +759,30 @@ impl Dispatcher {
                         dead_letter: true,
                         suppress: false,
                     },
-                )
-                .await?;
-                return Ok(None);
+                );
+                return None;
             }
         };
         let Some(message) = message else {
             self.skip(
+                round,
                 &job,
                 SkipReason::NoContactAddress,
                 "the command has no address for its channel",
-            )
-            .await?;
-            return Ok(None);
+            );
+            return None;
         };
-        Ok(Some(Ready {
+        Some(Ready {
             subject: Some(rendered.subject.clone()).filter(|subject| !subject.is_empty()),
             body_sha256: compose::body_sha256(&rendered),
             job,
             provider,
             message,
-        }))
+        })
     }
 
     /// Sends one provider's deliveries and records every outcome.
-    async fn deliver(&self, group: Vec<Ready>) -> Result<(), StorageError> {
+    async fn deliver(&self, round: &mut Round, group: Vec<Ready>) -> Result<(), StorageError> {
         let Some(provider) = group.first().map(|item| item.provider.clone()) else {
             return Ok(());
         };
@@ -720,7 +798,7 @@ impl Dispatcher {
                     error_code: Some("circuit_open".into()),
                     ..DeliveryUpdate::default()
                 };
-                self.commit(&update, Vec::new(), None).await?;
+                round.settle(update, Vec::new(), None);
             }
             return Ok(());
         }
@@ -746,7 +824,7 @@ impl Dispatcher {
                     misconfigured = Some((code.clone(), message.clone()))
                 }
             }
-            self.record_outcome(item, outcome).await?;
+            self.record_outcome(round, item, outcome);
         }
         if let Some((code, message)) = misconfigured {
             provider.pause(Duration::from_millis(self.settings.config_pause_ms));
@@ -814,7 +892,7 @@ impl Dispatcher {
             .collect()
     }
 
-    async fn record_outcome(&self, item: &Ready, outcome: Outcome) -> Result<(), StorageError> {
+    fn record_outcome(&self, round: &mut Round, item: &Ready, outcome: Outcome) {
         let job = &item.job;
         let provider = item.provider.name.as_str();
         let now = self.clock.now();
@@ -849,8 +927,11 @@ impl Dispatcher {
                     },
                     now,
                 );
-                self.commit(&update, vec![event], None).await?;
-                self.metrics.sent(&job.labels, provider);
+                round.settle(
+                    update,
+                    vec![event],
+                    Some(Metric::Sent(job.labels.clone(), provider.to_string())),
+                );
                 tracing::info!(delivery = %send_id, provider, message_id = ?message_id, "Reminder sent.");
             }
             Outcome::Rejected {
@@ -859,6 +940,7 @@ impl Dispatcher {
                 recipient_inactive,
             } => {
                 self.give_up(
+                    round,
                     job,
                     provider,
                     GiveUp {
@@ -868,8 +950,7 @@ impl Dispatcher {
                         dead_letter: true,
                         suppress: recipient_inactive,
                     },
-                )
-                .await?;
+                );
             }
             Outcome::Transient {
                 code,
@@ -878,6 +959,7 @@ impl Dispatcher {
             } => {
                 if attempt >= i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) {
                     self.give_up(
+                        round,
                         job,
                         provider,
                         GiveUp {
@@ -887,9 +969,8 @@ impl Dispatcher {
                             dead_letter: false,
                             suppress: false,
                         },
-                    )
-                    .await?;
-                    return Ok(());
+                    );
+                    return;
                 }
                 let backoff = Backoff {
                     initial: Duration::from_millis(self.settings.backoff_initial_ms),
@@ -922,8 +1003,11 @@ impl Dispatcher {
                     &failure,
                     now,
                 );
-                self.commit(&update, vec![event], None).await?;
-                self.metrics.retry(provider, "transient");
+                round.settle(
+                    update,
+                    vec![event],
+                    Some(Metric::Retry(provider.to_string(), "transient")),
+                );
                 tracing::warn!(delivery = %send_id, provider, code, message, attempt, next = %next, "Delivery failed for now; retrying later.");
             }
             Outcome::Ambiguous { message } => {
@@ -955,8 +1039,11 @@ impl Dispatcher {
                     &failure,
                     now,
                 );
-                self.commit(&update, vec![event], None).await?;
-                self.metrics.retry(provider, "ambiguous");
+                round.settle(
+                    update,
+                    vec![event],
+                    Some(Metric::Retry(provider.to_string(), "ambiguous")),
+                );
                 tracing::warn!(delivery = %send_id, provider, message, next = %next, "No clear answer from the provider; will ask it before sending again.");
             }
             Outcome::Misconfigured { code, message } => {
@@ -973,9 +1060,8 @@ impl Dispatcher {
                     at: now,
                     ..DeliveryUpdate::default()
                 };
-                self.commit(&update, Vec::new(), None).await?;
+                round.settle(update, Vec::new(), None);
             }
         }
-        Ok(())
     }
 }

@@ -178,14 +178,13 @@ impl IntakeHandler {
     ) -> Result<(usize, usize, usize), StorageError> {
         let now = self.clock.now();
         let mut deliveries = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut dead_letters: Vec<OutboxRecord> = Vec::new();
         for record in batch {
             match plan(record, now) {
                 Planned::Delivery(delivery) => {
                     // A command twice in one batch: the first copy counts.
-                    if !deliveries.iter().any(|known: &NewDelivery| {
-                        known.idempotency_key == delivery.idempotency_key
-                    }) {
+                    if seen.insert(delivery.idempotency_key.clone()) {
                         deliveries.push(*delivery);
                     }
                 }

@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use relance_config::AttributionModel;
 use relance_kafka::{ConsumerRunner, KafkaMetrics, RunnerOptions};
 use relance_links::LinkSigner;
 use relance_policy::PolicySet;
@@ -88,11 +89,11 @@ impl Service for Tracker {
                 tracker.postmark_webhook_password.clone(),
             )
         });
-        let model = Model::parse(&tracker.attribution_model).ok_or_else(|| StartError {
-            key: "tracker.attribution_model",
-            value: tracker.attribution_model.clone(),
-            reason: "must be last_touch, first_touch or linear".into(),
-        })?;
+        let model = match tracker.attribution_model {
+            AttributionModel::LastTouch => Model::LastTouch,
+            AttributionModel::FirstTouch => Model::FirstTouch,
+            AttributionModel::Linear => Model::Linear,
+        };
         let registry = context.metrics.registry();
         let metrics = TrackerMetrics::register(registry, tracker.tenant_label)?;
         let relay = OutboxRelay::new(

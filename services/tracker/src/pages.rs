@@ -40,14 +40,7 @@ pub struct InvoiceView {
 }
 
 fn error_text(error: &tera::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    format!("{:?}", relance_telemetry::ErrorChain(error))
 }
 
 impl Pages {

@@ -262,39 +262,6 @@ pub async fn apply_update(
     Ok(())
 }
 
-/// What the guard needs to know of an invoice, as the database has it now.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct GuardInvoice {
-    pub invoice_id: String,
-    pub tenant: String,
-    pub state: String,
-    pub pause_reason: Option<String>,
-    pub pause_until: Option<NaiveDate>,
-    pub closed_reason: Option<String>,
-    pub escalated_to: Option<String>,
-    pub currency: Option<String>,
-    pub amount_due_minor: i64,
-}
-
-/// The current state of these invoices.
-///
-/// # Errors
-/// [`StorageError::Query`] when the query fails.
-pub async fn guard_invoices(
-    pool: &PgPool,
-    invoice_ids: &[String],
-) -> Result<Vec<GuardInvoice>, StorageError> {
-    sqlx::query_as(
-        "SELECT invoice_id, tenant, state, pause_reason, pause_until, closed_reason, escalated_to,
-                currency::text AS currency, amount_due_minor
-         FROM invoices WHERE invoice_id = ANY($1)",
-    )
-    .bind(invoice_ids)
-    .fetch_all(pool)
-    .await
-    .map_err(StorageError::query("reading invoices for the guard"))
-}
-
 /// A customer's hold, as the database has it now.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GuardCustomer {

@@ -44,6 +44,29 @@ pub async fn load_for_update(
         .collect()
 }
 
+/// The invoices among `invoice_ids` that exist, without locking them (readers that decide from
+/// what the facts say now, such as the sender's guard).
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored invoice is unreadable.
+pub async fn load(
+    pool: &sqlx::PgPool,
+    invoice_ids: &[String],
+) -> Result<Vec<Invoice>, StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, serde_json::Value)> =
+        sqlx::query_as("SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)")
+            .bind(invoice_ids)
+            .fetch_all(pool)
+            .await
+            .map_err(StorageError::query("loading invoices"))?;
+    rows.into_iter()
+        .map(|(id, facts)| decode(&id, facts))
+        .collect()
+}
+
 /// The invoices of `customer_ids` other than `except`, for payment behaviour.
 ///
 /// # Errors

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit;
 use crate::compose;
-use crate::guard::{self, SkipReason, Verdict};
+use crate::guard::{self, GuardInvoice, SkipReason, Verdict};
 use crate::intake::Source;
 use crate::metrics::{DeliveryLabels, SenderMetrics};
 use crate::providers::{Provider, Providers};
@@ -494,7 +494,11 @@ impl Dispatcher {
         customer_ids.sort();
         customer_ids.dedup();
         let window = chrono::Duration::hours(i64::from(self.settings.frequency_cap_window_hours));
-        let invoices = deliveries::guard_invoices(&self.pool, &invoice_ids).await?;
+        let invoices: Vec<GuardInvoice> = relance_storage::invoices::load(&self.pool, &invoice_ids)
+            .await?
+            .iter()
+            .map(|invoice| GuardInvoice::of(invoice, today))
+            .collect();
         let customers =
             deliveries::guard_customers(&self.pool, &customer_ids, now - window).await?;
         let keys: Vec<(String, String, String)> = jobs

@@ -4,7 +4,8 @@
 
 use chrono::NaiveDate;
 use relance_contracts::commands::{MessageChannel, ReminderInvoice, SendReminderV1};
-use relance_storage::deliveries::{GuardCustomer, GuardInvoice};
+use relance_domain::{ClosedReason, DunningState, Invoice, PauseReason};
+use relance_storage::deliveries::GuardCustomer;
 
 /// Why a reminder is not sent (a metric label and the audit trail's reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,36 +102,52 @@ pub enum Verdict {
     },
 }
 
+/// What the guard knows of an invoice: its dunning state derived from its facts for today, not
+/// a stored state derived on some earlier day (a promise or a timed hold may have ended since).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardInvoice {
+    pub invoice_id: String,
+    pub tenant: String,
+    pub state: DunningState,
+    pub currency: Option<String>,
+    pub amount_due_minor: i64,
+}
+
+impl GuardInvoice {
+    /// The invoice as of `today`.
+    pub fn of(invoice: &Invoice, today: NaiveDate) -> Self {
+        let view = invoice.view(today);
+        Self {
+            invoice_id: invoice.invoice_id.clone(),
+            tenant: invoice.tenant.clone(),
+            state: view.state,
+            currency: view.currency.map(|currency| currency.as_str().to_string()),
+            amount_due_minor: view.amount_due_minor,
+        }
+    }
+}
+
 /// Why one invoice no longer takes a reminder, if it does not.
-fn invoice_reason(
-    invoice: Option<&GuardInvoice>,
-    tenant: &str,
-    today: NaiveDate,
-) -> Option<SkipReason> {
+fn invoice_reason(invoice: Option<&GuardInvoice>, tenant: &str) -> Option<SkipReason> {
     let Some(invoice) = invoice else {
         return Some(SkipReason::InvoiceUnknown);
     };
     if invoice.tenant != tenant {
         return Some(SkipReason::InvoiceUnknown);
     }
-    match invoice.state.as_str() {
-        "closed" => Some(match invoice.closed_reason.as_deref() {
-            Some("paid") => SkipReason::InvoicePaid,
-            Some("voided") => SkipReason::InvoiceVoided,
-            Some("credited") => SkipReason::InvoiceCredited,
-            _ => SkipReason::InvoiceWrittenOff,
+    match invoice.state {
+        DunningState::Closed { reason } => Some(match reason {
+            ClosedReason::Paid => SkipReason::InvoicePaid,
+            ClosedReason::Voided => SkipReason::InvoiceVoided,
+            ClosedReason::Credited => SkipReason::InvoiceCredited,
+            ClosedReason::WrittenOff => SkipReason::InvoiceWrittenOff,
         }),
-        // The stored state was derived on `state_as_of`; a pause with an end date (a promise
-        // and its grace, a timed hold) is over once that date has passed, whatever the column
-        // still says.
-        "paused" if invoice.pause_until.is_some_and(|until| until < today) => {
-            (invoice.amount_due_minor <= 0).then_some(SkipReason::NothingDue)
-        }
-        "paused" => Some(match invoice.pause_reason.as_deref() {
-            Some("dispute") => SkipReason::InvoiceDisputed,
-            _ => SkipReason::InvoicePaused,
-        }),
-        "escalated" => Some(SkipReason::InvoiceEscalated),
+        DunningState::Paused {
+            reason: PauseReason::Dispute,
+            ..
+        } => Some(SkipReason::InvoiceDisputed),
+        DunningState::Paused { .. } => Some(SkipReason::InvoicePaused),
+        DunningState::Escalated { .. } => Some(SkipReason::InvoiceEscalated),
         _ if invoice.amount_due_minor <= 0 => Some(SkipReason::NothingDue),
         _ => None,
     }
@@ -146,7 +163,7 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
             .invoices
             .iter()
             .find(|invoice| invoice.invoice_id == line.invoice_id.as_str());
-        match invoice_reason(current, facts.tenant, facts.today) {
+        match invoice_reason(current, facts.tenant) {
             Some(reason) => dropped.push((line.invoice_id.as_str().to_string(), reason)),
             None => {
                 let mut line = line.clone();

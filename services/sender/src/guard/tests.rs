@@ -2,7 +2,11 @@ use chrono::NaiveDate;
 use proptest::prelude::*;
 use relance_contracts::commands::SendReminderV1;
 use relance_contracts::Envelope;
-use relance_storage::deliveries::{GuardCustomer, GuardInvoice};
+use relance_domain::{
+    Book, BookEvent, ClosedReason, Currency, DunningState, EscalationTarget, InvoiceEvent,
+    InvoiceFact, Money, PauseReason,
+};
+use relance_storage::deliveries::GuardCustomer;
 
 use super::*;
 
@@ -28,11 +32,7 @@ fn open_invoice(id: &str) -> GuardInvoice {
     GuardInvoice {
         invoice_id: id.into(),
         tenant: "acme".into(),
-        state: "overdue".into(),
-        pause_reason: None,
-        pause_until: None,
-        closed_reason: None,
-        escalated_to: None,
+        state: DunningState::Overdue,
         currency: Some("EUR".into()),
         amount_due_minor: 73_456,
     }
@@ -82,59 +82,58 @@ fn an_open_invoice_is_reminded() {
 #[test]
 fn every_closed_or_paused_state_skips_with_its_reason() {
     let command = command();
+    let paused = |reason| DunningState::Paused {
+        reason,
+        until: None,
+    };
     let cases = [
-        ("closed", None, Some("paid"), SkipReason::InvoicePaid),
-        ("closed", None, Some("voided"), SkipReason::InvoiceVoided),
         (
-            "closed",
-            None,
-            Some("credited"),
+            DunningState::Closed {
+                reason: ClosedReason::Paid,
+            },
+            SkipReason::InvoicePaid,
+        ),
+        (
+            DunningState::Closed {
+                reason: ClosedReason::Voided,
+            },
+            SkipReason::InvoiceVoided,
+        ),
+        (
+            DunningState::Closed {
+                reason: ClosedReason::Credited,
+            },
             SkipReason::InvoiceCredited,
         ),
         (
-            "closed",
-            None,
-            Some("written_off"),
+            DunningState::Closed {
+                reason: ClosedReason::WrittenOff,
+            },
             SkipReason::InvoiceWrittenOff,
         ),
-        ("paused", Some("dispute"), None, SkipReason::InvoiceDisputed),
+        (paused(PauseReason::Dispute), SkipReason::InvoiceDisputed),
+        (paused(PauseReason::PromiseToPay), SkipReason::InvoicePaused),
+        (paused(PauseReason::ManualHold), SkipReason::InvoicePaused),
         (
-            "paused",
-            Some("promise_to_pay"),
-            None,
+            paused(PauseReason::PaymentClaimed),
             SkipReason::InvoicePaused,
         ),
         (
-            "paused",
-            Some("manual_hold"),
-            None,
+            paused(PauseReason::AwaitingApproval),
             SkipReason::InvoicePaused,
         ),
         (
-            "paused",
-            Some("payment_claimed"),
-            None,
-            SkipReason::InvoicePaused,
+            DunningState::Escalated {
+                to: EscalationTarget::Person,
+            },
+            SkipReason::InvoiceEscalated,
         ),
-        (
-            "paused",
-            Some("awaiting_approval"),
-            None,
-            SkipReason::InvoicePaused,
-        ),
-        ("escalated", None, None, SkipReason::InvoiceEscalated),
     ];
-    for (state, pause, closed, expected) in cases {
+    for (state, expected) in cases {
         let mut invoice = open_invoice("inv_2026_0412");
-        invoice.state = state.into();
-        invoice.pause_reason = pause.map(Into::into);
-        invoice.closed_reason = closed.map(Into::into);
+        invoice.state = state;
         let verdict = decide_with(&command, &[invoice], None, None);
-        assert_eq!(
-            skip_reason(&verdict),
-            Some(expected),
-            "{state} {pause:?} {closed:?}"
-        );
+        assert_eq!(skip_reason(&verdict), Some(expected), "{state:?}");
     }
     assert_eq!(
         skip_reason(&decide_with(&command, &[], None, None)),
@@ -154,27 +153,82 @@ fn every_closed_or_paused_state_skips_with_its_reason() {
     );
 }
 
+/// The invoice `inv_2026_0412` due on 2 December 2026, with relance's `facts` on top, as the
+/// guard sees it on `day`.
+fn derived(facts: Vec<InvoiceFact>, day: NaiveDate) -> GuardInvoice {
+    let time = chrono::DateTime::parse_from_rfc3339("2026-11-02T09:00:00Z")
+        .map(|time| time.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let issued = InvoiceFact::Issued {
+        number: "F-2026-0412".into(),
+        issued_on: NaiveDate::from_ymd_opt(2026, 11, 2).unwrap_or_default(),
+        due_on: NaiveDate::from_ymd_opt(2026, 12, 2).unwrap_or_default(),
+        total: Money::new(
+            73_456,
+            Currency::parse("EUR").unwrap_or_else(|error| panic!("{error}")),
+        )
+        .unwrap_or_else(|error| panic!("{error}")),
+        order_reference: None,
+        payment_url: None,
+        contact: None,
+        description: None,
+    };
+    let mut book = Book::default();
+    for (index, fact) in std::iter::once(issued).chain(facts).enumerate() {
+        let event = BookEvent::Invoice(InvoiceEvent {
+            event_id: format!("fact-{index}"),
+            tenant: "acme".into(),
+            customer_id: "cus_8Hq2LmT4".into(),
+            invoice_id: "inv_2026_0412".into(),
+            time: time + chrono::Duration::hours(index as i64),
+            revision: None,
+            fact,
+        });
+        book.apply(&event, day)
+            .unwrap_or_else(|rejection| panic!("{rejection}"));
+    }
+    GuardInvoice::of(&book.invoices["inv_2026_0412"], day)
+}
+
 #[test]
 fn a_pause_whose_end_date_has_passed_no_longer_holds_the_reminder() {
     let command = command();
-    let mut promised = open_invoice("inv_2026_0412");
-    promised.state = "paused".into();
-    promised.pause_reason = Some("promise_to_pay".into());
-    promised.pause_until = today().pred_opt();
+    // Promised for 1 December with 3 days of grace: paused through 4 December.
+    let promise = || {
+        vec![InvoiceFact::PromisedToPay {
+            promised_on: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
+            grace_days: 3,
+        }]
+    };
+    let check = |invoice: GuardInvoice, day: NaiveDate| {
+        skip_reason(&decide(&Facts {
+            tenant: "acme",
+            command: &command,
+            invoices: &[invoice],
+            customer: None,
+            suppression: None,
+            today: day,
+            cap_count: 2,
+        }))
+    };
     assert_eq!(
-        skip_reason(&decide_with(&command, &[promised.clone()], None, None)),
+        check(derived(promise(), today()), today()),
         None,
         "the promise and its grace are over"
     );
-    promised.pause_until = Some(today());
+    let last_day = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap_or_default();
     assert_eq!(
-        skip_reason(&decide_with(&command, &[promised.clone()], None, None)),
+        check(derived(promise(), last_day), last_day),
         Some(SkipReason::InvoicePaused),
         "still paused today"
     );
-    promised.pause_until = None;
+    let hold = vec![InvoiceFact::HoldPlaced {
+        until: None,
+        by: "marie.lefevre".into(),
+        note: None,
+    }];
     assert_eq!(
-        skip_reason(&decide_with(&command, &[promised], None, None)),
+        check(derived(hold, today()), today()),
         Some(SkipReason::InvoicePaused),
         "no end date: paused"
     );
@@ -184,10 +238,11 @@ fn a_pause_whose_end_date_has_passed_no_longer_holds_the_reminder() {
 fn a_consolidated_reminder_goes_out_about_what_is_still_due() {
     let command = two_invoice_command();
     let mut paid = open_invoice("inv_2026_0412");
-    paid.state = "closed".into();
-    paid.closed_reason = Some("paid".into());
+    paid.state = DunningState::Closed {
+        reason: ClosedReason::Paid,
+    };
     let mut partly_paid = open_invoice("inv_2026_0450");
-    partly_paid.state = "partially_paid".into();
+    partly_paid.state = DunningState::PartiallyPaid;
     partly_paid.amount_due_minor = 10_000;
     match decide_with(&command, &[paid, partly_paid], None, None) {
         Verdict::Send { invoices, dropped } => {
@@ -283,22 +338,36 @@ fn reasons_have_distinct_codes() {
     assert_eq!(codes.len(), SkipReason::ALL.len());
 }
 
-fn any_state() -> impl Strategy<Value = (String, Option<String>, Option<String>, i64)> {
+fn any_state() -> impl Strategy<Value = (DunningState, i64)> {
+    let paused = |reason| DunningState::Paused {
+        reason,
+        until: None,
+    };
     prop_oneof![
-        Just(("overdue".to_string(), None, None, 100)),
-        Just(("not_due".to_string(), None, None, 100)),
-        Just(("partially_paid".to_string(), None, None, 50)),
-        Just(("overdue".to_string(), None, None, 0)),
-        Just(("closed".to_string(), None, Some("paid".to_string()), 0)),
-        Just(("closed".to_string(), None, Some("voided".to_string()), 0)),
-        Just(("paused".to_string(), Some("dispute".to_string()), None, 100)),
+        Just((DunningState::Overdue, 100)),
+        Just((DunningState::NotDue, 100)),
+        Just((DunningState::PartiallyPaid, 50)),
+        Just((DunningState::Overdue, 0)),
         Just((
-            "paused".to_string(),
-            Some("promise_to_pay".to_string()),
-            None,
+            DunningState::Closed {
+                reason: ClosedReason::Paid
+            },
+            0
+        )),
+        Just((
+            DunningState::Closed {
+                reason: ClosedReason::Voided
+            },
+            0
+        )),
+        Just((paused(PauseReason::Dispute), 100)),
+        Just((paused(PauseReason::PromiseToPay), 100)),
+        Just((
+            DunningState::Escalated {
+                to: EscalationTarget::Person
+            },
             100
         )),
-        Just(("escalated".to_string(), None, None, 100)),
     ]
 }
 
@@ -320,17 +389,15 @@ proptest! {
         let invoices: Vec<GuardInvoice> = states
             .iter()
             .enumerate()
-            .map(|(index, (state, pause, closed, due))| GuardInvoice {
+            .map(|(index, (state, due))| GuardInvoice {
                 invoice_id: format!("inv_{index}"),
-                state: state.clone(),
-                pause_reason: pause.clone(),
-                closed_reason: closed.clone(),
+                state: *state,
                 amount_due_minor: *due,
                 ..open_invoice("x")
             })
             .collect();
         let needs = |invoice: &GuardInvoice| {
-            matches!(invoice.state.as_str(), "overdue" | "not_due" | "partially_paid") && invoice.amount_due_minor > 0
+            matches!(invoice.state, DunningState::Overdue | DunningState::NotDue | DunningState::PartiallyPaid) && invoice.amount_due_minor > 0
         };
         match decide_with(&command, &invoices, None, None) {
             Verdict::Send { invoices: sent, dropped } => {

@@ -280,3 +280,53 @@ fn tenants_inherit_the_default_identity() {
     assert_eq!(other.company_name, settings.sender.identity.company_name);
     assert_eq!(other.template_set, "globex");
 }
+
+fn tracker_error_with(env: &[(&str, &str)]) -> String {
+    let vars: HashMap<String, String> = env
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    match Settings::load(
+        &ConfigSource::with_env_vars(repo_config_dir(), "local", vars),
+        ServiceName::Tracker,
+    ) {
+        Ok(_) => panic!("{env:?} must be rejected for the tracker"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn tracker_settings_are_validated_by_key() {
+    let message = tracker_error_with(&[("RELANCE__TRACKER__PAGES_DIR", "/nonexistent")]);
+    assert!(
+        message.contains("tracker.pages_dir = \"/nonexistent\""),
+        "{message}"
+    );
+    let message = tracker_error_with(&[("RELANCE__TRACKER__POSTMARK_WEBHOOK_USERNAME", "hooks")]);
+    assert!(
+        message.contains("tracker.postmark_webhook_username = \"hooks\": set both"),
+        "{message}"
+    );
+    let message =
+        tracker_error_with(&[("RELANCE__TRACKER__SENDGRID_WEBHOOK_PUBLIC_KEY", "not a key")]);
+    assert!(
+        message.contains("tracker.sendgrid_webhook_public_key"),
+        "{message}"
+    );
+    let message = tracker_error_with(&[("RELANCE__TRACKER__ATTRIBUTION_MODEL", "u_shaped")]);
+    assert!(
+        message.contains("tracker.attribution_model")
+            && message.contains("last_touch, first_touch, linear"),
+        "{message}"
+    );
+    let message = tracker_error_with(&[("RELANCE__TRACKER__PUBLIC_LISTEN_ADDRESS", "everywhere")]);
+    assert!(
+        message.contains("tracker.public_listen_address = \"everywhere\""),
+        "{message}"
+    );
+    let message = tracker_error_with(&[("RELANCE__TRACKER__RATE_LIMIT_PER_MINUTE", "0")]);
+    assert!(
+        message.contains("tracker.rate_limit_per_minute = 0"),
+        "{message}"
+    );
+}

@@ -41,6 +41,18 @@ async fn postmark_webhooks_need_their_credentials_and_count_once() {
         "Details": "smtp;250 2.0.0 OK", "Metadata": {"relance_send": sent.delivery_id.to_string()}
     });
     let hook = format!("{base}/webhooks/postmark");
+    let malformed = http
+        .post(&hook)
+        .basic_auth(POSTMARK_USER, Some(POSTMARK_PASSWORD))
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        malformed.status(),
+        400,
+        "a body that is not Postmark's JSON is refused, and nothing breaks"
+    );
     let unauthorised = http.post(&hook).json(&delivery).send().await.unwrap();
     assert_eq!(unauthorised.status(), 401);
     let wrong = http
@@ -116,6 +128,10 @@ async fn postmark_webhooks_need_their_credentials_and_count_once() {
     assert!(metrics.contains("relance_webhook_events_total{kind=\"delivered\",outcome=\"duplicate\",provider=\"postmark\"} 1"), "{metrics}");
     assert!(
         metrics.contains("relance_reminders_bounced_total{"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("relance_webhook_events_total{kind=\"any\",outcome=\"malformed\",provider=\"postmark\"} 1"),
         "{metrics}"
     );
     tracker

@@ -11,14 +11,12 @@ mod file;
 mod http;
 mod mime;
 mod postmark;
-pub mod resilience;
 mod sendgrid;
 mod twilio;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -26,6 +24,7 @@ use uuid::Uuid;
 pub use file::FileProvider;
 pub use mime::render_eml;
 pub use postmark::{PostmarkConfig, PostmarkProvider, POSTMARK_BATCH_LIMIT};
+pub use relance_delivery::{resilience, Lookup, Outcome};
 pub use sendgrid::{SendGridConfig, SendGridProvider};
 pub use twilio::{TwilioConfig, TwilioProvider};
 
@@ -50,16 +49,14 @@ impl Mailbox {
         }
     }
 
-    /// `"Name" <address>` as a header value; the name is quoted, and stripped of line breaks so
-    /// it cannot inject a header.
+    /// `"Name" <address>` as a provider takes it: the name made one line without bidi
+    /// controls or encoded-word look-alikes, and quoted, so it cannot inject a header or pass
+    /// for something else.
     pub fn to_header(&self) -> String {
         match &self.name {
             None => self.address.clone(),
             Some(name) => {
-                let clean: String = name
-                    .chars()
-                    .filter(|c| !c.is_control())
-                    .collect::<String>()
+                let clean = relance_delivery::text::header_text(name)
                     .replace('\\', "\\\\")
                     .replace('"', "\\\"");
                 format!("\"{clean}\" <{}>", self.address)
@@ -95,60 +92,6 @@ pub struct OutgoingSms {
     pub to: String,
     pub body: String,
     pub date: DateTime<Utc>,
-}
-
-/// What became of one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The provider took the message.
-    Accepted { message_id: Option<String> },
-    /// The provider refused this message for good (validation, inactive recipient): retrying
-    /// cannot help.
-    Rejected {
-        code: String,
-        message: String,
-        /// The recipient is suppressed at the provider (hard bounce, complaint, opt-out).
-        recipient_inactive: bool,
-    },
-    /// Worth trying again later (rate limit, outage, connection refused).
-    Transient {
-        code: String,
-        message: String,
-        /// The provider's hint of when to come back.
-        retry_after: Option<Duration>,
-    },
-    /// The request may or may not have been taken (timeout after sending, garbled answer):
-    /// reconcile before sending again.
-    Ambiguous { message: String },
-    /// Credentials, sender identity or account are wrong: every message would fail the same
-    /// way, so the provider is paused and the message kept.
-    Misconfigured { code: String, message: String },
-}
-
-impl Outcome {
-    /// The outcome class, as metrics and the audit trail name it.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Self::Accepted { .. } => "accepted",
-            Self::Rejected { .. } => "permanent",
-            Self::Transient { .. } => "transient",
-            Self::Ambiguous { .. } => "ambiguous",
-            Self::Misconfigured { .. } => "config",
-        }
-    }
-}
-
-/// What a provider knows of an earlier attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Lookup {
-    /// The provider has a message with our send id.
-    Found { message_id: Option<String> },
-    /// It has none: sending again is safe.
-    NotFound,
-    /// The provider cannot be searched by our id.
-    Unsupported,
-    /// The search failed; try again later.
-    Unavailable(String),
 }
 
 /// An email provider.

@@ -1,30 +1,100 @@
 //! A MIME message (RFC 5322 + RFC 2045/2047): the file provider's `.eml`, which any mail client
-//! opens. Both parts are base64 so no line length or encoding rule can be broken.
+//! opens. Headers are one line of neutralised text (no line breaks, no bidi controls), folded
+//! at 78 characters; text that is not plain ASCII, holds something an RFC 2047 decoder would
+//! take for an encoded word (`=?`), or has a word too long to fold is written as UTF-8 encoded
+//! words of at most 75 characters. Both body parts are base64, so no line length or encoding
+//! rule can be broken.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
+use relance_delivery::text::one_line;
 
 use crate::{Mailbox, OutgoingEmail};
 
 const CRLF: &str = "\r\n";
+/// RFC 5322's recommended line length.
+const LINE: usize = 78;
+/// Raw bytes in one encoded word: base64 of 36 bytes is 48 characters, and
+/// `=?UTF-8?B?` + 48 + `?=` is 60: within RFC 2047's 75, and on one line after the longest
+/// header name we write.
+const WORD_BYTES: usize = 36;
+/// The longest word that still folds on a line of its own.
+const LONGEST_PLAIN_WORD: usize = 60;
 
-/// An RFC 2047 encoded word when the text is not plain ASCII, the text otherwise.
-fn encode_header_text(text: &str) -> String {
-    let clean: String = text.chars().filter(|c| !c.is_control()).collect();
-    if clean.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
-        clean
+/// Whether `text` (already one line) must be written as encoded words.
+fn needs_encoding(text: &str) -> bool {
+    !text.is_ascii()
+        || text.contains("=?")
+        || text.split(' ').any(|word| word.len() > LONGEST_PLAIN_WORD)
+}
+
+/// `text` as UTF-8 base64 encoded words, split between characters.
+fn encoded_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for character in text.chars() {
+        if chunk.len() + character.len_utf8() > WORD_BYTES {
+            words.push(std::mem::take(&mut chunk));
+        }
+        chunk.push(character);
+    }
+    if !chunk.is_empty() {
+        words.push(chunk);
+    }
+    words
+        .iter()
+        .map(|chunk| format!("=?UTF-8?B?{}?=", STANDARD.encode(chunk.as_bytes())))
+        .collect()
+}
+
+/// The tokens of unstructured text: its words, or its encoded words.
+fn text_tokens(text: &str) -> Vec<String> {
+    let line = one_line(text);
+    if needs_encoding(&line) {
+        encoded_words(&line)
     } else {
-        format!("=?UTF-8?B?{}?=", STANDARD.encode(clean.as_bytes()))
+        line.split(' ').map(str::to_string).collect()
     }
 }
 
-fn mailbox_header(mailbox: &Mailbox) -> String {
-    match &mailbox.name {
-        Some(name) if !name.is_ascii() => {
-            format!("{} <{}>", encode_header_text(name), mailbox.address)
-        }
-        _ => mailbox.to_header(),
+/// A display name as tokens: a quoted string when it is plain ASCII and fits a line, encoded
+/// words otherwise.
+fn phrase_tokens(name: &str) -> Vec<String> {
+    let line = one_line(name);
+    let quoted = format!("\"{}\"", line.replace('\\', "\\\\").replace('"', "\\\""));
+    if needs_encoding(&line) || quoted.len() > LONGEST_PLAIN_WORD {
+        encoded_words(&line)
+    } else {
+        vec![quoted]
     }
+}
+
+fn mailbox_tokens(mailbox: &Mailbox) -> Vec<String> {
+    let mut tokens = mailbox
+        .name
+        .as_deref()
+        .filter(|name| !one_line(name).is_empty())
+        .map(phrase_tokens)
+        .unwrap_or_default();
+    tokens.push(format!("<{}>", one_line(&mailbox.address).replace(' ', "")));
+    tokens
+}
+
+/// `Name: tokens`, the tokens separated by one space, folded before a token that would take
+/// the line past 78 characters. Unfolding (removing each CRLF) gives the text back.
+fn header(name: &str, tokens: &[String]) -> String {
+    let mut out = format!("{name}:");
+    let mut line_length = out.len();
+    for token in tokens {
+        if line_length + 1 + token.len() > LINE && line_length > name.len() + 1 {
+            out.push_str(CRLF);
+            line_length = 0;
+        }
+        out.push(' ');
+        out.push_str(token);
+        line_length += 1 + token.len();
+    }
+    out
 }
 
 fn base64_lines(body: &str) -> String {
@@ -42,21 +112,24 @@ pub fn render_eml(email: &OutgoingEmail) -> String {
     let boundary = format!("relance-{}", email.send_id.simple());
     let mut headers = vec![
         format!("Date: {}", email.date.to_rfc2822()),
-        format!("From: {}", mailbox_header(&email.from)),
-        format!("To: {}", mailbox_header(&email.to)),
+        header("From", &mailbox_tokens(&email.from)),
+        header("To", &mailbox_tokens(&email.to)),
     ];
     if let Some(reply_to) = &email.reply_to {
-        headers.push(format!("Reply-To: {}", encode_header_text(reply_to)));
+        headers.push(header(
+            "Reply-To",
+            &mailbox_tokens(&Mailbox::new(reply_to.clone(), None)),
+        ));
     }
-    headers.push(format!("Subject: {}", encode_header_text(&email.subject)));
+    headers.push(header("Subject", &text_tokens(&email.subject)));
     headers.push(format!("Message-ID: <{}@relance.invalid>", email.send_id));
     headers.push(format!("X-Relance-Send: {}", email.send_id));
     if let Some(tag) = &email.tag {
-        headers.push(format!("X-Relance-Tag: {}", encode_header_text(tag)));
+        headers.push(header("X-Relance-Tag", &text_tokens(tag)));
     }
     headers.push("MIME-Version: 1.0".into());
     headers.push(format!(
-        "Content-Type: multipart/alternative; boundary=\"{boundary}\""
+        "Content-Type: multipart/alternative;{CRLF} boundary=\"{boundary}\""
     ));
     let part = |content_type: &str, body: &str| {
         format!(

@@ -50,10 +50,11 @@ struct ErrorItem {
     field: Option<String>,
 }
 
-/// SendGrid refuses `;` and `,` in names.
+/// SendGrid refuses `;` and `,` in names; the rest as every provider gets a name.
 fn display_name(name: Option<&String>) -> Option<String> {
     name.map(|name| {
-        name.replace([';', ','], " ")
+        relance_delivery::text::header_text(name)
+            .replace([';', ','], " ")
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")

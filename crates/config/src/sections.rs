@@ -293,6 +293,7 @@ pub struct SenderSettings {
     pub dispatch_batch: u32,
     pub lease_ms: u64,
     pub reconcile_delay_ms: u64,
+    pub reconcile_escalate_after_ms: u64,
     pub max_attempts: u32,
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
@@ -432,9 +433,12 @@ pub struct ProviderSettings {
     /// HTTP providers: how long one request may take.
     #[serde(default = "default_provider_timeout_ms")]
     pub timeout_ms: u64,
-    /// Messages a second at most; 0: no limit of ours.
+    /// Messages a second at most, shared by every replica; 0: no limit of ours.
     #[serde(default)]
     pub rate_per_second: f64,
+    /// Messages sent at once, when the provider has no batch endpoint.
+    #[serde(default = "default_provider_concurrency")]
+    pub concurrency: u32,
 }
 
 impl ProviderSettings {
@@ -467,6 +471,9 @@ fn default_message_stream() -> String {
 }
 fn default_provider_timeout_ms() -> u64 {
     10_000
+}
+fn default_provider_concurrency() -> u32 {
+    4
 }
 fn default_true() -> bool {
     true

@@ -458,11 +458,35 @@ impl Settings {
             1_000,
         );
         findings.range("sender.lease_ms", sender.lease_ms, 1_000, 86_400_000);
+        // A reconciliation asks the provider, then the message may follow: both calls, each
+        // with a second to record what it learnt, must fit in the lease.
+        for (name, provider) in &sender.providers {
+            if provider.kind == crate::sections::ProviderKind::File {
+                continue;
+            }
+            let needed = provider.timeout_ms.saturating_add(1_000).saturating_mul(2);
+            if sender.lease_ms < needed {
+                findings.add(
+                    "sender.lease_ms",
+                    sender.lease_ms,
+                    format!(
+                        "must be at least twice sender.providers.{name}.timeout_ms ({}) plus one second, that is {needed}: a dispatcher must be able to ask the provider about an attempt, then send, within its lease",
+                        provider.timeout_ms
+                    ),
+                );
+            }
+        }
         findings.range(
             "sender.reconcile_delay_ms",
             sender.reconcile_delay_ms,
             0,
             86_400_000,
+        );
+        findings.range(
+            "sender.reconcile_escalate_after_ms",
+            sender.reconcile_escalate_after_ms,
+            sender.reconcile_delay_ms.max(1),
+            30 * 86_400_000,
         );
         findings.range(
             "sender.max_attempts",
@@ -592,6 +616,12 @@ impl Settings {
                 );
             }
         };
+        findings.range(
+            &format!("{key}.concurrency"),
+            u64::from(provider.concurrency),
+            1,
+            100,
+        );
         if provider.kind == ProviderKind::File {
             findings.not_blank(&format!("{key}.folder"), &provider.folder);
             return;

@@ -2,8 +2,6 @@
 //! reported by customers): applied through the domain in the caller's transaction, with the
 //! state changes they cause published through the outbox and the invoices marked for planning.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
 use relance_storage::outbox::OutboxRecord;
@@ -45,22 +43,17 @@ pub async fn apply_invoice_fact(
     now: DateTime<Utc>,
     events_topic: &str,
 ) -> Result<Vec<OutboxRecord>, ApplyError> {
-    let mut loaded = invoices::load_for_update(transaction, invoice_ids).await?;
+    // Customers before invoices, as everywhere (the ingestor, the scheduler, the sender's
+    // guard): which customers comes from an unlocked read, then both are locked in that order.
+    let customer_ids: Vec<String> = invoices::customers_of(transaction, invoice_ids).await?;
+    let locked_customers = customers::load_for_update(transaction, &customer_ids).await?;
+    let loaded = invoices::load_for_update(transaction, invoice_ids).await?;
     if loaded.is_empty() {
         return Ok(Vec::new());
     }
-    let customer_ids: Vec<String> = loaded
-        .values()
-        .map(|invoice| invoice.customer_id.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
     let mut book = Book {
-        invoices: std::mem::take(&mut loaded).into_iter().collect(),
-        customers: customers::load_for_update(transaction, &customer_ids)
-            .await?
-            .into_iter()
-            .collect(),
+        invoices: loaded.into_iter().collect(),
+        customers: locked_customers.into_iter().collect(),
     };
     let today = now.date_naive();
     let mut records = Vec::new();

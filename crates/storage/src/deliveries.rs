@@ -97,91 +97,177 @@ pub struct ClaimedDelivery {
     pub template: String,
     pub variant: Option<String>,
     pub attempts: i32,
-    /// The previous attempt's outcome is unknown.
-    pub reconcile: bool,
+    /// When the attempt whose outcome is unknown began: the provider must be asked before
+    /// anything is sent again. `None`: nothing is in doubt.
+    pub sending_since: Option<DateTime<Utc>>,
+    /// The provider of the last attempt.
     pub provider: Option<String>,
     pub command: serde_json::Value,
     pub source: serde_json::Value,
+    /// This claim's fencing token: every later write carries it.
+    pub claim_token: Uuid,
 }
 
-/// Claims up to `limit` deliveries due at `now` until `lease_until`. A delivery still in flight
-/// past its lease belongs to an attempt that never reported back (its sender died): it is
-/// claimed for reconciliation.
+/// Which provider delivers a tenant's reminders of a channel: the default identity's, unless
+/// the tenant has its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Routes {
+    pub default_email: String,
+    pub default_sms: String,
+    /// `(tenant, email provider, sms provider)` of tenants with their own.
+    pub tenants: Vec<(String, String, String)>,
+}
+
+/// What to claim.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    /// Only deliveries routed to this provider.
+    pub provider: &'a str,
+    pub routes: &'a Routes,
+    pub now: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+    pub limit: i64,
+    pub token: Uuid,
+}
+
+/// Claims up to `limit` deliveries routed to one provider and due at `now`, until
+/// `lease_until`, under a new fencing token. A delivery still in flight past its lease belongs
+/// to a dispatcher that stopped or stalled; if it had begun an attempt (`sending_since`), the
+/// new claim reconciles it.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
 pub async fn claim_due(
     pool: &PgPool,
-    now: DateTime<Utc>,
-    lease_until: DateTime<Utc>,
-    limit: i64,
+    claim: &Claim<'_>,
 ) -> Result<Vec<ClaimedDelivery>, StorageError> {
+    let routes = claim.routes;
+    let tenants: Vec<&str> = routes
+        .tenants
+        .iter()
+        .map(|route| route.0.as_str())
+        .collect();
+    let email: Vec<&str> = routes
+        .tenants
+        .iter()
+        .map(|route| route.1.as_str())
+        .collect();
+    let sms: Vec<&str> = routes
+        .tenants
+        .iter()
+        .map(|route| route.2.as_str())
+        .collect();
     sqlx::query_as(
-        "WITH due AS (
-             SELECT delivery_id FROM deliveries
-             WHERE status IN ('pending', 'in_flight') AND next_attempt_at <= $1
-             ORDER BY next_attempt_at
+        "WITH routes AS (
+             SELECT * FROM unnest($5::text[], $6::text[], $7::text[]) AS r(tenant, email, sms)),
+         due AS (
+             SELECT d.delivery_id FROM deliveries d LEFT JOIN routes r ON r.tenant = d.tenant
+             WHERE d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= $1
+               AND CASE d.channel WHEN 'email' THEN coalesce(r.email, $8)
+                                  ELSE coalesce(r.sms, $9) END = $4
+             ORDER BY d.next_attempt_at
              LIMIT $3
-             FOR UPDATE SKIP LOCKED)
+             FOR UPDATE OF d SKIP LOCKED)
          UPDATE deliveries d
-         SET reconcile = d.reconcile OR d.status = 'in_flight',
-             status = 'in_flight', next_attempt_at = $2, updated_at = $1
+         SET status = 'in_flight', next_attempt_at = $2, claim_token = $10, updated_at = $1
          FROM due WHERE d.delivery_id = due.delivery_id
          RETURNING d.delivery_id, d.idempotency_key, d.reminder_id, d.tenant, d.customer_id,
                    d.invoice_ids, d.channel, d.segment, d.step_id, d.template, d.variant,
-                   d.attempts, d.reconcile, d.provider, d.command, d.source",
+                   d.attempts, d.sending_since, d.provider, d.command, d.source, d.claim_token",
     )
-    .bind(now)
-    .bind(lease_until)
-    .bind(limit)
+    .bind(claim.now)
+    .bind(claim.lease_until)
+    .bind(claim.limit)
+    .bind(claim.provider)
+    .bind(&tenants)
+    .bind(&email)
+    .bind(&sms)
+    .bind(&routes.default_email)
+    .bind(&routes.default_sms)
+    .bind(claim.token)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("claiming due deliveries"))
 }
 
-/// Records that attempts are about to be made through `provider`: the attempt count goes up
-/// and an attempt row is written, committed before the provider is called.
+/// Hands claimed deliveries back, due at `next_attempt_at`, without spending an attempt (an
+/// open circuit, a lease too short for another wave). Fenced: deliveries claimed again since
+/// are left alone.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn release(
+    connection: &mut PgConnection,
+    delivery_ids: &[Uuid],
+    token: Uuid,
+    next_attempt_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    if delivery_ids.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, updated_at = $4
+         WHERE delivery_id = ANY($1) AND claim_token = $2 AND status = 'in_flight'",
+    )
+    .bind(delivery_ids)
+    .bind(token)
+    .bind(next_attempt_at)
+    .bind(at)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query("handing deliveries back"))
+}
+
+/// Records that attempts are about to be made through `provider`, in the transaction whose
+/// guard let them through: the attempt count goes up, `sending_since` is set and an attempt row
+/// is written. Fenced: returns the deliveries still held under `token`; only those may be sent.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
 pub async fn begin_attempts(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     delivery_ids: &[Uuid],
+    token: Uuid,
     provider: &str,
     at: DateTime<Utc>,
-) -> Result<(), StorageError> {
+) -> Result<Vec<Uuid>, StorageError> {
     if delivery_ids.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    let mut transaction = pool.begin().await.map_err(StorageError::Unreachable)?;
-    sqlx::query(
+    sqlx::query_scalar(
         "WITH started AS (
-             UPDATE deliveries SET attempts = attempts + 1, provider = $2, reconcile = false,
+             UPDATE deliveries SET attempts = attempts + 1, provider = $2, sending_since = $3,
                                    updated_at = $3
-             WHERE delivery_id = ANY($1) RETURNING delivery_id, attempts)
-         INSERT INTO delivery_attempts (delivery_id, attempt, started_at, provider)
-         SELECT delivery_id, attempts, $3, $2 FROM started",
+             WHERE delivery_id = ANY($1) AND claim_token = $4 AND status = 'in_flight'
+             RETURNING delivery_id, attempts),
+         recorded AS (
+             INSERT INTO delivery_attempts (delivery_id, attempt, started_at, provider)
+             SELECT delivery_id, attempts, $3, $2 FROM started)
+         SELECT delivery_id FROM started",
     )
     .bind(delivery_ids)
     .bind(provider)
     .bind(at)
-    .execute(&mut *transaction)
+    .bind(token)
+    .fetch_all(connection)
     .await
-    .map_err(StorageError::query("recording attempts"))?;
-    transaction
-        .commit()
-        .await
-        .map_err(StorageError::query("committing attempts"))
+    .map_err(StorageError::query("recording attempts"))
 }
 
 /// How a delivery ends, or why it waits again.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryUpdate {
     pub delivery_id: Uuid,
+    /// The claim this update belongs to: the update applies only while it holds.
+    pub claim_token: Uuid,
     /// `pending` (try again at `next_attempt_at`), `sent`, `skipped`, `failed` or `unknown`.
     pub status: &'static str,
     pub next_attempt_at: Option<DateTime<Utc>>,
-    pub reconcile: bool,
+    /// The attempt's outcome stays in doubt: the provider is asked before anything is sent
+    /// again (`sending_since` is kept).
+    pub in_doubt: bool,
     /// The attempt this update closes does not count against the limit (configuration errors,
     /// an open circuit).
     pub uncount_attempt: bool,
@@ -198,20 +284,22 @@ pub struct DeliveryUpdate {
     pub at: DateTime<Utc>,
 }
 
-/// Applies an update and closes the delivery's open attempt row with its outcome.
+/// Applies an update and closes the delivery's open attempt row with its outcome. Fenced:
+/// returns `false`, changing nothing, when the delivery was claimed again since (its lease
+/// ran out), so a stale dispatcher can never overwrite what the new holder recorded.
 ///
 /// # Errors
 /// [`StorageError::Query`] when an update fails.
 pub async fn apply_update(
     connection: &mut PgConnection,
     update: &DeliveryUpdate,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
     let finished = !matches!(update.status, "pending");
-    sqlx::query(
+    let applied = sqlx::query(
         "UPDATE deliveries SET
              status = $2,
              next_attempt_at = $3,
-             reconcile = $4,
+             sending_since = CASE WHEN $4 THEN sending_since ELSE NULL END,
              attempts = CASE WHEN $5 THEN greatest(attempts - 1, 0) ELSE attempts END,
              provider_message_id = coalesce($6, provider_message_id),
              recipient = coalesce($7, recipient),
@@ -224,12 +312,12 @@ pub async fn apply_update(
              sent_at = CASE WHEN $2 = 'sent' THEN coalesce(sent_at, $14) ELSE sent_at END,
              finished_at = CASE WHEN $15 THEN $14 ELSE NULL END,
              updated_at = $14
-         WHERE delivery_id = $1",
+         WHERE delivery_id = $1 AND claim_token = $16 AND status = 'in_flight'",
     )
     .bind(update.delivery_id)
     .bind(update.status)
     .bind(update.next_attempt_at)
-    .bind(update.reconcile)
+    .bind(update.in_doubt)
     .bind(update.uncount_attempt)
     .bind(&update.provider_message_id)
     .bind(&update.recipient)
@@ -241,9 +329,15 @@ pub async fn apply_update(
     .bind(&update.error_message)
     .bind(update.at)
     .bind(finished)
+    .bind(update.claim_token)
     .execute(&mut *connection)
     .await
-    .map_err(StorageError::query("updating a delivery"))?;
+    .map_err(StorageError::query("updating a delivery"))?
+    .rows_affected()
+        > 0;
+    if !applied {
+        return Ok(false);
+    }
     sqlx::query(
         "UPDATE delivery_attempts SET finished_at = $2, outcome = $3, code = $4, message = $5,
                                       provider_message_id = $6
@@ -259,39 +353,91 @@ pub async fn apply_update(
     .execute(connection)
     .await
     .map_err(StorageError::query("closing a delivery attempt"))?;
+    Ok(true)
+}
+
+/// Serialises guards per customer for the rest of `transaction`: two dispatchers deciding
+/// reminders to one customer take turns, so the frequency cap counts what the other let
+/// through. Locks are taken in one order (the key's hash) so they never deadlock; customers are
+/// locked before invoices everywhere (docs/operations.md).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn lock_customers_for_guard(
+    connection: &mut PgConnection,
+    customers: &[(String, String)],
+) -> Result<(), StorageError> {
+    if customers.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = customers.iter().map(|key| key.0.as_str()).collect();
+    let ids: Vec<&str> = customers.iter().map(|key| key.1.as_str()).collect();
+    sqlx::query(
+        "SELECT pg_advisory_xact_lock(k) FROM (
+             SELECT DISTINCT hashtextextended('relance-guard:' || t || ':' || c, 0) AS k
+             FROM unnest($1::text[], $2::text[]) AS u(t, c) ORDER BY k) AS keys",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("locking customers for the guard"))?;
     Ok(())
 }
 
-/// A customer's hold, as the database has it now.
+/// A customer's hold and recent messages, as the database has them now.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GuardCustomer {
     pub customer_id: String,
     pub held: bool,
     pub held_until: Option<NaiveDate>,
-    /// Messages sent to the customer since the start of the frequency-cap window.
+    /// Messages sent to the customer since the start of the frequency-cap window, and
+    /// attempts whose outcome is unknown (they may have reached the customer).
     pub sent_recently: i64,
 }
 
-/// Holds and recent message counts of these customers.
+/// Holds and recent message counts of these customers of `tenant`, their rows share-locked
+/// for the rest of `transaction` (a hold committed meanwhile waits for it). Deliveries of
+/// `deciding` (the wave being guarded) are not counted.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
 pub async fn guard_customers(
-    pool: &PgPool,
-    customer_ids: &[String],
+    connection: &mut PgConnection,
+    customers: &[(String, String)],
     sent_since: DateTime<Utc>,
+    deciding: &[Uuid],
 ) -> Result<Vec<GuardCustomer>, StorageError> {
+    if customers.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = customers.to_vec();
+    sorted.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    sorted.dedup();
+    let tenants: Vec<&str> = sorted.iter().map(|key| key.0.as_str()).collect();
+    let ids: Vec<&str> = sorted.iter().map(|key| key.1.as_str()).collect();
+    sqlx::query(
+        "SELECT 1 FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR SHARE",
+    )
+    .bind(&ids)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("locking customers for the guard"))?;
     sqlx::query_as(
         "SELECT ids.customer_id, coalesce(c.held, false) AS held, c.held_until,
                 (SELECT count(*) FROM deliveries d
-                 WHERE d.customer_id = ids.customer_id AND d.status = 'sent' AND d.sent_at >= $2)
+                 WHERE d.customer_id = ids.customer_id AND d.tenant = ids.tenant
+                   AND d.delivery_id <> ALL($4)
+                   AND ((d.status = 'sent' AND d.sent_at >= $3) OR d.sending_since IS NOT NULL))
                  AS sent_recently
-         FROM unnest($1::text[]) AS ids(customer_id)
+         FROM unnest($1::text[], $2::text[]) AS ids(tenant, customer_id)
          LEFT JOIN customers c ON c.customer_id = ids.customer_id",
     )
-    .bind(customer_ids)
+    .bind(&tenants)
+    .bind(&ids)
     .bind(sent_since)
-    .fetch_all(pool)
+    .bind(deciding)
+    .fetch_all(connection)
     .await
     .map_err(StorageError::query("reading customers for the guard"))
 }
@@ -302,7 +448,7 @@ pub async fn guard_customers(
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
 pub async fn suppressions(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     keys: &[(String, String, String)],
 ) -> Result<Vec<(String, String, String, String)>, StorageError> {
     if keys.is_empty() {
@@ -320,9 +466,63 @@ pub async fn suppressions(
     .bind(&tenants)
     .bind(&channels)
     .bind(&addresses)
-    .fetch_all(pool)
+    .fetch_all(connection)
     .await
     .map_err(StorageError::query("reading suppressed addresses"))
+}
+
+/// A provider's shared token bucket as stored, with the database's time now (seconds since
+/// the epoch), locked for the rest of `transaction`. A bucket seen for the first time starts
+/// with `initial` tokens.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn lock_bucket(
+    connection: &mut PgConnection,
+    provider: &str,
+    initial: f64,
+) -> Result<(f64, f64, f64), StorageError> {
+    sqlx::query(
+        "INSERT INTO provider_buckets (provider, tokens, refilled_at)
+         VALUES ($1, $2, clock_timestamp()) ON CONFLICT (provider) DO NOTHING",
+    )
+    .bind(provider)
+    .bind(initial)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("creating a provider's bucket"))?;
+    sqlx::query_as(
+        "SELECT tokens, extract(epoch FROM refilled_at)::float8,
+                extract(epoch FROM clock_timestamp())::float8
+         FROM provider_buckets WHERE provider = $1 FOR UPDATE",
+    )
+    .bind(provider)
+    .fetch_one(connection)
+    .await
+    .map_err(StorageError::query("reading a provider's bucket"))
+}
+
+/// Stores a provider's bucket.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn store_bucket(
+    connection: &mut PgConnection,
+    provider: &str,
+    tokens: f64,
+    at_seconds: f64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE provider_buckets SET tokens = $2, refilled_at = to_timestamp($3)
+         WHERE provider = $1",
+    )
+    .bind(provider)
+    .bind(tokens)
+    .bind(at_seconds)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("storing a provider's bucket"))?;
+    Ok(())
 }
 
 /// Suppresses an address (kept if already suppressed).

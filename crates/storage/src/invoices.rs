@@ -44,8 +44,58 @@ pub async fn load_for_update(
         .collect()
 }
 
+/// The customers of the invoices among `invoice_ids` that exist, sorted, without locking
+/// anything (to lock customers before their invoices).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn customers_of(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+) -> Result<Vec<String>, StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT DISTINCT customer_id FROM invoices WHERE invoice_id = ANY($1) ORDER BY customer_id",
+    )
+    .bind(invoice_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("finding the customers of invoices"))
+}
+
+/// The invoices among `invoice_ids` that exist, share-locked for the rest of the transaction:
+/// a change to them (a payment) either committed before this read or waits until the
+/// transaction ends (the sender's guard records its attempt in it).
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored invoice is unreadable.
+pub async fn load_for_share(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+) -> Result<Vec<Invoice>, StorageError> {
+    if invoice_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = invoice_ids.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
+        "SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)
+         ORDER BY invoice_id FOR SHARE",
+    )
+    .bind(&sorted)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("loading invoices"))?;
+    rows.into_iter()
+        .map(|(id, facts)| decode(&id, facts))
+        .collect()
+}
+
 /// The invoices among `invoice_ids` that exist, without locking them (readers that decide from
-/// what the facts say now, such as the sender's guard).
+/// what the facts say now).
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.

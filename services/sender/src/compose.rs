@@ -9,6 +9,7 @@ use relance_channels::{Mailbox, OutgoingEmail, OutgoingSms};
 use relance_config::{LinkSettings, SenderIdentity};
 use relance_contracts::commands::{ReminderInvoice, SendReminderV1};
 use relance_contracts::{PaymentMethod, PaymentMethodKind, Tone};
+use relance_delivery::text::{header_text, one_line};
 use relance_links::{LinkAction, LinkClaims, LinkSigner};
 use relance_templates::format::{date, money};
 use relance_templates::{
@@ -43,36 +44,6 @@ pub fn link_expiry(links: &LinkSettings, now: DateTime<Utc>, deadline: NaiveDate
         .unwrap_or(earliest);
     let latest = now + days(links.max_valid_days);
     earliest.max(after_deadline).min(latest).timestamp()
-}
-
-fn greeting_name(command: &SendReminderV1) -> (Option<String>, String) {
-    let recipient = &command.recipient;
-    let first = recipient
-        .first_name
-        .as_ref()
-        .map(|name| name.as_str().trim().to_string());
-    let last = recipient
-        .last_name
-        .as_ref()
-        .map(|name| name.as_str().trim().to_string());
-    let full = match (&first, &last) {
-        (Some(first), Some(last)) if !first.is_empty() && !last.is_empty() => {
-            Some(format!("{first} {last}"))
-        }
-        _ => None,
-    };
-    let greeting = full
-        .clone()
-        .or_else(|| first.clone().filter(|name| !name.is_empty()))
-        .or_else(|| last.clone().filter(|name| !name.is_empty()))
-        .or_else(|| {
-            recipient
-                .company
-                .as_ref()
-                .map(|company| company.as_str().to_string())
-        })
-        .unwrap_or_default();
-    (full, greeting)
 }
 
 /// `1 234,56 €`, or several currencies joined with ` + `.
@@ -151,7 +122,7 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
         .invoices
         .iter()
         .map(|invoice| InvoiceLine {
-            number: invoice.number.as_str().to_string(),
+            number: one_line(invoice.number.as_str()),
             issued_on: date(invoice.issued_on, locale),
             due_on: date(invoice.due_on, locale),
             days_late: inputs
@@ -179,7 +150,7 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
                 .map(|url| link(LinkAction::Click, Some(url.as_str().to_string()))),
         })
         .collect();
-    let (full_name, greeting) = greeting_name(command);
+    let names = relance_delivery::recipient::names(&command.recipient);
     let identity = inputs.identity;
     let optional = |value: &str| Some(value.trim().to_string()).filter(|value| !value.is_empty());
     let failure = command.payment_failure.as_ref();
@@ -190,19 +161,19 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
                 .recipient
                 .first_name
                 .as_ref()
-                .map(|name| name.as_str().to_string()),
+                .map(|name| one_line(name.as_str())),
             last_name: command
                 .recipient
                 .last_name
                 .as_ref()
-                .map(|name| name.as_str().to_string()),
-            full_name,
+                .map(|name| one_line(name.as_str())),
+            full_name: names.full.clone(),
             company: command
                 .recipient
                 .company
                 .as_ref()
-                .map(|name| name.as_str().to_string()),
-            greeting_name: greeting,
+                .map(|name| one_line(name.as_str())),
+            greeting_name: names.greeting,
         },
         company: Company {
             name: identity.company_name.clone(),
@@ -299,17 +270,18 @@ pub fn email(
     now: DateTime<Utc>,
 ) -> Option<OutgoingEmail> {
     let address = command.recipient.email.as_ref()?.as_str().to_string();
-    let (full_name, greeting) = greeting_name(command);
+    let names = relance_delivery::recipient::names(&command.recipient);
     Some(OutgoingEmail {
         send_id,
         from: Mailbox::new(
             identity.from_email.clone(),
-            Some(identity.from_name.clone()),
+            Some(header_text(&identity.from_name)),
         ),
         reply_to: Some(identity.reply_to.trim().to_string())
             .filter(|reply_to| !reply_to.is_empty()),
-        to: Mailbox::new(address, full_name.or(Some(greeting))),
-        subject: rendered.subject.clone(),
+        to: Mailbox::new(address, names.display().map(|name| header_text(&name))),
+        // Data in the subject (an invoice number) must not pass for an encoded word.
+        subject: header_text(&rendered.subject),
         html: rendered.html.clone().unwrap_or_default(),
         text: rendered.text.clone(),
         tag: Some(format!(

@@ -9,10 +9,10 @@
 pub mod audit;
 pub mod compose;
 pub mod dispatch;
-pub mod guard;
 pub mod intake;
 pub mod metrics;
 pub mod providers;
+pub mod settle;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -30,6 +30,7 @@ pub struct SenderMetrics {
     circuit_open: IntCounterVec,
     backlog_due: IntGauge,
     backlog_waiting: IntGauge,
+    stale_writes: prometheus::IntCounter,
 }
 
 const DELIVERY_LABELS: [&str; 5] = ["segment", "step", "channel", "template", "variant"];
@@ -117,6 +118,11 @@ impl SenderMetrics {
             "Deliveries waiting for a later attempt (retries, reconciliations, open circuits).",
         )?;
         registry.register(Box::new(backlog_waiting.clone()))?;
+        let stale_writes = prometheus::IntCounter::new(
+            "relance_sender_stale_claims_total",
+            "Writes refused because another dispatcher claimed the delivery after this one's lease ran out (the fencing token changed). Nothing was sent from the stale claim; a steady rise means leases are too short for the providers' answers.",
+        )?;
+        registry.register(Box::new(stale_writes.clone()))?;
         for outcome in ["accepted", "duplicate", "dead_lettered"] {
             commands.with_label_values(&[outcome]);
         }
@@ -133,6 +139,7 @@ impl SenderMetrics {
             circuit_open,
             backlog_due,
             backlog_waiting,
+            stale_writes,
         })
     }
 
@@ -198,6 +205,10 @@ impl SenderMetrics {
         self.circuit_open
             .with_label_values(&[provider, cause])
             .inc();
+    }
+
+    pub fn stale_write(&self) {
+        self.stale_writes.inc();
     }
 
     pub fn backlog(&self, due: i64, waiting: i64) {

@@ -1,15 +1,17 @@
-//! The configured providers, by name, each with its rate limit and circuit breaker.
+//! The configured providers, by name, each with its circuit breaker (per process) and the
+//! size of its shared token bucket (kept in the database, so replicas share one rate limit).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use relance_channels::resilience::{CircuitBreaker, RateLimiter};
+use relance_channels::resilience::{Allowance, BreakerState, CircuitBreaker, SharedBucket};
 use relance_channels::{
-    EmailProvider, FileProvider, PostmarkConfig, PostmarkProvider, ProviderError, SendGridConfig,
-    SendGridProvider, SmsProvider, TwilioConfig, TwilioProvider,
+    EmailProvider, FileProvider, Lookup, PostmarkConfig, PostmarkProvider, ProviderError,
+    SendGridConfig, SendGridProvider, SmsProvider, TwilioConfig, TwilioProvider,
 };
 use relance_config::{ProviderKind, ProviderSettings, SenderSettings};
+use relance_contracts::commands::MessageChannel;
 use secrecy::SecretString;
 
 /// One configured provider.
@@ -17,11 +19,50 @@ pub struct Provider {
     pub name: String,
     pub email: Option<Arc<dyn EmailProvider>>,
     pub sms: Option<Arc<dyn SmsProvider>>,
+    /// The provider's rate limit, drawn on before deliveries are claimed.
+    pub bucket: SharedBucket,
+    /// The longest a request may take.
+    pub timeout: Duration,
+    /// Messages sent at once when the provider has no batch endpoint.
+    pub concurrency: usize,
     breaker: Mutex<CircuitBreaker>,
-    limiter: Mutex<RateLimiter>,
 }
 
 impl Provider {
+    /// How many messages the breaker lets through now, out of `batch`.
+    pub fn allowance(&self, batch: u32) -> Allowance {
+        self.breaker
+            .lock()
+            .map_or(Allowance::Send(batch), |breaker| {
+                breaker.allowance(Instant::now(), batch)
+            })
+    }
+
+    /// How many messages go in one wave: a batch request's worth, or as many calls at once as
+    /// the provider takes.
+    pub fn wave_size(&self) -> usize {
+        self.email
+            .as_ref()
+            .map(|email| email.max_batch())
+            .filter(|size| *size > 1)
+            .unwrap_or(self.concurrency)
+            .max(1)
+    }
+
+    /// Asks the provider whether it has a message with this send id.
+    pub async fn lookup(&self, channel: MessageChannel, send_id: uuid::Uuid) -> Lookup {
+        match channel {
+            MessageChannel::Email => match &self.email {
+                Some(email) => email.lookup(send_id).await,
+                None => Lookup::Unsupported,
+            },
+            MessageChannel::Sms => match &self.sms {
+                Some(sms) => sms.lookup(send_id).await,
+                None => Lookup::Unsupported,
+            },
+        }
+    }
+
     /// `Ok` when the circuit lets a call through, `Err(wait)` otherwise.
     ///
     /// # Errors
@@ -43,7 +84,7 @@ impl Provider {
         } else {
             breaker.record_failure(now);
         }
-        breaker.state(now) == relance_channels::resilience::BreakerState::Closed
+        breaker.state(now) == BreakerState::Closed
     }
 
     /// Holds every message for `duration` (a configuration error).
@@ -51,13 +92,6 @@ impl Provider {
         if let Ok(mut breaker) = self.breaker.lock() {
             breaker.pause(Instant::now(), duration);
         }
-    }
-
-    /// How long to wait before `count` more messages may go.
-    pub fn reserve(&self, count: u32) -> Duration {
-        self.limiter.lock().map_or(Duration::ZERO, |mut limiter| {
-            limiter.reserve(count, Instant::now())
-        })
     }
 }
 
@@ -100,7 +134,11 @@ impl Providers {
         config: &ProviderSettings,
         settings: &SenderSettings,
     ) -> Result<Provider, ProviderError> {
-        let timeout = Duration::from_millis(config.timeout_ms);
+        let timeout = match config.kind {
+            // A local write, not a call that can hang.
+            ProviderKind::File => Duration::ZERO,
+            _ => Duration::from_millis(config.timeout_ms),
+        };
         let (email, sms): Channels = match config.kind {
             ProviderKind::File => {
                 let provider = Arc::new(FileProvider::new(&config.folder)?);
@@ -138,24 +176,26 @@ impl Providers {
                 })?)),
             ),
         };
-        let burst = (config.rate_per_second.ceil() as u32).max(1);
         Ok(Provider {
             name: name.to_string(),
             email,
             sms,
+            bucket: SharedBucket::for_rate(config.rate_per_second),
+            timeout,
+            concurrency: config.concurrency.max(1) as usize,
             breaker: Mutex::new(CircuitBreaker::new(
                 settings.breaker_threshold,
                 Duration::from_millis(settings.breaker_cooldown_ms),
-            )),
-            limiter: Mutex::new(RateLimiter::new(
-                config.rate_per_second,
-                burst,
-                Instant::now(),
             )),
         })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Provider>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// Every provider, in name order.
+    pub fn all(&self) -> Vec<Arc<Provider>> {
+        self.by_name.values().cloned().collect()
     }
 }

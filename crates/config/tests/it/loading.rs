@@ -330,3 +330,48 @@ fn tracker_settings_are_validated_by_key() {
         "{message}"
     );
 }
+
+#[test]
+fn a_lease_that_cannot_cover_a_providers_calls_is_rejected_naming_both_keys() {
+    let postmark = [
+        ("RELANCE__SENDER__PROVIDERS__POSTMARK__KIND", "postmark"),
+        (
+            "RELANCE__SENDER__PROVIDERS__POSTMARK__SERVER_TOKEN",
+            "token",
+        ),
+        ("RELANCE__SENDER__PROVIDERS__POSTMARK__TIMEOUT_MS", "120000"),
+    ];
+    let mut env = postmark.to_vec();
+    env.push(("RELANCE__SENDER__LEASE_MS", "1000"));
+    let message = sender_error_with(&env);
+    assert!(message.contains("sender.lease_ms = 1000"), "{message}");
+    assert!(
+        message.contains("sender.providers.postmark.timeout_ms (120000)"),
+        "{message}"
+    );
+    let mut env = postmark.to_vec();
+    env.push(("RELANCE__SENDER__LEASE_MS", "242000"));
+    let vars: HashMap<String, String> = env
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    Settings::load(
+        &ConfigSource::with_env_vars(repo_config_dir(), "local", vars),
+        ServiceName::Sender,
+    )
+    .expect("a lease of twice (timeout + 1 s) is enough");
+}
+
+#[test]
+fn a_provider_concurrency_and_the_reconciliation_escalation_are_checked() {
+    let message = sender_error_with(&[("RELANCE__SENDER__PROVIDERS__FILE__CONCURRENCY", "0")]);
+    assert!(
+        message.contains("sender.providers.file.concurrency = 0: must be between 1 and 100"),
+        "{message}"
+    );
+    let message = sender_error_with(&[("RELANCE__SENDER__RECONCILE_ESCALATE_AFTER_MS", "10")]);
+    assert!(
+        message.contains("sender.reconcile_escalate_after_ms = 10"),
+        "{message}"
+    );
+}

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use relance_config::{ServiceName, Settings};
 use relance_kafka::{EventProducer, OutgoingRecord};
@@ -74,6 +74,21 @@ pub async fn spawn_sender(settings: &Settings, extra: &[(&'static str, String)])
     .await
 }
 
+/// The sender, on `settings`, with `extra` configuration whose keys are built at run time.
+pub async fn spawn_sender_with(settings: &Settings, extra: &[(String, String)]) -> ServiceProcess {
+    let mut overrides: Vec<(&str, String)> = settings_overrides(settings);
+    overrides.extend(
+        extra
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.clone())),
+    );
+    ServiceProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_sender")),
+        service_env(&overrides),
+    )
+    .await
+}
+
 /// Configuration sending email through Postmark at `uri`.
 pub fn postmark_env(uri: &str) -> Vec<(&'static str, String)> {
     vec![
@@ -91,7 +106,7 @@ pub fn postmark_env(uri: &str) -> Vec<(&'static str, String)> {
         ),
         (
             "RELANCE__SENDER__PROVIDERS__POSTMARK__TIMEOUT_MS",
-            "10000".into(),
+            "1000".into(),
         ),
         (
             "RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER",
@@ -153,6 +168,14 @@ pub struct FakePostmark {
     /// Recipients refused with 422 / ErrorCode 300.
     pub refused_recipients: Vec<String>,
     pub delay: Duration,
+    /// When each request arrived and how many messages it carried.
+    pub arrivals: Arc<Mutex<Vec<(Instant, usize)>>>,
+    /// An outage from the first request on: every request is answered 500 for this long.
+    pub outage: Option<Duration>,
+    /// When the outage ends (set by the first request).
+    pub down_until: Arc<Mutex<Option<Instant>>>,
+    /// The outbound message search answers 500.
+    pub search_down: bool,
 }
 
 impl FakePostmark {
@@ -173,7 +196,18 @@ impl FakePostmark {
         json!({"To": to, "SubmittedAt": "2026-11-23T09:15:02.1234567-05:00", "MessageID": format!("pm-{send_id}"), "ErrorCode": 0, "Message": "OK"})
     }
 
-    fn fail(&self) -> bool {
+    fn fail(&self, messages: usize) -> bool {
+        self.arrivals
+            .lock()
+            .unwrap()
+            .push((Instant::now(), messages));
+        if let Some(outage) = self.outage {
+            let mut until = self.down_until.lock().unwrap();
+            let until = *until.get_or_insert_with(|| Instant::now() + outage);
+            if Instant::now() < until {
+                return true;
+            }
+        }
         let mut remaining = self.fail_first.lock().unwrap();
         if *remaining > 0 {
             *remaining -= 1;
@@ -190,7 +224,7 @@ impl FakePostmark {
             .and(path("/email"))
             .respond_with(move |request: &Request| {
                 single.requests.lock().unwrap().push(1);
-                if single.fail() {
+                if single.fail(1) {
                     return ResponseTemplate::new(500).set_body_json(
                         json!({"ErrorCode": 0, "Message": "Internal server error"}),
                     );
@@ -215,7 +249,7 @@ impl FakePostmark {
                 let messages: Vec<Value> =
                     serde_json::from_slice(&request.body).unwrap_or_default();
                 batch.requests.lock().unwrap().push(messages.len());
-                if batch.fail() {
+                if batch.fail(messages.len()) {
                     return ResponseTemplate::new(500).set_body_json(
                         json!({"ErrorCode": 0, "Message": "Internal server error"}),
                     );
@@ -234,6 +268,10 @@ impl FakePostmark {
         Mock::given(method("GET"))
             .and(path("/messages/outbound"))
             .respond_with(move |request: &Request| {
+                if search.search_down {
+                    return ResponseTemplate::new(503)
+                        .set_body_json(json!({"ErrorCode": 0, "Message": "Service unavailable"}));
+                }
                 let wanted = request
                     .url
                     .query_pairs()
@@ -262,6 +300,119 @@ impl FakePostmark {
         }
         counts
     }
+}
+
+/// A fake SendGrid v3: `POST /v3/mail/send` answers 202 with `X-Message-Id` after `delay`,
+/// remembers every accepted send id (from `custom_args`) and when each request arrived; it
+/// cannot be searched, like the real one.
+#[derive(Clone, Default)]
+pub struct FakeSendGrid {
+    pub accepted: Arc<Mutex<Vec<String>>>,
+    pub arrivals: Arc<Mutex<Vec<Instant>>>,
+    /// Answer the first this-many requests with 429, come back in ten minutes.
+    pub fail_first: Arc<Mutex<usize>>,
+    pub delay: Duration,
+}
+
+impl FakeSendGrid {
+    pub async fn start(self) -> MockServer {
+        let server = MockServer::start().await;
+        let fake = self.clone();
+        Mock::given(method("POST"))
+            .and(path("/v3/mail/send"))
+            .respond_with(move |request: &Request| {
+                fake.arrivals.lock().unwrap().push(Instant::now());
+                {
+                    let mut remaining = fake.fail_first.lock().unwrap();
+                    if *remaining > 0 {
+                        *remaining -= 1;
+                        return ResponseTemplate::new(429)
+                            .insert_header("Retry-After", "600")
+                            .set_body_json(json!({"errors": [{"message": "too many requests", "field": null}]}));
+                    }
+                }
+                let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+                let send_id = body["personalizations"][0]["custom_args"]["relance_send"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                fake.accepted.lock().unwrap().push(send_id.clone());
+                ResponseTemplate::new(202)
+                    .insert_header("X-Message-Id", format!("sg-{send_id}").as_str())
+                    .set_delay(fake.delay)
+            })
+            .mount(&server)
+            .await;
+        server
+    }
+
+    pub fn accepted_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for send_id in self.accepted.lock().unwrap().iter() {
+            *counts.entry(send_id.clone()).or_default() += 1;
+        }
+        counts
+    }
+}
+
+/// Configuration of a SendGrid provider named `name` at `uri`.
+pub fn sendgrid_env(name: &str, uri: &str, timeout_ms: u64) -> Vec<(String, String)> {
+    let key = |field: &str| {
+        format!(
+            "RELANCE__SENDER__PROVIDERS__{}__{field}",
+            name.to_uppercase()
+        )
+    };
+    vec![
+        (key("KIND"), "sendgrid".into()),
+        (key("BASE_URL"), uri.to_string()),
+        (key("API_KEY"), "SG.test-key".into()),
+        (key("TIMEOUT_MS"), timeout_ms.to_string()),
+    ]
+}
+
+/// A `billing.payment.succeeded` record paying `invoice` in full.
+pub fn payment_record(
+    settings: &Settings,
+    invoice: &str,
+    customer: &str,
+) -> relance_kafka::ConsumedRecord {
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let event = json!({
+        "specversion": "1.0", "id": format!("pay-{invoice}"), "source": "/billing/acme", "type": "billing.payment.succeeded",
+        "time": now, "tenant": TENANT, "schemaversion": 1, "partitionkey": customer,
+        "data": {"payment_id": format!("pay_{invoice}"), "invoice_id": invoice, "customer_id": customer,
+                 "amount": {"amount_minor": 73_456, "currency": "EUR"}, "paid_at": now}
+    });
+    relance_kafka::ConsumedRecord {
+        topic: settings.kafka.topics.payments.clone(),
+        partition: 0,
+        offset: 0,
+        key: Some(customer.as_bytes().to_vec()),
+        payload: Some(serde_json::to_vec(&event).unwrap()),
+        headers: vec![],
+        timestamp_ms: None,
+    }
+}
+
+/// Ingests `records` as the ingestor does (its own handler, its locks and transaction); returns
+/// once they are committed.
+pub async fn ingest(settings: &Settings, records: &[relance_kafka::ConsumedRecord]) {
+    use relance_kafka::BatchHandler as _;
+    let producer = EventProducer::new(&settings.kafka, "test").unwrap();
+    let mut ingestor = relance_ingestor::handler::IngestHandler::new(
+        pool(settings),
+        Arc::new(relance_runtime::SystemClock),
+        relance_kafka::DeadLetterWriter::new(
+            producer,
+            settings.kafka.topics.dlq.clone(),
+            "ingestor",
+        ),
+        settings.kafka.topics.events.clone(),
+        relance_ingestor::metrics::IngestMetrics::register(&prometheus::Registry::new()).unwrap(),
+        Arc::new(tokio::sync::Notify::new()),
+    );
+    ingestor.handle(records).await.expect("the records apply");
 }
 
 /// The value of a counter with these labels in a Prometheus text exposition (0 if absent).

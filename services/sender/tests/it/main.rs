@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod delivery;
+mod exactly_once;
 mod failures;
 mod helpers;
 

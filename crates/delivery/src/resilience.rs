@@ -1,12 +1,13 @@
-//! Backoff with full jitter, a token-bucket rate limit and a circuit breaker. All three are
-//! plain state machines over an instant the caller passes in, so they are tested without
-//! sleeping; the sender holds them per provider.
+//! Backoff with full jitter, token buckets and a circuit breaker. All are plain state machines
+//! over an instant the caller passes in, so they are tested without sleeping. The sender holds a
+//! breaker per provider and keeps each provider's [`SharedBucket`] in the database, so that every
+//! replica draws on the same rate limit; the tracker limits clients with [`RateLimiter`].
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
 /// A uniformly spread number in `[0, 1)`, from the standard library's random hasher keys.
-fn random_unit() -> f64 {
+pub fn random_unit() -> f64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u64(0x5eed);
     (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
@@ -104,6 +105,109 @@ impl RateLimiter {
     }
 }
 
+/// What a [`CircuitBreaker`] allows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// Up to this many messages (one when half-open: the trial).
+    Send(u32),
+    /// Nothing before this long.
+    Wait(Duration),
+}
+
+/// The state of a [`SharedBucket`]: tokens left when last drawn on, and when. Stored by the
+/// caller (the sender keeps one row per provider), so replicas share one limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketState {
+    pub tokens: f64,
+    /// Seconds since any fixed origin (the database's clock, shared by every replica).
+    pub at_seconds: f64,
+}
+
+/// A token bucket whose state lives outside the process: `per_second` tokens a second, at most
+/// `burst` saved up. Pure: [`SharedBucket::take`] turns a state into the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SharedBucket {
+    pub per_second: f64,
+    pub burst: f64,
+}
+
+/// What [`SharedBucket::take`] granted.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draw {
+    /// Tokens granted (whole messages).
+    pub granted: u32,
+    /// The state to store.
+    pub state: BucketState,
+    /// When none was granted, how long until one is there.
+    pub wait: Duration,
+}
+
+impl SharedBucket {
+    /// A bucket holding at most one second of messages (and at least one).
+    pub fn for_rate(per_second: f64) -> Self {
+        Self {
+            per_second,
+            burst: per_second.ceil().max(1.0),
+        }
+    }
+
+    /// Whether the bucket limits anything (a rate of 0 means no limit of ours).
+    pub fn is_limited(&self) -> bool {
+        self.per_second > 0.0
+    }
+
+    /// Takes up to `want` whole tokens at `now_seconds` from `state` (`None`: a full bucket).
+    /// Never grants more than the bucket holds, so messages never go faster than the rate
+    /// beyond one burst.
+    pub fn take(&self, state: Option<BucketState>, now_seconds: f64, want: u32) -> Draw {
+        if !self.is_limited() {
+            return Draw {
+                granted: want,
+                state: BucketState {
+                    tokens: self.burst,
+                    at_seconds: now_seconds,
+                },
+                wait: Duration::ZERO,
+            };
+        }
+        let tokens = self.level(state, now_seconds);
+        let granted = (tokens.floor().max(0.0) as u32).min(want);
+        let left = tokens - f64::from(granted);
+        let wait = if granted == 0 && want > 0 {
+            Duration::from_secs_f64(((1.0 - left) / self.per_second).max(0.0))
+        } else {
+            Duration::ZERO
+        };
+        Draw {
+            granted,
+            state: BucketState {
+                tokens: left,
+                at_seconds: now_seconds,
+            },
+            wait,
+        }
+    }
+
+    /// Returns `count` tokens that were taken and not used.
+    pub fn give_back(&self, state: BucketState, now_seconds: f64, count: u32) -> BucketState {
+        BucketState {
+            tokens: (self.level(Some(state), now_seconds) + f64::from(count)).min(self.burst),
+            at_seconds: now_seconds.max(state.at_seconds),
+        }
+    }
+
+    /// Tokens in the bucket at `now_seconds` (a clock that went back adds nothing).
+    fn level(&self, state: Option<BucketState>, now_seconds: f64) -> f64 {
+        match state {
+            None => self.burst,
+            Some(state) => {
+                let elapsed = (now_seconds - state.at_seconds).max(0.0);
+                (state.tokens + elapsed * self.per_second).min(self.burst)
+            }
+        }
+    }
+}
+
 /// The state of a [`CircuitBreaker`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
@@ -142,6 +246,22 @@ impl CircuitBreaker {
             None => BreakerState::Closed,
             Some(until) if now < until => BreakerState::Open,
             Some(_) => BreakerState::HalfOpen,
+        }
+    }
+
+    /// How many messages may be sent now: `batch` when closed, exactly one trial message when
+    /// half-open and no trial is out, none otherwise (with how long to wait). Asking takes
+    /// nothing: [`CircuitBreaker::permit`] does, just before the call.
+    pub fn allowance(&self, now: Instant, batch: u32) -> Allowance {
+        match self.state(now) {
+            BreakerState::Closed => Allowance::Send(batch),
+            BreakerState::Open => {
+                Allowance::Wait(self.open_until.map_or(Duration::ZERO, |until| until - now))
+            }
+            BreakerState::HalfOpen if self.trial_out => {
+                Allowance::Wait(self.cooldown.min(Duration::from_secs(5)))
+            }
+            BreakerState::HalfOpen => Allowance::Send(batch.min(1)),
         }
     }
 
@@ -271,5 +391,50 @@ mod tests {
         assert_eq!(breaker.state(again), BreakerState::Closed);
         breaker.pause(again, Duration::from_secs(300));
         assert!(breaker.permit(again + Duration::from_secs(299)).is_err());
+    }
+
+    #[test]
+    fn a_half_open_breaker_allows_exactly_one_trial_message() {
+        let start = Instant::now();
+        let cooldown = Duration::from_secs(30);
+        let mut breaker = CircuitBreaker::new(1, cooldown);
+        assert_eq!(breaker.allowance(start, 100), Allowance::Send(100));
+        breaker.record_failure(start);
+        assert_eq!(
+            breaker.allowance(start, 100),
+            Allowance::Wait(Duration::from_secs(30))
+        );
+        let later = start + cooldown;
+        assert_eq!(breaker.allowance(later, 100), Allowance::Send(1));
+        assert_eq!(breaker.permit(later), Ok(()));
+        assert!(matches!(breaker.allowance(later, 100), Allowance::Wait(_)));
+        breaker.record_success();
+        assert_eq!(breaker.allowance(later, 100), Allowance::Send(100));
+    }
+
+    #[test]
+    fn a_shared_bucket_grants_what_it_holds_and_says_when_the_next_token_comes() {
+        let bucket = SharedBucket::for_rate(2.0);
+        let first = bucket.take(None, 100.0, 30);
+        assert_eq!(
+            first.granted, 2,
+            "a full bucket holds one second of messages"
+        );
+        let empty = bucket.take(Some(first.state), 100.0, 30);
+        assert_eq!(empty.granted, 0);
+        assert_eq!(empty.wait, Duration::from_millis(500));
+        let refilled = bucket.take(Some(empty.state), 100.5, 30);
+        assert_eq!(refilled.granted, 1);
+        let returned = bucket.give_back(refilled.state, 100.5, 1);
+        assert_eq!(bucket.take(Some(returned), 100.5, 30).granted, 1);
+        let unlimited = SharedBucket::for_rate(0.0);
+        assert_eq!(unlimited.take(None, 0.0, 500).granted, 500);
+        let slow = SharedBucket::for_rate(0.1);
+        let first = slow.take(None, 0.0, 5);
+        assert_eq!(first.granted, 1);
+        assert_eq!(
+            slow.take(Some(first.state), 1.0, 5).wait,
+            Duration::from_secs(9)
+        );
     }
 }

@@ -1,11 +1,24 @@
 //! The guard: the last look before a reminder goes out. It reads what the database says now
 //! (not what the command said when it was published) and decides to send, to send about fewer
-//! invoices, or to skip. Pure: the dispatcher loads the facts, this decides.
+//! invoices, or to skip. Pure: the dispatcher loads the facts, in the transaction that records
+//! the attempt, and this decides.
+
+use std::collections::HashMap;
 
 use chrono::NaiveDate;
-use relance_contracts::commands::{MessageChannel, ReminderInvoice, SendReminderV1};
+use relance_contracts::commands::{ReminderInvoice, SendReminderV1};
 use relance_domain::{ClosedReason, DunningState, Invoice, PauseReason};
-use relance_storage::deliveries::GuardCustomer;
+
+/// A customer's hold and recent messages, as the database has them now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardCustomer {
+    pub customer_id: String,
+    pub held: bool,
+    pub held_until: Option<NaiveDate>,
+    /// Messages sent to the customer since the start of the frequency-cap window, and
+    /// attempts whose outcome is not known yet (they may have reached the customer).
+    pub sent_recently: i64,
+}
 
 /// Why a reminder is not sent (a metric label and the audit trail's reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -206,19 +219,7 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
             };
         }
     }
-    let address = match command.channel {
-        MessageChannel::Email => command
-            .recipient
-            .email
-            .as_ref()
-            .map(|email| email.as_str().to_string()),
-        MessageChannel::Sms => command
-            .recipient
-            .phone
-            .as_ref()
-            .map(|phone| phone.as_str().to_string()),
-    };
-    let Some(address) = address else {
+    let Some(address) = crate::recipient::address(command) else {
         return Verdict::Skip {
             reason: SkipReason::NoContactAddress,
             detail: "the command has no address for its channel".into(),
@@ -253,6 +254,54 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
         invoices: kept,
         dropped,
     }
+}
+
+/// One reminder of a wave, with the customer's day and the address's suppression.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub tenant: &'a str,
+    pub command: &'a SendReminderV1,
+    /// The customer's local date now.
+    pub today: NaiveDate,
+    pub suppression: Option<&'a str>,
+}
+
+/// Decides a wave of reminders at once, in order: a reminder the guard lets through counts
+/// against its customer's cap for the ones after it, as if it were already sent.
+pub fn decide_wave(
+    candidates: &[Candidate<'_>],
+    invoices: &[GuardInvoice],
+    customers: &[GuardCustomer],
+    cap_count: u32,
+) -> Vec<Verdict> {
+    let mut let_through: HashMap<&str, i64> = HashMap::new();
+    candidates
+        .iter()
+        .map(|candidate| {
+            let customer_id = candidate.command.customer_id.as_str();
+            let customer = customers
+                .iter()
+                .find(|customer| customer.customer_id == customer_id)
+                .map(|customer| GuardCustomer {
+                    sent_recently: customer.sent_recently
+                        + let_through.get(customer_id).copied().unwrap_or(0),
+                    ..customer.clone()
+                });
+            let verdict = decide(&Facts {
+                tenant: candidate.tenant,
+                command: candidate.command,
+                invoices,
+                customer: customer.as_ref(),
+                suppression: candidate.suppression,
+                today: candidate.today,
+                cap_count,
+            });
+            if matches!(verdict, Verdict::Send { .. }) {
+                *let_through.entry(customer_id).or_default() += 1;
+            }
+            verdict
+        })
+        .collect()
 }
 
 #[cfg(test)]

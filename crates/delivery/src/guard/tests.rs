@@ -6,7 +6,6 @@ use relance_domain::{
     Book, BookEvent, ClosedReason, Currency, DunningState, EscalationTarget, InvoiceEvent,
     InvoiceFact, Money, PauseReason,
 };
-use relance_storage::deliveries::GuardCustomer;
 
 use super::*;
 

@@ -107,13 +107,21 @@ async fn an_overdue_invoice_becomes_a_reminder_email_in_the_outgoing_folder() {
     assert!(eml.trim_end().ends_with("--"), "a closed multipart body");
 
     let pool = relance_storage::lazy_pool(&settings.database, "e2e");
-    let (status, step, recipient): (String, String, Option<String>) = sqlx::query_as(
-        "SELECT status, step_id, recipient FROM deliveries ORDER BY received_at LIMIT 1",
+    // The file is written by the provider call; the outcome is committed just after it.
+    let (step, recipient): (String, Option<String>) = wait_for(
+        Duration::from_secs(20),
+        "the delivery to be recorded as sent",
+        || async {
+            sqlx::query_as(
+                "SELECT step_id, recipient FROM deliveries
+                 WHERE status = 'sent' ORDER BY received_at LIMIT 1",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+        },
     )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    assert_eq!(status, "sent");
+    .await;
     assert!(
         ["first_reminder", "second_reminder"].contains(&step.as_str()),
         "{step}"

@@ -85,8 +85,8 @@ async fn a_command_becomes_a_well_formed_email_in_the_file_providers_folder() {
         );
     }
     let parsed = mailparse::parse_mail(eml.as_bytes()).unwrap();
-    let subject = mailparse::MailHeaderMap::get_first_value(&parsed.get_headers(), "Subject")
-        .unwrap();
+    let subject =
+        mailparse::MailHeaderMap::get_first_value(&parsed.get_headers(), "Subject").unwrap();
     assert_eq!(subject, "Facture F-inv_file : règlement en attente");
     assert_eq!(rows[0].subject.as_deref(), Some(subject.as_str()));
 

@@ -37,9 +37,11 @@ async fn an_overdue_invoice_becomes_a_reminder_email_in_the_outgoing_folder() {
         "RELANCE__SENDER__IDENTITY__COMPANY_NAME",
         "Acme Logiciels".into(),
     ));
-    // Ten hours a second: the next send window (business hours in Paris) comes within seconds
-    // whenever the test runs.
-    overrides.push(("RELANCE__SCHEDULER__CLOCK_SPEED", "36000".into()));
+    // One simulated clock for the three services, ten hours a second from now: the next send
+    // window (business hours in Paris) comes within seconds whenever the test runs.
+    let epoch = Utc::now().to_rfc3339();
+    overrides.push(("RELANCE__RUNTIME__CLOCK__SPEED", "36000".into()));
+    overrides.push(("RELANCE__RUNTIME__CLOCK__EPOCH", epoch));
     let mut processes = Vec::new();
     for service in ["ingestor", "scheduler", "sender"] {
         processes

@@ -97,6 +97,28 @@ pub struct RuntimeSettings {
     pub shutdown_timeout_ms: u64,
     /// How long /readyz waits for PostgreSQL and the broker.
     pub readiness_timeout_ms: u64,
+    pub clock: ClockSettings,
+}
+
+/// `[runtime.clock]`: the time every service reads.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockSettings {
+    /// How many times faster than real time the clock runs (1: real time).
+    pub speed: f64,
+    /// The simulated instant shown at `epoch` (RFC 3339; empty: `epoch`).
+    pub start: String,
+    /// The real instant from which simulated time runs (RFC 3339; empty: process start).
+    pub epoch: String,
+}
+
+impl ClockSettings {
+    /// Whether the clock is the real one.
+    pub fn is_real(&self) -> bool {
+        (self.speed - 1.0).abs() < f64::EPSILON
+            && self.start.trim().is_empty()
+            && self.epoch.trim().is_empty()
+    }
 }
 
 /// `[database]`: PostgreSQL.
@@ -275,7 +297,6 @@ pub struct SchedulerSettings {
     pub tick_interval_ms: u64,
     pub batch_customers: u32,
     pub history_days: u32,
-    pub clock_speed: f64,
 }
 
 /// `[sender]`.

@@ -207,6 +207,28 @@ impl Settings {
         self.validate_runtime(&mut findings);
         self.validate_database(&mut findings);
         validate_kafka(&self.kafka, &mut findings);
+        let clock = &self.runtime.clock;
+        if !(clock.speed.is_finite() && (1.0..=1_000_000.0).contains(&clock.speed)) {
+            findings.add(
+                "runtime.clock.speed",
+                clock.speed,
+                "must be between 1 (real time) and 1000000",
+            );
+        }
+        for (key, value) in [
+            ("runtime.clock.start", &clock.start),
+            ("runtime.clock.epoch", &clock.epoch),
+        ] {
+            if !value.trim().is_empty()
+                && chrono::DateTime::parse_from_rfc3339(value.trim()).is_err()
+            {
+                findings.add(
+                    key,
+                    value,
+                    "must be an RFC 3339 instant (2026-12-01T09:00:00Z) or empty",
+                );
+            }
+        }
         if self.runtime.shutdown_timeout_ms >= self.kafka.session_timeout_ms {
             findings.add(
                 "runtime.shutdown_timeout_ms",
@@ -714,15 +736,6 @@ impl Settings {
             30,
             3_650,
         );
-        if !(scheduler.clock_speed.is_finite()
-            && (1.0..=1_000_000.0).contains(&scheduler.clock_speed))
-        {
-            findings.add(
-                "scheduler.clock_speed",
-                scheduler.clock_speed,
-                "must be between 1 and 1000000",
-            );
-        }
     }
 
     fn validate_runtime(&self, findings: &mut Findings) {

@@ -87,6 +87,7 @@ proptest! {
             held: false,
             held_until: None,
             sent_recently: already,
+            oldest_recent: None,
         };
         let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
         let candidates: Vec<Candidate<'_>> = commands

@@ -98,6 +98,35 @@ impl Book {
         }
     }
 
+    /// Applies `event` at `now`, judged on the customer's own date (their time zone, else
+    /// `fallback`): the day a promise or a hold ends is the customer's day, not UTC's.
+    ///
+    /// # Errors
+    /// As [`Book::apply`].
+    pub fn apply_at(
+        &mut self,
+        event: &BookEvent,
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> Result<Option<StateChange>, Rejection> {
+        let customer_id = match event {
+            BookEvent::Customer(event) => &event.customer_id,
+            BookEvent::Invoice(event) => &event.customer_id,
+        };
+        let today = self.today_of(customer_id, now, fallback);
+        self.apply(event, today)
+    }
+
+    /// The customer's date at `now`.
+    pub fn today_of(
+        &self,
+        customer_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> NaiveDate {
+        crate::calendar::customer_today(self.customers.get(customer_id), fallback, now)
+    }
+
     /// The payment behaviour of `customer_id` from the invoices in the book, on `today`.
     pub fn behaviour_of(&self, customer_id: &str, today: NaiveDate) -> PaymentBehaviour {
         let outcomes: Vec<_> = self

@@ -16,6 +16,7 @@
 //! See `docs/state-machine.md` for the states and transitions.
 
 mod book;
+pub mod calendar;
 mod customer;
 mod invoice;
 mod money;

@@ -3,6 +3,7 @@
 //! state changes they cause published through the outbox and the invoices marked for planning.
 
 use chrono::{DateTime, Utc};
+use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
 use relance_storage::outbox::OutboxRecord;
 use relance_storage::{customers, invoices, scheduling, StorageError};
@@ -55,7 +56,6 @@ pub async fn apply_invoice_fact(
         invoices: loaded.into_iter().collect(),
         customers: locked_customers.into_iter().collect(),
     };
-    let today = now.date_naive();
     let mut records = Vec::new();
     let ids: Vec<String> = book.invoices.keys().cloned().collect();
     for invoice_id in &ids {
@@ -73,7 +73,7 @@ pub async fn apply_invoice_fact(
             fact: fact.clone(),
         });
         let change = book
-            .apply(&event, today)
+            .apply_at(&event, now, UNKNOWN_ZONE)
             .map_err(|rejection| ApplyError::Refused(rejection.to_string()))?;
         if let Some(change) = change {
             let cause = CauseRef {
@@ -88,16 +88,19 @@ pub async fn apply_invoice_fact(
             }
         }
     }
-    let views: Vec<(&Invoice, relance_domain::DunningView)> = book
+    let views: Vec<(&Invoice, relance_domain::DunningView, chrono::NaiveDate)> = book
         .invoices
         .values()
-        .map(|invoice| (invoice, invoice.view(today)))
+        .map(|invoice| {
+            let today = book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE);
+            (invoice, invoice.view(today), today)
+        })
         .collect();
     let rows: Vec<_> = views
         .iter()
-        .map(|(invoice, view)| (*invoice, view))
+        .map(|(invoice, view, today)| (*invoice, view, *today))
         .collect();
-    invoices::upsert(transaction, &rows, today).await?;
+    invoices::upsert(transaction, &rows).await?;
     scheduling::mark_for_replanning(transaction, &ids, now).await?;
     Ok(records)
 }

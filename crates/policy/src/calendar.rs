@@ -19,10 +19,8 @@ pub(crate) fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> DateTim
     Utc.from_utc_datetime(&naive)
 }
 
-/// The local date of an instant.
-pub(crate) fn local_date(tz: Tz, instant: DateTime<Utc>) -> NaiveDate {
-    instant.with_timezone(&tz).date_naive()
-}
+/// The customer's date: the one function every service uses.
+pub(crate) use relance_domain::calendar::local_date;
 
 fn open_on(window: &SendWindow, holidays: &[NaiveDate], date: NaiveDate) -> bool {
     window

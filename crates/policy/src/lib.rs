@@ -8,11 +8,16 @@
 //! dunning resumes after a pause.
 //!
 //! [`plan`] gives an invoice's next action and its time, or why there is none;
-//! [`simulate`] repeats it to show a whole timeline; the scheduler runs the same function.
+//! [`plan_customer`] decides everything due for a customer at an instant (reminders with their
+//! commands, escalations, next actions) — the scheduler's one planning loop; [`simulate`]
+//! repeats it to show a whole timeline.
 
 mod ab;
 mod calendar;
+mod check;
+pub mod commands;
 mod consolidate;
+mod customer;
 mod load;
 mod model;
 mod plan;
@@ -22,12 +27,14 @@ mod set;
 
 pub use ab::assign_variant;
 pub use calendar::{is_sendable, next_send_time};
+pub use check::{templates_used, warnings, TemplateUse};
 pub use consolidate::{consolidate, DueStep, ReminderGroup};
+pub use customer::{attempt_of, plan_customer, CustomerPlan, PastReminder};
 pub use load::{parse_policy, PolicyError};
 pub use model::*;
 pub use plan::{
-    plan, Adjustment, CustomerSnapshot, Decision, DoneReason, PastAction, PastActionKind, Plan,
-    PlannedStep, SkipReason, SkippedStep, TemplateChoice, Trigger,
+    customer_zone, plan, Adjustment, CustomerSnapshot, Decision, DoneReason, PastAction,
+    PastActionKind, Plan, PlannedStep, SkipReason, SkippedStep, TemplateChoice, Trigger,
 };
 pub use set::PolicySet;
-pub use simulate::{simulate, TimelineEntry};
+pub use simulate::{simulate, trigger_name, TimelineEntry};

@@ -182,13 +182,13 @@ pub struct Plan {
 }
 
 /// The customer's time zone, or the policy's default.
-pub(crate) fn customer_zone(policy: &Policy, customer: &CustomerSnapshot) -> Tz {
+pub fn customer_zone(policy: &Policy, customer: &CustomerSnapshot) -> Tz {
     customer
         .timezone
         .as_deref()
-        .and_then(|zone| zone.parse::<Tz>().ok())
-        .or_else(|| policy.rules.default_timezone.parse::<Tz>().ok())
-        .unwrap_or(Tz::UTC)
+        .and_then(relance_domain::calendar::zone)
+        .or_else(|| relance_domain::calendar::zone(&policy.rules.default_timezone))
+        .unwrap_or(relance_domain::calendar::UNKNOWN_ZONE)
 }
 
 fn matches(
@@ -433,12 +433,20 @@ impl Planner<'_> {
         loop {
             let step = &candidates[index];
             let nominal = nominals[index];
-            let Some((at, mut adjustments)) = self.adjust(nominal.max(now)) else {
+            // Where the rules put the step from its own date; only if that is already past is
+            // it a catch-up (a step moved to Monday and planned again on Monday is not late).
+            let Some((on_time, adjusted)) = self.adjust(nominal) else {
                 return Some(Err(DoneReason::NoSendableDay));
             };
-            if nominal < now {
+            let (at, adjustments) = if on_time >= now {
+                (on_time, adjusted)
+            } else {
+                let Some((at, mut adjustments)) = self.adjust(now) else {
+                    return Some(Err(DoneReason::NoSendableDay));
+                };
                 adjustments.insert(0, Adjustment::CatchUp);
-            }
+                (at, adjustments)
+            };
             let next_nominal = nominals.get(index + 1);
             if let Some(next_nominal) = next_nominal {
                 if at >= *next_nominal {

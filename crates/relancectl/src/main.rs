@@ -62,8 +62,18 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
-    /// Check policy files; every error names the file, the key and why.
-    Check { files: Vec<PathBuf> },
+    /// Check policy files: every error names the file, the key and why; every template a
+    /// policy sends must exist for its channel in every locale; warnings tell of steps that
+    /// can never go out and options that cannot take effect.
+    Check {
+        files: Vec<PathBuf>,
+        /// The template folder the sender uses (sender.templates_dir).
+        #[arg(long, default_value = "config/templates")]
+        templates: PathBuf,
+        /// The template set of the tenants using these policies (default: the shared one).
+        #[arg(long, default_value = "default")]
+        template_set: String,
+    },
     /// Print the planned timeline of an invoice for a customer.
     Simulate(Box<simulate::SimulateArgs>),
 }
@@ -141,7 +151,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result =
         match cli.command {
-            Command::Policy(PolicyCommand::Check { files }) => return check(&files),
+            Command::Policy(PolicyCommand::Check {
+                files,
+                templates,
+                template_set,
+            }) => return check(&files, &templates, &template_set),
             Command::Policy(PolicyCommand::Simulate(arguments)) => {
                 simulate::run(&arguments, cli.json)
             }
@@ -228,11 +242,51 @@ async fn main() -> ExitCode {
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
+/// Problems with the templates a policy sends: a template missing for a locale, or written
+/// for another channel.
+fn template_problems(
+    name: &str,
+    policy: &relance_policy::Policy,
+    store: &relance_templates::TemplateStore,
+    set: &str,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    for usage in relance_policy::templates_used(policy) {
+        let wanted = match usage.channel {
+            relance_policy::StepChannel::Sms => relance_templates::Channel::Sms,
+            _ => relance_templates::Channel::Email,
+        };
+        for locale in store.locales() {
+            match store.channel_of(set, &locale, &usage.template) {
+                Ok(channel) if channel == wanted => {}
+                Ok(channel) => problems.push(format!(
+                    "{name}: {}: template {} is a {channel:?} template in {locale}, but the step sends {}",
+                    usage.used_by,
+                    usage.template,
+                    usage.channel.code()
+                )),
+                Err(_) => problems.push(format!(
+                    "{name}: {}: template {} does not exist for locale {locale} in set {set} (nor in default)",
+                    usage.used_by, usage.template
+                )),
+            }
+        }
+    }
+    problems
+}
+
+fn check(files: &[PathBuf], templates: &std::path::Path, set: &str) -> ExitCode {
     if files.is_empty() {
         eprintln!("relancectl: give at least one policy file");
         return ExitCode::from(2);
     }
+    let store = match relance_templates::TemplateStore::load(templates) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("--templates {}: {error}", templates.display());
+            return ExitCode::from(2);
+        }
+    };
     let mut failed = false;
     for file in files {
         let name = file.display().to_string();
@@ -242,12 +296,25 @@ fn check(files: &[PathBuf]) -> ExitCode {
                 failed = true;
             }
             Ok(text) => match relance_policy::parse_policy(&name, &text) {
-                Ok(policy) => println!(
-                    "{name}: valid (policy {} version {}, {} segments)",
-                    policy.policy,
-                    policy.version,
-                    policy.segments.len()
-                ),
+                Ok(policy) => {
+                    let problems = template_problems(&name, &policy, &store, set);
+                    for problem in &problems {
+                        eprintln!("{problem}");
+                    }
+                    for warning in relance_policy::warnings(&policy) {
+                        eprintln!("{name}: warning: {warning}");
+                    }
+                    if problems.is_empty() {
+                        println!(
+                            "{name}: valid (policy {} version {}, {} segments)",
+                            policy.policy,
+                            policy.version,
+                            policy.segments.len()
+                        );
+                    } else {
+                        failed = true;
+                    }
+                }
                 Err(errors) => {
                     for error in errors {
                         eprintln!("{error}");

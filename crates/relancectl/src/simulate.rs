@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 use clap::Args;
-use relance_domain::{apply_invoice_event, Currency, Invoice, InvoiceEvent, InvoiceFact, Money};
+use relance_domain::{
+    apply_customer_event, apply_invoice_event, Contact, Currency, CustomerEvent, CustomerFacts,
+    CustomerProfile, Invoice, InvoiceEvent, InvoiceFact, Money, RiskLevel, Segment,
+};
+use relance_policy::commands::CustomerContext;
 use relance_policy::{
     parse_policy, simulate, Adjustment, CustomerSnapshot, DoneReason, Risk, SkipReason,
     TimelineEntry, Trigger,
@@ -67,6 +71,9 @@ pub struct SimulateArgs {
     /// The invoice is disputed (and stays so).
     #[arg(long)]
     disputed: bool,
+    /// The customer's language (it picks the templates' locale).
+    #[arg(long, default_value = "fr-FR")]
+    locale: String,
 }
 
 fn date(text: &str, flag: &str) -> Result<NaiveDate, String> {
@@ -122,6 +129,44 @@ fn done(reason: &DoneReason) -> String {
             "no day to send on within a year (check the send window and holidays)".into()
         }
     }
+}
+
+/// The simulated customer's profile, as the billing system would publish it.
+fn profile(
+    arguments: &SimulateArgs,
+    customer: &CustomerSnapshot,
+    zone_name: &str,
+    at: DateTime<Utc>,
+) -> Result<CustomerFacts, String> {
+    apply_customer_event(
+        None,
+        &CustomerEvent {
+            event_id: "profile".into(),
+            tenant: "simulation".into(),
+            customer_id: "customer".into(),
+            time: at,
+            revision: None,
+            profile: CustomerProfile {
+                legal_name: "Simulated customer".into(),
+                contact: Contact::default(),
+                locale: arguments.locale.clone(),
+                timezone: zone_name.to_string(),
+                country: arguments.country.to_uppercase(),
+                segment: Segment {
+                    vip: arguments.vip,
+                    risk_level: customer.risk_level.map(|risk| match risk {
+                        Risk::Low => RiskLevel::Low,
+                        Risk::Medium => RiskLevel::Medium,
+                        Risk::High => RiskLevel::High,
+                    }),
+                    customer_since: customer.customer_since,
+                    tags: customer.tags.clone(),
+                    preferred_channel: None,
+                },
+            },
+        },
+    )
+    .map_err(|rejection| rejection.to_string())
 }
 
 /// Runs the simulation and prints it.
@@ -197,12 +242,31 @@ pub fn run(arguments: &SimulateArgs, json: bool) -> Result<(), String> {
         )?;
     }
     if let Some(promise) = &arguments.promise {
+        let promised_on = date(promise, "promise")?;
+        // The promise is made when the simulation starts, through the same window the
+        // customer's action page offers: from tomorrow to max_promise_days ahead.
+        let made_on = match &arguments.from {
+            Some(text) => date(text, "from")?,
+            None => issued_on,
+        };
+        let latest = made_on
+            .checked_add_days(Days::new(u64::from(
+                policy.rules.pauses.max_promise_days.max(1),
+            )))
+            .unwrap_or(made_on);
+        if promised_on <= made_on || promised_on > latest {
+            return Err(format!(
+                "--promise {promised_on}: a customer can promise a date from {} to {latest} when asked on {made_on} (pauses.max_promise_days = {} in {name})",
+                made_on.succ_opt().unwrap_or(made_on),
+                policy.rules.pauses.max_promise_days
+            ));
+        }
         invoice = apply(
             Some(&invoice),
             "promise",
-            start_of(issued_on),
+            start_of(made_on),
             InvoiceFact::PromisedToPay {
-                promised_on: date(promise, "promise")?,
+                promised_on,
                 grace_days: policy.rules.pauses.promise_grace_days,
             },
         )?;
@@ -247,7 +311,21 @@ pub fn run(arguments: &SimulateArgs, json: bool) -> Result<(), String> {
         None => start_of(issued_on),
     };
     let until = from + chrono::Duration::days(i64::try_from(arguments.days).unwrap_or(3650));
-    let timeline = simulate(&policy, &customer, &invoice, Vec::new(), from, until);
+    let facts = profile(arguments, &customer, &zone_name, start_of(issued_on))?;
+    let timeline = simulate(
+        &policy,
+        CustomerContext {
+            tenant: "simulation",
+            customer_id: "customer",
+            facts: Some(&facts),
+        },
+        &customer,
+        std::slice::from_ref(&invoice),
+        Vec::new(),
+        from,
+        until,
+    )
+    .map_err(|error| error.to_string())?;
     if json {
         println!(
             "{}",
@@ -288,12 +366,19 @@ pub fn run(arguments: &SimulateArgs, json: bool) -> Result<(), String> {
     );
     for entry in &timeline {
         match entry {
-            TimelineEntry::Step { step, .. } => {
-                let template = match &step.template.variant {
-                    Some(variant) => format!("{} ({variant})", step.template.template),
-                    None => step.template.template.clone(),
+            TimelineEntry::Step { step, template, .. } => {
+                let shown = match &template.variant {
+                    Some(variant) => format!("{} ({variant})", template.template),
+                    None => template.template.clone(),
                 };
                 let mut notes = describe(&step.adjustments);
+                if step.personal_template.as_deref() == Some(template.template.as_str()) {
+                    notes = if notes.is_empty() {
+                        "personal template: a large amount".into()
+                    } else {
+                        format!("personal template: a large amount; {notes}")
+                    };
+                }
                 if step.approval {
                     notes = if notes.is_empty() {
                         "needs approval".into()
@@ -314,7 +399,7 @@ pub fn run(arguments: &SimulateArgs, json: bool) -> Result<(), String> {
                     local(step.at),
                     step.step_id,
                     step.channel.code(),
-                    template,
+                    shown,
                     tone
                 );
             }
@@ -323,6 +408,7 @@ pub fn run(arguments: &SimulateArgs, json: bool) -> Result<(), String> {
                 task,
                 priority,
                 cause,
+                ..
             } => {
                 let priority = format!("{priority:?}").to_lowercase();
                 println!(

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::checks::{DatabaseCheck, KafkaCheck};
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::BoxError;
 
 /// What a service's own work gets from the runtime.
@@ -79,7 +79,8 @@ impl<S: Service> Application<S> {
     /// [`RuntimeError`] when the ops address cannot be bound, a client cannot be created, or
     /// the start-up migrations fail.
     pub async fn build(settings: Settings) -> Result<Self, RuntimeError> {
-        Self::build_with_clock(settings, Arc::new(SystemClock)).await
+        let clock = crate::clock::from_settings(&settings.runtime.clock);
+        Self::build_with_clock(settings, clock).await
     }
 
     /// [`Application::build`] with a clock of the caller's choice.

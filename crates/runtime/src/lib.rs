@@ -14,7 +14,7 @@ mod outbox_relay;
 
 pub use application::{Application, RuntimeError, Service, ServiceContext};
 pub use cli::{main, Cli, Command};
-pub use clock::{Clock, ManualClock, ScaledClock, SystemClock};
+pub use clock::{Clock, ManualClock, SimulatedClock, SystemClock};
 pub use outbox_relay::{OutboxMetrics, OutboxRelay};
 pub use relance_config::ServiceName;
 

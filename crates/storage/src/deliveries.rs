@@ -394,6 +394,8 @@ pub struct GuardCustomer {
     /// Messages sent to the customer since the start of the frequency-cap window, and
     /// attempts whose outcome is unknown (they may have reached the customer).
     pub sent_recently: i64,
+    /// When the oldest message still in the window was sent.
+    pub oldest_recent: Option<DateTime<Utc>>,
 }
 
 /// Holds and recent message counts of these customers of `tenant`, their rows share-locked
@@ -429,7 +431,12 @@ pub async fn guard_customers(
                  WHERE d.customer_id = ids.customer_id AND d.tenant = ids.tenant
                    AND d.delivery_id <> ALL($4)
                    AND ((d.status = 'sent' AND d.sent_at >= $3) OR d.sending_since IS NOT NULL))
-                 AS sent_recently
+                 AS sent_recently,
+                (SELECT min(coalesce(d.sent_at, d.sending_since)) FROM deliveries d
+                 WHERE d.customer_id = ids.customer_id AND d.tenant = ids.tenant
+                   AND d.delivery_id <> ALL($4)
+                   AND ((d.status = 'sent' AND d.sent_at >= $3) OR d.sending_since IS NOT NULL))
+                 AS oldest_recent
          FROM unnest($1::text[], $2::text[]) AS ids(tenant, customer_id)
          LEFT JOIN customers c ON c.customer_id = ids.customer_id",
     )

@@ -143,21 +143,22 @@ pub async fn load_of_customers(
         .collect()
 }
 
-/// Writes invoices and their views (derived for `as_of`), in one statement.
+/// Writes invoices and their views, each derived for the date beside it (the customer's
+/// date), in one statement.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the upsert fails.
 pub async fn upsert(
     connection: &mut PgConnection,
-    invoices: &[(&Invoice, &DunningView)],
-    as_of: NaiveDate,
+    invoices: &[(&Invoice, &DunningView, NaiveDate)],
 ) -> Result<(), StorageError> {
     if invoices.is_empty() {
         return Ok(());
     }
     let mut columns = Columns::default();
-    for (invoice, view) in invoices {
+    for (invoice, view, as_of) in invoices {
         columns.push(invoice, view);
+        columns.as_of.push(*as_of);
     }
     sqlx::query(
         "INSERT INTO invoices AS i (invoice_id, tenant, customer_id, state, pause_reason, pause_until,
@@ -165,13 +166,14 @@ pub async fn upsert(
              net_paid_minor, number, issued_on, due_on, paid_at, state_as_of, facts)
          SELECT invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
              closed_reason, currency, total_minor, amount_due_minor, overpaid_minor, net_paid_minor,
-             number, issued_on, due_on, paid_at, $18, facts
+             number, issued_on, due_on, paid_at, as_of, facts
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
-             $13::bigint[], $14::text[], $15::date[], $16::date[], $17::timestamptz[], $19::jsonb[])
+             $13::bigint[], $14::text[], $15::date[], $16::date[], $17::timestamptz[], $18::date[],
+             $19::jsonb[])
              AS t(invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
                   closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
-                  net_paid_minor, number, issued_on, due_on, paid_at, facts)
+                  net_paid_minor, number, issued_on, due_on, paid_at, as_of, facts)
          ON CONFLICT (invoice_id) DO UPDATE SET
              state = EXCLUDED.state, pause_reason = EXCLUDED.pause_reason,
              pause_until = EXCLUDED.pause_until, escalated_to = EXCLUDED.escalated_to,
@@ -199,7 +201,7 @@ pub async fn upsert(
     .bind(&columns.issued_on)
     .bind(&columns.due_on)
     .bind(&columns.paid_at)
-    .bind(as_of)
+    .bind(&columns.as_of)
     .bind(&columns.facts)
     .execute(connection)
     .await
@@ -226,6 +228,7 @@ struct Columns {
     issued_on: Vec<Option<NaiveDate>>,
     due_on: Vec<Option<NaiveDate>>,
     paid_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    as_of: Vec<NaiveDate>,
     facts: Vec<serde_json::Value>,
 }
 

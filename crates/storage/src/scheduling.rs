@@ -261,52 +261,106 @@ pub async fn reminder_history(
     .await
     .map_err(StorageError::query("loading reminder history"))
 }
-
-/// Records a reminder unless one with the same idempotency key exists; returns whether it was
-/// recorded.
+/// Records reminders; those whose idempotency key is already known are left alone. Returns
+/// the keys recorded now (only their commands may be published).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the insert fails.
-pub async fn insert_reminder(
+pub async fn insert_reminders(
     connection: &mut PgConnection,
-    row: &ReminderRow,
-) -> Result<bool, StorageError> {
-    let inserted = sqlx::query(
+    rows: &[ReminderRow],
+) -> Result<Vec<String>, StorageError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&ReminderRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    let optional = |f: fn(&ReminderRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.reminder_id).collect();
+    let invoice_ids: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|row| serde_json::json!(row.invoice_ids))
+        .collect();
+    let triggers: Vec<serde_json::Value> = rows.iter().map(|row| row.trigger.clone()).collect();
+    let commands: Vec<serde_json::Value> = rows.iter().map(|row| row.command.clone()).collect();
+    let scheduled: Vec<DateTime<Utc>> = rows.iter().map(|row| row.scheduled_for).collect();
+    let versions: Vec<i32> = rows.iter().map(|row| row.policy_version).collect();
+    let decided_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.decided_at).collect();
+    sqlx::query_scalar(
         "INSERT INTO reminders (reminder_id, idempotency_key, tenant, customer_id, invoice_ids, kind,
              trigger, step_id, channel, segment, template, variant, experiment, status,
              scheduled_for, policy_id, policy_version, topic, command, decided_by, decided_at,
              decision_note)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
-             $19, $20, $21, $22)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         SELECT id, key, tenant, customer, ARRAY(SELECT jsonb_array_elements_text(invoices)), kind,
+             trigger, step, channel, segment, template, variant, experiment, status, scheduled,
+             policy, version, topic, command, decided_by, decided_at, note
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                     $7::jsonb[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                     $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::int[],
+                     $18::text[], $19::jsonb[], $20::text[], $21::timestamptz[], $22::text[])
+              AS t(id, key, tenant, customer, invoices, kind, trigger, step, channel, segment,
+                   template, variant, experiment, status, scheduled, policy, version, topic,
+                   command, decided_by, decided_at, note)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING idempotency_key",
     )
-    .bind(row.reminder_id)
-    .bind(&row.idempotency_key)
-    .bind(&row.tenant)
-    .bind(&row.customer_id)
-    .bind(&row.invoice_ids)
-    .bind(&row.kind)
-    .bind(&row.trigger)
-    .bind(&row.step_id)
-    .bind(&row.channel)
-    .bind(&row.segment)
-    .bind(&row.template)
-    .bind(&row.variant)
-    .bind(&row.experiment)
-    .bind(&row.status)
-    .bind(row.scheduled_for)
-    .bind(&row.policy_id)
-    .bind(row.policy_version)
-    .bind(&row.topic)
-    .bind(&row.command)
-    .bind(&row.decided_by)
-    .bind(row.decided_at)
-    .bind(&row.decision_note)
+    .bind(&ids)
+    .bind(column(|row| row.idempotency_key.clone()))
+    .bind(column(|row| row.tenant.clone()))
+    .bind(column(|row| row.customer_id.clone()))
+    .bind(&invoice_ids)
+    .bind(column(|row| row.kind.clone()))
+    .bind(&triggers)
+    .bind(column(|row| row.step_id.clone()))
+    .bind(column(|row| row.channel.clone()))
+    .bind(column(|row| row.segment.clone()))
+    .bind(optional(|row| row.template.clone()))
+    .bind(optional(|row| row.variant.clone()))
+    .bind(optional(|row| row.experiment.clone()))
+    .bind(column(|row| row.status.clone()))
+    .bind(&scheduled)
+    .bind(column(|row| row.policy_id.clone()))
+    .bind(&versions)
+    .bind(column(|row| row.topic.clone()))
+    .bind(&commands)
+    .bind(optional(|row| row.decided_by.clone()))
+    .bind(&decided_at)
+    .bind(optional(|row| row.decision_note.clone()))
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("recording reminders"))
+}
+
+/// Defers queued reminders the sender held back for a reason that passes: they no longer
+/// count as taken, and their invoices are planned again at `replan_at` (or sooner if already
+/// due). Returns how many were deferred.
+///
+/// # Errors
+/// [`StorageError::Query`] when an update fails.
+pub async fn defer_reminder(
+    connection: &mut PgConnection,
+    reminder_id: Uuid,
+    invoice_ids: &[String],
+    replan_at: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    let deferred = sqlx::query(
+        "UPDATE reminders SET status = 'deferred', updated_at = now()
+         WHERE reminder_id = $1 AND status = 'queued'",
+    )
+    .bind(reminder_id)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("deferring a reminder"))?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE invoices SET next_action_at = least(coalesce(next_action_at, $2), $2)
+         WHERE invoice_id = ANY($1)",
+    )
+    .bind(invoice_ids)
+    .bind(replan_at)
     .execute(connection)
     .await
-    .map_err(StorageError::query("recording a reminder"))?
-    .rows_affected();
-    Ok(inserted == 1)
+    .map_err(StorageError::query("planning deferred invoices again"))?;
+    Ok(deferred)
 }
 
 /// Marks as cancelled the reminders whose commands were deleted from the outbox, and those

@@ -363,7 +363,8 @@ pub async fn invoice_page(
 ) -> Result<Option<InvoicePage>, StorageError> {
     sqlx::query_as(
         "SELECT i.invoice_id, i.tenant, i.customer_id, i.state, i.pause_reason, i.pause_until, i.closed_reason,
-                i.number, i.currency::text AS currency, i.amount_due_minor, i.due_on, c.locale
+                i.number, i.currency::text AS currency, i.amount_due_minor, i.due_on, c.locale,
+                c.timezone
          FROM invoices i LEFT JOIN customers c USING (customer_id)
          WHERE i.invoice_id = $1",
     )
@@ -388,4 +389,6 @@ pub struct InvoicePage {
     pub amount_due_minor: i64,
     pub due_on: Option<NaiveDate>,
     pub locale: Option<String>,
+    /// The customer's IANA time zone, once their profile is known.
+    pub timezone: Option<String>,
 }

@@ -218,6 +218,33 @@ impl TemplateStore {
             })
     }
 
+    /// The channel of the template a message of `set` in `locale` would use (with the same
+    /// fallbacks as rendering).
+    ///
+    /// # Errors
+    /// [`TemplateError::NotFound`] when no template fits.
+    pub fn channel_of(
+        &self,
+        set: &str,
+        locale: &str,
+        template: &str,
+    ) -> Result<Channel, TemplateError> {
+        self.resolve(set, locale, template)
+            .map(|(_, _, channel)| channel)
+    }
+
+    /// Every locale that has templates, in any set.
+    pub fn locales(&self) -> Vec<String> {
+        let mut locales: Vec<String> = self
+            .templates
+            .keys()
+            .map(|(_, locale, _)| locale.clone())
+            .collect();
+        locales.sort();
+        locales.dedup();
+        locales
+    }
+
     /// The texts for `set` and `locale`, with the same fallbacks as templates.
     pub fn texts(&self, set: &str, locale: &str) -> Texts {
         Self::candidates(set, locale)

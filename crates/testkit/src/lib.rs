@@ -19,7 +19,9 @@ use relance_kafka::TopicSpec;
 
 pub use postgres::TempPostgres;
 pub use process::{run_to_completion, service_env, settings_overrides, ServiceProcess};
-pub use seed::{customer_event, invoice_event, reminder_command, seed, seed_open_invoice};
+pub use seed::{
+    customer_event, customer_event_in, invoice_event, reminder_command, seed, seed_open_invoice,
+};
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

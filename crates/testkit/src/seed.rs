@@ -23,9 +23,9 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
     for chunk in invoice_rows.chunks(2000) {
         let rows: Vec<_> = chunk
             .iter()
-            .map(|(invoice, view)| (*invoice, view))
+            .map(|(invoice, view)| (*invoice, view, today))
             .collect();
-        relance_storage::invoices::upsert(&mut connection, &rows, today)
+        relance_storage::invoices::upsert(&mut connection, &rows)
             .await
             .expect("invoices");
     }
@@ -77,6 +77,17 @@ pub fn customer_event(
     vip: bool,
     time: DateTime<Utc>,
 ) -> BookEvent {
+    customer_event_in(tenant, customer_id, vip, time, "Europe/Paris")
+}
+
+/// A customer profile event for a customer living in time zone `timezone`.
+pub fn customer_event_in(
+    tenant: &str,
+    customer_id: &str,
+    vip: bool,
+    time: DateTime<Utc>,
+    timezone: &str,
+) -> BookEvent {
     BookEvent::Customer(CustomerEvent {
         event_id: format!("profile-{customer_id}"),
         tenant: tenant.to_string(),
@@ -92,7 +103,7 @@ pub fn customer_event(
                 phone: Some("+33612345678".into()),
             },
             locale: "fr-FR".into(),
-            timezone: "Europe/Paris".into(),
+            timezone: timezone.into(),
             country: "FR".into(),
             segment: relance_domain::Segment {
                 vip,

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode::decode, BillingEvent, DecodeError, Envelope, EventFamily};
+use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{Book, BookEvent, DunningState};
 use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
 use relance_runtime::Clock;
@@ -111,7 +112,6 @@ impl IngestHandler {
         plans: &[Planned],
     ) -> Result<Applied, BatchError> {
         let now = self.clock.now();
-        let today = now.date_naive();
         let mut applied = Applied::default();
 
         // The first copy of an event in the batch is the candidate; later copies are duplicates.
@@ -196,7 +196,7 @@ impl IngestHandler {
                     key,
                     event_type,
                     event,
-                } => match book.apply(event, today) {
+                } => match book.apply_at(event, now, UNKNOWN_ZONE) {
                     Ok(change) => {
                         match event.as_ref() {
                             BookEvent::Invoice(event) => {
@@ -249,13 +249,16 @@ impl IngestHandler {
         let changed: Vec<_> = touched_invoices
             .iter()
             .filter_map(|id| book.invoices.get(id))
-            .map(|invoice| (invoice, invoice.view(today)))
+            .map(|invoice| {
+                let today = book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE);
+                (invoice, invoice.view(today), today)
+            })
             .collect();
         let rows: Vec<_> = changed
             .iter()
-            .map(|(invoice, view)| (*invoice, view))
+            .map(|(invoice, view, today)| (*invoice, view, *today))
             .collect();
-        invoices::upsert(&mut transaction, &rows, today).await?;
+        invoices::upsert(&mut transaction, &rows).await?;
         // The scheduler plans every changed invoice again at once; commands already queued for
         // an invoice that can no longer be dunned (paid, voided, credited, disputed, paused,
         // escalated) are cancelled here, in the transaction that records why, so they are
@@ -264,7 +267,7 @@ impl IngestHandler {
         scheduling::mark_for_replanning(&mut transaction, &touched, now).await?;
         let stopped: Vec<String> = changed
             .iter()
-            .filter(|(_, view)| {
+            .filter(|(_, view, _)| {
                 matches!(
                     view.state,
                     DunningState::Closed { .. }
@@ -272,7 +275,7 @@ impl IngestHandler {
                         | DunningState::Escalated { .. }
                 )
             })
-            .map(|(invoice, _)| invoice.invoice_id.clone())
+            .map(|(invoice, _, _)| invoice.invoice_id.clone())
             .collect();
         let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &stopped).await?;
         applied.cancelled_commands =
@@ -287,9 +290,10 @@ impl IngestHandler {
         let behaviours: Vec<_> = touched
             .iter()
             .filter_map(|id| {
-                book.customers
-                    .get(id)
-                    .map(|facts| (facts, book.behaviour_of(id, today)))
+                book.customers.get(id).map(|facts| {
+                    let today = book.today_of(id, now, UNKNOWN_ZONE);
+                    (facts, book.behaviour_of(id, today))
+                })
             })
             .collect();
         let customer_rows: Vec<_> = behaviours

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use relance_policy::PolicyError;
 use relance_runtime::{
-    BoxError, Clock, OutboxMetrics, OutboxRelay, ScaledClock, Service, ServiceContext, ServiceName,
+    BoxError, Clock, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -48,6 +48,9 @@ impl Service for SchedulerService {
             Arc::new(PolicySet::load(&settings.scheduler.policies_dir).map_err(PolicyLoadError)?);
         for (tenant, policy) in policies.all() {
             tracing::info!(tenant, policy = %policy.policy, version = policy.version, "Policy loaded.");
+            for warning in relance_policy::warnings(policy) {
+                tracing::warn!(tenant, policy = %policy.policy, warning = %warning, "The policy is valid but will not do all it says (relancectl policy check).");
+            }
         }
         let tokens = relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file)
             .map_err(|reason| TokensError {
@@ -62,19 +65,7 @@ impl Service for SchedulerService {
             settings.outbox.clone(),
             OutboxMetrics::register(registry)?,
         );
-        // A faster clock is for demos and long scenarios; production runs at speed 1.
-        let clock: Arc<dyn Clock> = if (settings.scheduler.clock_speed - 1.0).abs() > f64::EPSILON {
-            tracing::warn!(
-                speed = settings.scheduler.clock_speed,
-                "The scheduler's clock runs faster than real time."
-            );
-            Arc::new(ScaledClock::new(
-                context.clock.now(),
-                settings.scheduler.clock_speed,
-            ))
-        } else {
-            context.clock.clone()
-        };
+        let clock = context.clock.clone();
         let scheduler = Scheduler {
             pool: context.pool.clone(),
             policies: policies.clone(),

@@ -7,6 +7,7 @@ use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Regi
 pub struct SchedulerMetrics {
     decided: IntCounterVec,
     customers: IntCounter,
+    quarantined: IntCounter,
     tick_duration: Histogram,
     approvals: IntCounterVec,
 }
@@ -44,6 +45,11 @@ impl SchedulerMetrics {
             ),
             &["decision"],
         )?;
+        let quarantined = IntCounter::new(
+            "relance_scheduler_customers_quarantined_total",
+            "Customers the scheduler could not plan because their data cannot form a valid command (a malformed id or currency); each is retried an hour later and logged with the reason.",
+        )?;
+        registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(decided.clone()))?;
         registry.register(Box::new(customers.clone()))?;
         registry.register(Box::new(tick_duration.clone()))?;
@@ -51,6 +57,7 @@ impl SchedulerMetrics {
         Ok(Self {
             decided,
             customers,
+            quarantined,
             tick_duration,
             approvals,
         })
@@ -60,6 +67,10 @@ impl SchedulerMetrics {
         self.decided
             .with_label_values(&[kind, channel, step, status])
             .inc();
+    }
+
+    pub fn record_quarantined(&self) {
+        self.quarantined.inc();
     }
 
     pub fn record_tick(&self, customers: usize, seconds: f64) {

@@ -1,23 +1,23 @@
-//! The scheduler's work: claim customers with due invoices, plan every open invoice of each
-//! with its tenant's policy, decide the reminders and tasks that are due (consolidated), and
-//! record them with their commands in the outbox, in one transaction per batch.
+//! The scheduler's work: claim customers with due invoices, ask the policy's planning loop
+//! (`relance_policy::plan_customer`, the one the simulator runs) what is due for each, and
+//! record every decision — reminder rows, commands in the outbox, relance's own facts on the
+//! invoices, each invoice's next action — in one transaction per batch.
 //!
 //! Customers are claimed with `FOR UPDATE SKIP LOCKED`, so any number of replicas share the
 //! work and never plan one customer at the same time; a reminder's idempotency key is unique
 //! in the database, so even a repeated decision is recorded once.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 use relance_config::{SchedulerSettings, TopicSettings};
-use relance_domain::{Book, BookEvent, EscalationTarget, Invoice, InvoiceEvent, InvoiceFact};
+use relance_domain::{Book, BookEvent, Invoice};
 use relance_events::{state_changed_record, CauseRef, EventBuildError};
+use relance_policy::commands::CustomerContext;
 use relance_policy::{
-    consolidate, plan, CustomerSnapshot, Decision, DueStep, PastAction, PastActionKind, Plan, Risk,
-    TaskChannel, Trigger,
+    plan_customer, CustomerSnapshot, PastAction, PastActionKind, PastReminder, Risk, Trigger,
 };
 use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::scheduling::{self, ReminderRow, SchedulingCustomer};
@@ -25,7 +25,7 @@ use relance_storage::{invoices, StorageError};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
-use crate::commands::{escalation_task, reminder_for_group, CommandContext, SOURCE};
+use crate::commands::{stored, Stored, SOURCE};
 use crate::metrics::SchedulerMetrics;
 use crate::policies::PolicySet;
 
@@ -77,26 +77,30 @@ pub fn customer_snapshot(customer: &SchedulingCustomer) -> CustomerSnapshot {
             .unwrap_or_default(),
         country: profile.map(|profile| profile.country.clone()),
         timezone: profile.map(|profile| profile.timezone.clone()),
+        // No reply reaches relance yet (docs/policy.md): stop_on_reply cannot take effect.
         last_reply_at: None,
         hold: customer.hold.as_ref().map(|hold| hold.until),
     }
 }
 
-/// Past reminders as the policy sees them: cancelled ones never happened.
-pub fn past_actions(rows: &[ReminderRow]) -> Vec<PastAction> {
+/// Reminder rows as the policy sees them: cancelled and deferred ones do not count, and a
+/// row whose trigger cannot be read is left out.
+pub fn past_reminders(rows: &[ReminderRow]) -> Vec<PastReminder> {
     rows.iter()
-        .filter(|row| row.status != "cancelled")
         .filter_map(|row| {
-            Some(PastAction {
-                invoice_ids: row.invoice_ids.clone(),
-                trigger: serde_json::from_value::<Trigger>(row.trigger.clone()).ok()?,
-                step_id: row.step_id.clone(),
-                at: row.scheduled_for,
-                kind: if row.kind == "escalation" {
-                    PastActionKind::Escalation
-                } else {
-                    PastActionKind::Reminder
+            Some(PastReminder {
+                action: PastAction {
+                    invoice_ids: row.invoice_ids.clone(),
+                    trigger: serde_json::from_value::<Trigger>(row.trigger.clone()).ok()?,
+                    step_id: row.step_id.clone(),
+                    at: row.scheduled_for,
+                    kind: if row.kind == "escalation" {
+                        PastActionKind::Escalation
+                    } else {
+                        PastActionKind::Reminder
+                    },
                 },
+                active: !matches!(row.status.as_str(), "cancelled" | "deferred"),
             })
         })
         .collect()
@@ -109,15 +113,15 @@ pub struct TickReport {
     pub queued: usize,
     pub awaiting_approval: usize,
     pub escalations: usize,
+    /// Customers whose data cannot form a valid command: left for a person.
+    pub quarantined: usize,
 }
 
-/// Work of one transaction, gathered before it is written.
-struct Batch {
-    book: Book,
-    changed: BTreeSet<String>,
-    outbox: Vec<OutboxRecord>,
+/// What a tick writes, gathered before it is written once.
+#[derive(Default)]
+struct Writes {
+    reminders: Vec<(ReminderRow, OutboxRecord, Vec<relance_domain::InvoiceEvent>)>,
     next_actions: Vec<(String, Option<DateTime<Utc>>, serde_json::Value)>,
-    report: TickReport,
 }
 
 impl Scheduler {
@@ -144,52 +148,35 @@ impl Scheduler {
             return Ok(TickReport::default());
         }
         let customers = scheduling::load_customers(&mut transaction, &customer_ids).await?;
-        let invoices =
-            scheduling::load_schedulable_invoices(&mut transaction, &customer_ids).await?;
+        let loaded = scheduling::load_schedulable_invoices(&mut transaction, &customer_ids).await?;
         let since = now - Duration::days(i64::from(self.settings.history_days));
         let history = scheduling::reminder_history(&mut transaction, &customer_ids, since).await?;
-        let mut batch = Batch {
-            book: Book {
-                invoices: invoices
-                    .into_iter()
-                    .map(|invoice| (invoice.invoice_id.clone(), invoice))
-                    .collect(),
-                customers: customers
-                    .iter()
-                    .map(|customer| (customer.customer_id.clone(), customer.facts.clone()))
-                    .collect(),
-            },
-            changed: BTreeSet::new(),
-            outbox: Vec::new(),
-            next_actions: Vec::new(),
-            report: TickReport {
-                customers: customers.len(),
-                ..TickReport::default()
-            },
+        let mut book = Book {
+            invoices: loaded
+                .into_iter()
+                .map(|invoice| (invoice.invoice_id.clone(), invoice))
+                .collect(),
+            customers: customers
+                .iter()
+                .map(|customer| (customer.customer_id.clone(), customer.facts.clone()))
+                .collect(),
         };
+        let mut report = TickReport {
+            customers: customers.len(),
+            ..TickReport::default()
+        };
+        let mut writes = Writes::default();
         for customer in &customers {
-            let mut rows: Vec<ReminderRow> = history
+            let rows: Vec<ReminderRow> = history
                 .iter()
                 .filter(|row| row.customer_id == customer.customer_id)
                 .cloned()
                 .collect();
-            self.plan_customer(&mut transaction, customer, &mut rows, &mut batch, now)
-                .await?;
+            self.plan(customer, &book, &rows, now, &mut writes, &mut report)?;
         }
-        let today = now.date_naive();
-        let changed: Vec<(&Invoice, relance_domain::DunningView)> = batch
-            .changed
-            .iter()
-            .filter_map(|id| batch.book.invoices.get(id))
-            .map(|invoice| (invoice, invoice.view(today)))
-            .collect();
-        let rows: Vec<_> = changed
-            .iter()
-            .map(|(invoice, view)| (*invoice, view))
-            .collect();
-        invoices::upsert(&mut transaction, &rows, today).await?;
-        scheduling::set_next_actions(&mut transaction, &batch.next_actions).await?;
-        outbox::enqueue(&mut transaction, &batch.outbox).await?;
+        let outbox = self
+            .record(&mut transaction, &mut book, writes, now, &mut report)
+            .await?;
         transaction
             .commit()
             .await
@@ -197,211 +184,176 @@ impl Scheduler {
                 context: "committing the scheduling batch",
                 source,
             })?;
-        if !batch.outbox.is_empty() {
+        if outbox {
             self.relay.notify_one();
         }
         self.metrics
-            .record_tick(batch.report.customers, started.elapsed().as_secs_f64());
-        Ok(batch.report)
+            .record_tick(report.customers, started.elapsed().as_secs_f64());
+        Ok(report)
     }
 
-    async fn plan_customer(
+    /// Asks the planning loop about one customer and gathers what it decided.
+    fn plan(
         &self,
-        transaction: &mut sqlx::PgConnection,
         customer: &SchedulingCustomer,
-        rows: &mut Vec<ReminderRow>,
-        batch: &mut Batch,
+        book: &Book,
+        rows: &[ReminderRow],
         now: DateTime<Utc>,
+        writes: &mut Writes,
+        report: &mut TickReport,
     ) -> Result<(), SchedulerError> {
         let policy = self.policies.for_tenant(&customer.tenant);
         let snapshot = customer_snapshot(customer);
-        let tz: Tz = snapshot
-            .timezone
-            .as_deref()
-            .and_then(|zone| zone.parse().ok())
-            .or_else(|| policy.rules.default_timezone.parse().ok())
-            .unwrap_or(Tz::UTC);
-        let context = CommandContext {
-            customer,
-            policy,
-            tz,
-            now,
-            reminders_topic: &self.topics.reminders,
-            tasks_topic: &self.topics.tasks,
-        };
-        let invoice_ids: Vec<String> = batch
-            .book
+        let invoices: Vec<Invoice> = book
             .invoices
             .values()
             .filter(|invoice| invoice.customer_id == customer.customer_id)
-            .map(|invoice| invoice.invoice_id.clone())
+            .cloned()
             .collect();
-        // Each round takes what is due now; a step taken can make the next one due (after a
-        // pause), so plan again until nothing is due. Rounds are few: the gap rule spaces steps.
-        for _ in 0..16 {
-            let past = past_actions(rows);
-            let mut dues: Vec<DueStep> = Vec::new();
-            let mut escalations = Vec::new();
-            for id in &invoice_ids {
-                let Some(invoice) = batch.book.invoices.get(id) else {
-                    continue;
-                };
-                let planned = plan(policy, &snapshot, invoice, &past, now);
-                match planned.decision {
-                    Decision::Send { step } if step.at <= now => {
-                        let view = invoice.view(now.with_timezone(&tz).date_naive());
-                        dues.push(DueStep {
-                            invoice_id: id.clone(),
-                            segment: planned.segment,
-                            amount_due_minor: view.amount_due_minor,
-                            currency: view.currency.map(|currency| currency.to_string()),
-                            step,
-                        });
-                    }
-                    Decision::Escalate {
-                        at,
-                        task,
-                        priority,
-                        cause,
-                    } if at <= now => {
-                        escalations.push((id.clone(), planned.segment, at, task, priority, cause));
-                    }
-                    _ => {}
+        let context = CustomerContext {
+            tenant: &customer.tenant,
+            customer_id: &customer.customer_id,
+            facts: Some(&customer.facts),
+        };
+        let planned = match plan_customer(
+            policy,
+            context,
+            &snapshot,
+            &invoices,
+            &past_reminders(rows),
+            now,
+        ) {
+            Ok(planned) => planned,
+            Err(error) => {
+                // Left for a person rather than stopping everyone else's dunning.
+                tracing::error!(customer = %customer.customer_id, error = %error, "A customer cannot be planned: their data cannot form a valid command. Planning them again in an hour.");
+                self.metrics.record_quarantined();
+                report.quarantined += 1;
+                let retry = now + Duration::hours(1);
+                for invoice in &invoices {
+                    writes.next_actions.push((
+                        invoice.invoice_id.clone(),
+                        Some(retry),
+                        serde_json::json!({"quarantined": error.to_string()}),
+                    ));
                 }
+                return Ok(());
             }
-            if dues.is_empty() && escalations.is_empty() {
-                break;
-            }
-            for group in consolidate(policy, tz, dues) {
-                let group_invoices: Vec<&Invoice> = group
-                    .invoice_ids
-                    .iter()
-                    .filter_map(|id| batch.book.invoices.get(id))
-                    .collect();
-                let decided = reminder_for_group(&context, &group, &group_invoices, rows)?;
-                let inserted = scheduling::insert_reminder(transaction, &decided.row).await?;
-                rows.push(decided.row.clone());
-                if !inserted {
-                    continue;
-                }
-                let row = &decided.row;
-                self.metrics
-                    .record_decided(&row.kind, &row.channel, &row.step_id, &row.status);
-                if row.status == "awaiting_approval" {
-                    batch.report.awaiting_approval += 1;
-                    let fact = InvoiceFact::ApprovalRequested {
-                        step: row.step_id.clone(),
-                    };
-                    self.apply_fact(
-                        batch,
-                        customer,
-                        &row.invoice_ids,
-                        &fact,
-                        row.reminder_id,
-                        "relance.reminder.approval_requested",
-                        now,
-                    )?;
-                } else {
-                    batch.report.queued += 1;
-                    batch.outbox.push(decided.record);
-                }
-            }
-            for (invoice_id, segment, at, task, priority, cause) in escalations {
-                let Some(invoice) = batch.book.invoices.get(&invoice_id) else {
-                    continue;
-                };
-                let decided = escalation_task(
-                    &context, invoice, &segment, at, task, priority, &cause, rows,
-                )?;
-                let inserted = scheduling::insert_reminder(transaction, &decided.row).await?;
-                rows.push(decided.row.clone());
-                if !inserted {
-                    continue;
-                }
-                self.metrics.record_decided(
-                    "escalation",
-                    task.code(),
-                    &decided.row.step_id,
-                    "queued",
-                );
-                batch.report.escalations += 1;
-                batch.outbox.push(decided.record);
-                let to = if task == TaskChannel::CollectionAgency {
-                    EscalationTarget::Agency
-                } else {
-                    EscalationTarget::Person
-                };
-                self.apply_fact(
-                    batch,
-                    customer,
-                    &[invoice_id],
-                    &InvoiceFact::Escalated { to },
-                    decided.row.reminder_id,
-                    "relance.task.create",
-                    now,
-                )?;
-            }
+        };
+        for decided in &planned.decided {
+            let Stored { row, record } = stored(
+                decided,
+                policy,
+                &customer.tenant,
+                &customer.customer_id,
+                &self.topics,
+                now,
+            )?;
+            writes.reminders.push((row, record, decided.facts.clone()));
         }
-        let past = past_actions(rows);
-        for id in &invoice_ids {
-            let Some(invoice) = batch.book.invoices.get(id) else {
-                continue;
-            };
-            let planned: Plan = plan(policy, &snapshot, invoice, &past, now);
-            let next = planned.decision.next_time();
-            batch.next_actions.push((
-                id.clone(),
-                next,
-                serde_json::to_value(&planned).unwrap_or_default(),
+        for (invoice_id, plan) in &planned.plans {
+            writes.next_actions.push((
+                invoice_id.clone(),
+                plan.decision.next_time(),
+                serde_json::to_value(plan).unwrap_or_default(),
             ));
         }
         Ok(())
     }
 
-    /// Applies one of relance's own facts to invoices and reports the state changes.
-    #[allow(clippy::too_many_arguments)]
-    fn apply_fact(
+    /// Writes what the tick decided, once: the reminders (only those recorded now are
+    /// published, and only their facts applied), the invoices they changed, every next action.
+    /// Returns whether anything went to the outbox.
+    async fn record(
         &self,
-        batch: &mut Batch,
-        customer: &SchedulingCustomer,
-        invoice_ids: &[String],
-        fact: &InvoiceFact,
-        reminder_id: uuid::Uuid,
-        cause_type: &str,
+        transaction: &mut sqlx::PgConnection,
+        book: &mut Book,
+        writes: Writes,
         now: DateTime<Utc>,
-    ) -> Result<(), SchedulerError> {
-        for invoice_id in invoice_ids {
-            let event_id = format!("{}:{reminder_id}:{invoice_id}", fact.name());
-            let event = BookEvent::Invoice(InvoiceEvent {
-                event_id: event_id.clone(),
-                tenant: customer.tenant.clone(),
-                customer_id: customer.customer_id.clone(),
-                invoice_id: invoice_id.clone(),
-                time: now,
-                revision: None,
-                fact: fact.clone(),
-            });
-            match batch.book.apply(&event, now.date_naive()) {
-                Ok(change) => {
-                    batch.changed.insert(invoice_id.clone());
-                    if let Some(change) = change {
-                        let cause = CauseRef {
-                            source: SOURCE,
-                            id: &event_id,
-                            event_type: cause_type,
-                        };
-                        if let Some(record) =
-                            state_changed_record(&change, &cause, now, &self.topics.events, SOURCE)?
-                        {
-                            batch.outbox.push(record);
+        report: &mut TickReport,
+    ) -> Result<bool, SchedulerError> {
+        let rows: Vec<ReminderRow> = writes
+            .reminders
+            .iter()
+            .map(|(row, _, _)| row.clone())
+            .collect();
+        let inserted: HashSet<String> = scheduling::insert_reminders(transaction, &rows)
+            .await?
+            .into_iter()
+            .collect();
+        let mut outbox_records = Vec::new();
+        let mut changed = BTreeSet::new();
+        for (row, record, facts) in writes.reminders {
+            if !inserted.contains(&row.idempotency_key) {
+                continue;
+            }
+            self.metrics
+                .record_decided(&row.kind, &row.channel, &row.step_id, &row.status);
+            match (row.kind.as_str(), row.status.as_str()) {
+                ("escalation", _) => report.escalations += 1,
+                (_, "awaiting_approval") => report.awaiting_approval += 1,
+                _ => report.queued += 1,
+            }
+            if row.status != "awaiting_approval" {
+                outbox_records.push(record);
+            }
+            let cause_type = if row.kind == "escalation" {
+                "relance.task.create"
+            } else {
+                "relance.reminder.approval_requested"
+            };
+            for event in facts {
+                let invoice_id = event.invoice_id.clone();
+                let event_id = event.event_id.clone();
+                match book.apply_at(
+                    &BookEvent::Invoice(event),
+                    now,
+                    relance_domain::calendar::UNKNOWN_ZONE,
+                ) {
+                    Ok(change) => {
+                        changed.insert(invoice_id);
+                        if let Some(change) = change {
+                            let cause = CauseRef {
+                                source: SOURCE,
+                                id: &event_id,
+                                event_type: cause_type,
+                            };
+                            if let Some(record) = state_changed_record(
+                                &change,
+                                &cause,
+                                now,
+                                &self.topics.events,
+                                SOURCE,
+                            )? {
+                                outbox_records.push(record);
+                            }
                         }
                     }
-                }
-                Err(rejection) => {
-                    tracing::error!(invoice_id = %invoice_id, error = %rejection, "The scheduler's own fact was refused.");
+                    Err(rejection) => {
+                        tracing::error!(invoice_id = %invoice_id, error = %rejection, "The scheduler's own fact was refused.");
+                    }
                 }
             }
         }
-        Ok(())
+        let views: Vec<_> = changed
+            .iter()
+            .filter_map(|id| book.invoices.get(id))
+            .map(|invoice| {
+                let today = book.today_of(
+                    &invoice.customer_id,
+                    now,
+                    relance_domain::calendar::UNKNOWN_ZONE,
+                );
+                (invoice, invoice.view(today), today)
+            })
+            .collect();
+        let upserts: Vec<_> = views
+            .iter()
+            .map(|(invoice, view, today)| (*invoice, view, *today))
+            .collect();
+        invoices::upsert(transaction, &upserts).await?;
+        scheduling::set_next_actions(transaction, &writes.next_actions).await?;
+        outbox::enqueue(transaction, &outbox_records).await?;
+        Ok(!outbox_records.is_empty())
     }
 }

@@ -221,7 +221,12 @@ pub fn task(
         customer_id: command.customer_id.clone(),
         kind: TaskKind::ManualReview,
         priority: TaskPriority::Normal,
-        due_on: now.date_naive(),
+        // The customer's date, in the zone the reminder was planned in.
+        due_on: relance_domain::calendar::local_date(
+            relance_domain::calendar::zone(command.timezone.as_str())
+                .unwrap_or(relance_domain::calendar::UNKNOWN_ZONE),
+            now,
+        ),
         invoice_ids: invoice_ids(command),
         amount_due: Some(
             command

@@ -420,6 +420,7 @@ impl Dispatcher {
                         },
                         records: Vec::new(),
                         suppression: None,
+                        replan: None,
                         metric: None,
                     });
                 }
@@ -468,7 +469,6 @@ impl Dispatcher {
         token: Uuid,
     ) -> Result<Vec<Ready>, StorageError> {
         let now = self.clock.now();
-        let today = now.date_naive();
         let customers: Vec<(String, String)> = wave
             .iter()
             .map(|job| (job.tenant().to_string(), job.claimed.customer_id.clone()))
@@ -498,13 +498,28 @@ impl Dispatcher {
                     held: row.held,
                     held_until: row.held_until,
                     sent_recently: row.sent_recently,
+                    oldest_recent: row.oldest_recent,
                 })
                 .collect();
+        // Each invoice judged on its customer's date, in the zone its reminder was planned in.
+        let today_of: HashMap<&str, chrono::NaiveDate> = wave
+            .iter()
+            .flat_map(|job| {
+                let today = job.today(now);
+                job.claimed
+                    .invoice_ids
+                    .iter()
+                    .map(move |id| (id.as_str(), today))
+            })
+            .collect();
         let invoices: Vec<GuardInvoice> =
             relance_storage::invoices::load_for_share(&mut transaction, &invoice_ids)
                 .await?
                 .iter()
-                .map(|invoice| GuardInvoice::of(invoice, today))
+                .filter_map(|invoice| {
+                    let today = today_of.get(invoice.invoice_id.as_str())?;
+                    Some(GuardInvoice::of(invoice, *today))
+                })
                 .collect();
         let suppressed: HashMap<(String, String, String), String> =
             deliveries::suppressions(&mut transaction, &addresses)
@@ -530,7 +545,7 @@ impl Dispatcher {
             .map(|job| Candidate {
                 tenant: job.tenant(),
                 command: job.command(),
-                today,
+                today: job.today(now),
                 suppression: suppression_of(job),
             })
             .collect();
@@ -547,7 +562,17 @@ impl Dispatcher {
         for (job, verdict) in wave.into_iter().zip(verdicts) {
             match verdict {
                 Verdict::Skip { reason, detail } => {
-                    settlements.push(self.settler().skipped(&job, reason, &detail, now));
+                    let customer = customers
+                        .iter()
+                        .find(|customer| customer.customer_id == job.claimed.customer_id);
+                    let mut settlement = self.settler().skipped(&job, reason, &detail, now);
+                    settlement.replan =
+                        guard::replan_at(reason, customer, window, now).map(|at| settle::Replan {
+                            reminder_id: job.command().reminder_id,
+                            invoice_ids: job.claimed.invoice_ids.clone(),
+                            at,
+                        });
+                    settlements.push(settlement);
                 }
                 Verdict::Send {
                     invoices: kept,
@@ -606,7 +631,7 @@ impl Dispatcher {
             links: &self.links,
             signer: &self.signer,
             now,
-            today: now.date_naive(),
+            today: job.today(now),
         });
         let refuse = |job: &Job, code: &str, message: &str| {
             Box::new(self.settler().give_up(

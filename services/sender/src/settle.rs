@@ -11,6 +11,7 @@ use relance_delivery::transition::{AfterAttempt, GiveUpReason};
 use relance_kafka::{DeadLetter, DeadLetterWriter};
 use relance_storage::deliveries::{self, ClaimedDelivery, DeliveryUpdate};
 use relance_storage::outbox::{self, OutboxRecord};
+use relance_storage::scheduling;
 use relance_storage::StorageError;
 use sqlx::PgConnection;
 
@@ -54,6 +55,14 @@ impl Job {
         relance_delivery::recipient::address(self.command())
     }
 
+    /// The customer's date at `now`, in the time zone the scheduler planned the reminder in:
+    /// the guard judges pauses and holds on the same day the planner did.
+    pub fn today(&self, now: DateTime<Utc>) -> chrono::NaiveDate {
+        let zone = relance_domain::calendar::zone(self.command().timezone.as_str())
+            .unwrap_or(relance_domain::calendar::UNKNOWN_ZONE);
+        relance_domain::calendar::local_date(zone, now)
+    }
+
     pub fn channel(&self) -> &'static str {
         relance_delivery::recipient::channel_name(self.command().channel)
     }
@@ -85,6 +94,15 @@ pub struct Settlement {
     /// Suppress the recipient's address (tenant, channel, address, detail).
     pub suppression: Option<(String, &'static str, String, String)>,
     pub metric: Option<Metric>,
+    /// A skip for a reason that passes: the scheduler plans the step again.
+    pub replan: Option<Replan>,
+}
+
+/// A reminder held back for a reason that passes, to plan again.
+pub struct Replan {
+    pub reminder_id: uuid::Uuid,
+    pub invoice_ids: Vec<String>,
+    pub at: DateTime<Utc>,
 }
 
 /// Where settlements are written: the topics and the dead-letter writer.
@@ -145,6 +163,7 @@ impl Settler<'_> {
             update,
             records: event.into_iter().collect(),
             suppression: None,
+            replan: None,
             metric: Some(Metric::Sent(
                 job.labels.clone(),
                 delivered.provider.to_string(),
@@ -179,6 +198,7 @@ impl Settler<'_> {
             update,
             records: event.into_iter().collect(),
             suppression: None,
+            replan: None,
             metric: Some(Metric::Skipped(job.labels.clone(), reason.code())),
         }
     }
@@ -240,6 +260,7 @@ impl Settler<'_> {
                     },
                     records: failed(&code, &message).into_iter().collect(),
                     suppression: None,
+                    replan: None,
                     metric: Some(Metric::Retry(provider.to_string(), "transient")),
                 }
             }
@@ -257,6 +278,7 @@ impl Settler<'_> {
                     },
                     records: failed("ambiguous", &message).into_iter().collect(),
                     suppression: None,
+                    replan: None,
                     metric: Some(Metric::Retry(provider.to_string(), "ambiguous")),
                 }
             }
@@ -275,6 +297,7 @@ impl Settler<'_> {
                 },
                 records: Vec::new(),
                 suppression: None,
+                replan: None,
                 metric: None,
             },
             AfterAttempt::GiveUp {
@@ -366,6 +389,7 @@ impl Settler<'_> {
             update,
             records: records.into_iter().flatten().collect(),
             suppression: None,
+            replan: None,
             metric: Some(Metric::Failed(job.labels.clone(), reason)),
         }
     }
@@ -413,6 +437,7 @@ impl Settler<'_> {
             update,
             records: records.into_iter().flatten().collect(),
             suppression: None,
+            replan: None,
             metric: Some(Metric::Failed(job.labels.clone(), "outcome_unknown")),
         }
     }
@@ -452,6 +477,7 @@ pub fn unreadable(claimed: &ClaimedDelivery, error: &str, now: DateTime<Utc>) ->
         },
         records: Vec::new(),
         suppression: None,
+        replan: None,
         metric: None,
     }
 }
@@ -482,6 +508,15 @@ pub async fn store(
                 "inactive",
                 "sender",
                 Some(detail),
+            )
+            .await?;
+        }
+        if let Some(replan) = &settlement.replan {
+            scheduling::defer_reminder(
+                transaction,
+                replan.reminder_id,
+                &replan.invoice_ids,
+                replan.at,
             )
             .await?;
         }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use axum::extract::{Form, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{Days, NaiveDate};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use relance_contracts::commands::{CreateTaskV1, TaskKind, TaskPriority};
 use relance_contracts::dunning::{
     CustomerActionKind, CustomerActionV1, InteractionSource, LinkKind,
@@ -289,7 +289,21 @@ impl Action {
     }
 }
 
-/// The promise window for the tenant: from tomorrow to the policy's limit.
+/// The customer's date at `now`: in their time zone, else the tenant policy's default one, as
+/// the scheduler plans it.
+fn customer_today(state: &AppState, loaded: &Loaded, now: DateTime<Utc>) -> NaiveDate {
+    let policy = state.policies.for_tenant(&loaded.claims.t);
+    let zone = loaded
+        .invoice
+        .timezone
+        .as_deref()
+        .and_then(relance_domain::calendar::zone)
+        .or_else(|| relance_domain::calendar::zone(&policy.rules.default_timezone))
+        .unwrap_or(relance_domain::calendar::UNKNOWN_ZONE);
+    relance_domain::calendar::local_date(zone, now)
+}
+
+/// The promise window for the tenant: from the customer's tomorrow to the policy's limit.
 fn promise_window(state: &AppState, tenant: &str, today: NaiveDate) -> (NaiveDate, NaiveDate, u32) {
     let pauses = &state.policies.for_tenant(tenant).rules.pauses;
     let earliest = today.checked_add_days(Days::new(1)).unwrap_or(today);
@@ -307,8 +321,11 @@ fn form_context(
 ) -> Context {
     let mut context = context(state, loaded, &format!("title_{}", action.page()));
     if action == Action::Promise {
-        let (earliest, latest, _) =
-            promise_window(state, &loaded.claims.t, state.now().date_naive());
+        let (earliest, latest, _) = promise_window(
+            state,
+            &loaded.claims.t,
+            customer_today(state, loaded, state.now()),
+        );
         context.insert("earliest", &earliest.to_string());
         context.insert("latest", &latest.to_string());
         context.insert("earliest_text", &date(earliest, &loaded.locale));
@@ -405,8 +422,11 @@ fn validate(
             })
         }
         Action::Promise => {
-            let (earliest, latest, _) =
-                promise_window(state, &loaded.claims.t, state.now().date_naive());
+            let (earliest, latest, _) = promise_window(
+                state,
+                &loaded.claims.t,
+                customer_today(state, loaded, state.now()),
+            );
             let promised_on = field(form, "promised_on", 10)
                 .and_then(|text| NaiveDate::parse_from_str(&text, "%Y-%m-%d").ok())
                 .filter(|day| *day >= earliest && *day <= latest)
@@ -469,7 +489,7 @@ fn task(
         customer_id: Id::parse(&loaded.claims.c).ok()?,
         kind,
         priority,
-        due_on: now.date_naive(),
+        due_on: customer_today(state, loaded, now),
         invoice_ids: vec![Id::parse(&loaded.claims.i).ok()?],
         amount_due,
         contact: recipient_of(loaded.delivery.as_ref()),
@@ -595,7 +615,8 @@ async fn record_submission(
     if !inserted {
         return Ok(false);
     }
-    let (_, _, grace_days) = promise_window(state, &loaded.claims.t, now.date_naive());
+    let (_, _, grace_days) =
+        promise_window(state, &loaded.claims.t, customer_today(state, loaded, now));
     let fact = match action {
         Action::AlreadyPaid => Some(InvoiceFact::PaymentClaimed {
             reference: submission.reference.clone(),
@@ -805,7 +826,7 @@ pub async fn renew(State(state): State<AppState>, Path(token): Path<String>) -> 
         );
     };
     state.metrics.link("renew", "ok");
-    let today = now.date_naive();
+    let today = customer_today(&state, &loaded, now);
     let action_id = Uuid::new_v5(
         &ACTION_NAMESPACE,
         format!("{}:renew:{today}", loaded.claims.r).as_bytes(),

@@ -114,7 +114,14 @@ fn undeliverable_task(
         customer_id: Id::parse(&delivery.customer_id).ok()?,
         kind: TaskKind::ManualReview,
         priority: TaskPriority::Normal,
-        due_on: now.date_naive(),
+        // The customer's date, in the zone the reminder was planned in.
+        due_on: relance_domain::calendar::local_date(
+            delivery.command["data"]["timezone"]
+                .as_str()
+                .and_then(relance_domain::calendar::zone)
+                .unwrap_or(relance_domain::calendar::UNKNOWN_ZONE),
+            now,
+        ),
         invoice_ids: delivery.invoice_ids.iter().filter_map(|id| Id::parse(id).ok()).collect(),
         amount_due: None,
         contact: recipient,

@@ -204,10 +204,37 @@ fn scheduler_files_are_checked_and_relative_paths_follow_the_config_folder() {
         message.contains("scheduler.policies_dir = \"/nonexistent\""),
         "{message}"
     );
-    let message = load(&[("RELANCE__SCHEDULER__CLOCK_SPEED", "0.5")])
-        .unwrap_err()
-        .to_string();
-    assert!(message.contains("scheduler.clock_speed = 0.5"), "{message}");
+}
+
+#[test]
+fn the_clock_is_checked_for_every_service() {
+    rejects(
+        &[("RELANCE__RUNTIME__CLOCK__SPEED", "0.5")],
+        "runtime.clock.speed",
+        "0.5",
+    );
+    rejects(
+        &[("RELANCE__RUNTIME__CLOCK__START", "next tuesday")],
+        "runtime.clock.start",
+        "next tuesday",
+    );
+    rejects(
+        &[("RELANCE__RUNTIME__CLOCK__EPOCH", "2026-13-01")],
+        "runtime.clock.epoch",
+        "2026-13-01",
+    );
+    crate::load_with(
+        "local",
+        &[
+            ("RELANCE__RUNTIME__CLOCK__SPEED", "3600"),
+            ("RELANCE__RUNTIME__CLOCK__START", "2026-09-01T00:00:00Z"),
+            (
+                "RELANCE__RUNTIME__CLOCK__EPOCH",
+                "2026-11-30T10:00:00+01:00",
+            ),
+        ],
+    )
+    .expect("a simulated clock");
 }
 
 #[test]

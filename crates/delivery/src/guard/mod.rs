@@ -18,6 +18,29 @@ pub struct GuardCustomer {
     /// Messages sent to the customer since the start of the frequency-cap window, and
     /// attempts whose outcome is not known yet (they may have reached the customer).
     pub sent_recently: i64,
+    /// When the oldest message still in the cap's window was sent.
+    pub oldest_recent: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// When the scheduler should plan a skipped step again, or `None` when the skip is final:
+/// once the cap's window has let the oldest message go, or at once for a pause, a dispute or
+/// a hold (the planner then waits for its end itself).
+pub fn replan_at(
+    reason: SkipReason,
+    customer: Option<&GuardCustomer>,
+    cap_window: chrono::Duration,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    if reason.is_final() {
+        return None;
+    }
+    if reason == SkipReason::FrequencyCap {
+        let frees = customer
+            .and_then(|customer| customer.oldest_recent)
+            .map_or(now + cap_window, |oldest| oldest + cap_window);
+        return Some(frees.max(now));
+    }
+    Some(now)
 }
 
 /// Why a reminder is not sent (a metric label and the audit trail's reason).
@@ -61,6 +84,16 @@ impl SkipReason {
             Self::NoContactAddress => "no_contact_address",
             Self::FrequencyCap => "frequency_cap",
         }
+    }
+
+    /// Whether the skip ends the step for good: dunning of the invoice is over (paid, closed,
+    /// escalated, unknown), or the address cannot be used. A cap, a pause, a dispute or a hold
+    /// passes: the scheduler plans the step again.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Self::FrequencyCap | Self::InvoicePaused | Self::InvoiceDisputed | Self::CustomerHeld
+        )
     }
 
     /// Every reason, so their counters exist from the start.

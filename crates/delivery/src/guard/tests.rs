@@ -270,6 +270,7 @@ fn holds_suppressions_missing_addresses_and_the_cap_skip() {
         held,
         held_until: until,
         sent_recently: sent,
+        oldest_recent: None,
     };
     let held = customer(true, None, 0);
     assert_eq!(

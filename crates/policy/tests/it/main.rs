@@ -88,3 +88,28 @@ pub fn invoice(invoice_id: &str, total: i64, due_on: &str) -> Invoice {
 pub fn with(invoice: &Invoice, id: &str, fact: InvoiceFact) -> Invoice {
     apply_invoice_event(Some(invoice), &invoice_event(id, &invoice.invoice_id, fact)).unwrap()
 }
+
+/// The timeline of one invoice of `customer`, with no reminder before (the simulator the
+/// scheduler shares).
+pub fn simulate_one(
+    policy: &Policy,
+    customer: &CustomerSnapshot,
+    invoice: &Invoice,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Vec<relance_policy::TimelineEntry> {
+    relance_policy::simulate(
+        policy,
+        relance_policy::commands::CustomerContext {
+            tenant: "acme",
+            customer_id: &invoice.customer_id,
+            facts: None,
+        },
+        customer,
+        std::slice::from_ref(invoice),
+        vec![],
+        from,
+        until,
+    )
+    .unwrap()
+}

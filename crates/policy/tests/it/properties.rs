@@ -5,11 +5,11 @@ use chrono_tz::Tz;
 use proptest::prelude::*;
 use relance_domain::{DunningState, Invoice, InvoiceFact};
 use relance_policy::{
-    is_sendable, plan, simulate, AfterPause, CustomerSnapshot, Day, Decision, PastAction,
-    PastActionKind, Policy, ReminderCap, Risk, TimelineEntry, Trigger,
+    is_sendable, plan, AfterPause, CustomerSnapshot, Day, Decision, PastAction, PastActionKind,
+    Policy, ReminderCap, Risk, TimelineEntry, Trigger,
 };
 
-use crate::{date, default_policy, eur, invoice, utc, with};
+use crate::{date, default_policy, eur, invoice, simulate_one, utc, with};
 
 const ZONES: [&str; 6] = [
     "Europe/Paris",
@@ -249,7 +249,7 @@ proptest! {
     fn the_steps_of_one_invoice_are_monotone_in_time(
         policy in policy(), customer in customer(), invoice in an_invoice("inv_1"), now in instant(),
     ) {
-        let timeline = simulate(&policy, &customer, &invoice, vec![], now, now + Duration::days(400));
+        let timeline = simulate_one(&policy, &customer, &invoice, now, now + Duration::days(400));
         let times: Vec<DateTime<Utc>> = timeline
             .iter()
             .filter_map(|entry| match entry {
@@ -299,5 +299,107 @@ proptest! {
                 prop_assert!(within <= cap.count as usize, "{within} reminders in {} days up to {contact}", cap.window_days);
             }
         }
+    }
+}
+
+/// The contacts (reminders and step tasks) of a customer's timeline.
+fn contacts(timeline: &[TimelineEntry]) -> Vec<DateTime<Utc>> {
+    let mut times: Vec<DateTime<Utc>> = timeline
+        .iter()
+        .filter_map(|entry| match entry {
+            TimelineEntry::Step { step, .. } => Some(step.at),
+            _ => None,
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Whatever the invoices of a customer — due the same day or spread, large or small — and
+    /// wherever the customer lives, their reminders keep the minimum gap and the cap: the
+    /// planning loop decides one contact at a time.
+    #[test]
+    fn the_gap_and_the_cap_hold_across_all_of_a_customers_invoices(
+        dues in proptest::collection::vec((0u64..45, 1_000i64..2_000_000), 1..7),
+        zone in proptest::sample::select(ZONES.to_vec()),
+    ) {
+        let policy = default_policy();
+        let invoices: Vec<Invoice> = dues
+            .iter()
+            .enumerate()
+            .map(|(index, (offset, amount))| {
+                let due_on = date("2026-11-01") + Days::new(*offset);
+                invoice(&format!("inv_{index}"), *amount, &due_on.to_string())
+            })
+            .collect();
+        let customer = CustomerSnapshot {
+            customer_id: "cus_1".into(),
+            timezone: Some(zone.to_string()),
+            ..CustomerSnapshot::default()
+        };
+        let timeline = relance_policy::simulate(
+            &policy,
+            relance_policy::commands::CustomerContext { tenant: "acme", customer_id: "cus_1", facts: None },
+            &customer,
+            &invoices,
+            vec![],
+            utc("2026-10-25T00:00:00Z"),
+            utc("2027-04-01T00:00:00Z"),
+        )
+        .unwrap();
+        let times = contacts(&timeline);
+        let gap = Duration::days(i64::from(policy.rules.min_days_between_reminders));
+        for pair in times.windows(2) {
+            prop_assert!(pair[1] - pair[0] >= gap, "{} then {}", pair[0], pair[1]);
+        }
+        if let Some(cap) = policy.rules.max_reminders {
+            let window = Duration::days(i64::from(cap.window_days));
+            for (index, at) in times.iter().enumerate() {
+                let within = times[index..].iter().filter(|later| **later < *at + window).count();
+                prop_assert!(within <= cap.count as usize, "{within} reminders from {at}");
+            }
+        }
+    }
+
+    /// For any time zone, instant and end of a promise, the instant the planner resumes at is
+    /// one the sender's guard lets through: both judge the pause on the customer's own date.
+    #[test]
+    fn the_planner_resumes_when_the_guard_lets_the_reminder_through(
+        zone in proptest::sample::select(vec![
+            "Pacific/Kiritimati", "Pacific/Auckland", "Pacific/Noumea", "Australia/Sydney",
+            "Asia/Kolkata", "Europe/Paris", "UTC", "America/Los_Angeles", "Pacific/Pago_Pago",
+        ]),
+        promised_offset in 0u64..40,
+        grace in 0u32..5,
+        asked_hours in 0i64..72,
+    ) {
+        let policy = default_policy();
+        let promised_on = date("2026-12-10") + Days::new(promised_offset);
+        let base = invoice("inv_1", 80_000, "2026-11-20");
+        let paused = with(&base, "promise", InvoiceFact::PromisedToPay { promised_on, grace_days: grace });
+        let customer = CustomerSnapshot {
+            customer_id: "cus_1".into(),
+            timezone: Some(zone.to_string()),
+            ..CustomerSnapshot::default()
+        };
+        let tz: Tz = zone.parse().unwrap();
+        let asked = utc("2026-12-01T00:00:00Z") + Duration::hours(asked_hours);
+        let until = match plan(&policy, &customer, &paused, &[], asked).decision {
+            Decision::Wait { until, .. } => until,
+            other => return Err(TestCaseError::fail(format!("expected a wait, got {other:?}"))),
+        };
+        // The guard, at that instant, on the customer's date.
+        let today = relance_domain::calendar::local_date(tz, until);
+        let guarded = relance_delivery::guard::GuardInvoice::of(&paused, today);
+        prop_assert!(
+            !matches!(guarded.state, DunningState::Paused { .. }),
+            "resumes at {until} ({today} in {zone}) but the guard sees {:?}", guarded.state
+        );
+        // And the planner, asked at that instant, takes a step.
+        let resumed = plan(&policy, &customer, &paused, &[], until).decision;
+        prop_assert!(matches!(resumed, Decision::Send { .. }), "{resumed:?}");
     }
 }

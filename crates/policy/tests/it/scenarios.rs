@@ -2,11 +2,11 @@ use chrono::Duration;
 use chrono_tz::Tz;
 use relance_domain::{InvoiceFact, PauseReason};
 use relance_policy::{
-    assign_variant, consolidate, plan, simulate, Adjustment, Decision, DoneReason, DueStep,
-    PastAction, PastActionKind, SkipReason, StepChannel, TaskChannel, TimelineEntry, Trigger,
+    assign_variant, consolidate, plan, Adjustment, Decision, DoneReason, DueStep, PastAction,
+    PastActionKind, SkipReason, StepChannel, TaskChannel, TimelineEntry, Trigger,
 };
 
-use crate::{customer, date, default_policy, eur, invoice, utc, with};
+use crate::{customer, date, default_policy, eur, invoice, simulate_one, utc, with};
 
 fn step_times(timeline: &[TimelineEntry]) -> Vec<(String, String)> {
     timeline
@@ -26,11 +26,10 @@ fn the_standard_sequence_avoids_weekends_and_holidays_and_ends_with_a_call() {
     let policy = default_policy();
     // Due on Wednesday 2 December 2026; Paris is UTC+1 in winter.
     let invoice = invoice("inv_1", 120_000, "2026-12-02");
-    let timeline = simulate(
+    let timeline = simulate_one(
         &policy,
         &customer("cus_1"),
         &invoice,
-        vec![],
         utc("2026-11-01T00:00:00Z"),
         utc("2027-03-01T00:00:00Z"),
     );
@@ -54,7 +53,7 @@ fn the_standard_sequence_avoids_weekends_and_holidays_and_ends_with_a_call() {
             ),
         ]
     );
-    let TimelineEntry::Step { step, segment } = &timeline[0] else {
+    let TimelineEntry::Step { step, segment, .. } = &timeline[0] else {
         panic!("a step first")
     };
     assert_eq!(segment, "standard");
@@ -106,18 +105,17 @@ fn a_vip_customer_gets_approval_gated_gentle_steps() {
 fn a_large_amount_gets_its_segment_with_a_phone_call_task() {
     let policy = default_policy();
     let large = invoice("inv_1", 1_500_000, "2026-12-02");
-    let timeline = simulate(
+    let timeline = simulate_one(
         &policy,
         &customer("cus_1"),
         &large,
-        vec![],
         utc("2026-11-01T00:00:00Z"),
         utc("2027-03-01T00:00:00Z"),
     );
     let channels: Vec<StepChannel> = timeline
         .iter()
         .filter_map(|entry| match entry {
-            TimelineEntry::Step { step, segment } => {
+            TimelineEntry::Step { step, segment, .. } => {
                 assert_eq!(segment, "large_amount");
                 Some(step.channel)
             }

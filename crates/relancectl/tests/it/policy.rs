@@ -146,3 +146,101 @@ fn templates_render_previews_a_template() {
     assert!(stdout.contains("Hello Camille,"), "{stdout}");
     assert!(stderr.contains("default/en/final_notice"), "{stderr}");
 }
+
+#[test]
+fn policy_check_refuses_a_template_that_does_not_exist_or_sends_on_another_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(relance_testkit::repo_root().join("config/policies/default.yaml"))
+            .unwrap();
+    let missing = dir.path().join("missing.yaml");
+    std::fs::write(
+        &missing,
+        text.replacen(
+            "template: first_reminder_vip",
+            "template: does_not_exist",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = relancectl(&["policy", "check", &missing.to_string_lossy()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("segment vip, step first_reminder: template does_not_exist does not exist for locale fr"),
+        "{stderr}"
+    );
+    let wrong_channel = dir.path().join("channel.yaml");
+    std::fs::write(
+        &wrong_channel,
+        text.replacen(
+            "{id: sms_reminder, offset_days: 17, channel: sms, template: sms_reminder",
+            "{id: sms_reminder, offset_days: 17, channel: sms, template: first_reminder",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = relancectl(&["policy", "check", &wrong_channel.to_string_lossy()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr
+            .contains("template first_reminder is a Email template in en, but the step sends sms"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_check_warns_of_steps_never_sent_and_of_stop_on_reply() {
+    let (code, _, stderr) = relancectl(&["policy", "check", "config/policies/default.yaml"]);
+    assert_eq!(code, 0);
+    assert!(
+        !stderr.contains("is never sent"),
+        "the shipped policy reaches every step: {stderr}"
+    );
+    assert!(
+        stderr.contains("stop_on_reply is set on") && stderr.contains("has no effect"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(relance_testkit::repo_root().join("config/policies/default.yaml"))
+            .unwrap();
+    let crowded = dir.path().join("crowded.yaml");
+    std::fs::write(&crowded, text.replacen("count: 4", "count: 2", 1)).unwrap();
+    let (code, _, stderr) = relancectl(&["policy", "check", &crowded.to_string_lossy()]);
+    assert_eq!(code, 0, "a warning, not an error: {stderr}");
+    assert!(
+        stderr.contains("segment standard: step") && stderr.contains("is never sent"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn policy_simulate_shows_the_templates_the_scheduler_sends_and_refuses_impossible_promises() {
+    let (code, stdout, stderr) = relancectl(&[
+        "policy",
+        "simulate",
+        "--due-on",
+        "2026-12-02",
+        "--amount",
+        "25000.00",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("first_reminder_personal"), "{stdout}");
+    assert!(stdout.contains("final_notice_personal"), "{stdout}");
+
+    let (code, _, stderr) = relancectl(&[
+        "policy",
+        "simulate",
+        "--due-on",
+        "2026-12-02",
+        "--from",
+        "2026-12-10",
+        "--promise",
+        "2027-03-01",
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("--promise 2027-03-01") && stderr.contains("max_promise_days = 30"),
+        "{stderr}"
+    );
+}

@@ -187,12 +187,14 @@ async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
     let mut transaction = pool.begin().await.unwrap();
     invoices::upsert(
         &mut transaction,
-        &[(&issued, &issued.view(today)), (&other, &other.view(today))],
-        today,
+        &[
+            (&issued, &issued.view(today), today),
+            (&other, &other.view(today), today),
+        ],
     )
     .await
     .unwrap();
-    invoices::upsert(&mut transaction, &[(&paid, &paid.view(today))], today)
+    invoices::upsert(&mut transaction, &[(&paid, &paid.view(today), today)])
         .await
         .unwrap();
     transaction.commit().await.unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::Utc;
 use relance_config::{ServiceName, Settings};
 use relance_links::{LinkAction, LinkClaims, LinkSigner};
-use relance_storage::deliveries::{self, DeliveryUpdate, NewDelivery};
+use relance_storage::deliveries::{self, NewDelivery};
 use relance_testkit::{
     create_unique_database, create_unique_topics, reminder_command, seed_open_invoice, service_env,
     settings_overrides, test_settings, unique_name, ServiceProcess,
@@ -73,18 +73,18 @@ pub async fn sent_reminder(settings: &Settings, customer: &str, invoice: &str) -
     )
     .await
     .unwrap();
-    deliveries::apply_update(
-        &mut transaction,
-        &DeliveryUpdate {
-            delivery_id,
-            status: "sent",
-            provider_message_id: Some(format!("pm-{delivery_id}")),
-            recipient: Some(format!("{customer}@example.fr")),
-            outcome: Some("accepted".into()),
-            at: hour_ago,
-            ..DeliveryUpdate::default()
-        },
+    // As the sender records an accepted message.
+    sqlx::query(
+        "UPDATE deliveries SET status = 'sent', next_attempt_at = NULL, sent_at = $2,
+                               finished_at = $2, provider = 'postmark', provider_message_id = $3,
+                               recipient = $4
+         WHERE delivery_id = $1",
     )
+    .bind(delivery_id)
+    .bind(hour_ago)
+    .bind(format!("pm-{delivery_id}"))
+    .bind(format!("{customer}@example.fr"))
+    .execute(&mut *transaction)
     .await
     .unwrap();
     transaction.commit().await.unwrap();

@@ -502,3 +502,53 @@ async fn one_client_cannot_hammer_the_links() {
         .signal_and_wait("TERM", std::time::Duration::from_secs(20))
         .await;
 }
+
+#[tokio::test]
+async fn a_customer_in_noumea_is_offered_promise_dates_from_their_own_tomorrow() {
+    let settings = fresh_settings("noumea").await;
+    let sent = sent_reminder(&settings, "cus_noumea", "inv_noumea").await;
+    // The customer lives in Nouméa (UTC+11).
+    let at = chrono::Utc::now();
+    relance_testkit::seed(
+        &settings,
+        vec![relance_testkit::customer_event_in(
+            "acme",
+            "cus_noumea",
+            false,
+            at,
+            "Pacific/Noumea",
+        )],
+        at,
+    )
+    .await;
+    // 20:00 UTC on 5 December is already 07:00 on 6 December in Nouméa.
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[
+            (
+                "RELANCE__RUNTIME__CLOCK__START",
+                "2026-12-05T20:00:00Z".into(),
+            ),
+            (
+                "RELANCE__RUNTIME__CLOCK__EPOCH",
+                chrono::Utc::now().to_rfc3339(),
+            ),
+        ],
+    )
+    .await;
+    let page = client()
+        .get(url(&base, &claims(&sent, LinkAction::PromiseToPay)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("min=\"2026-12-07\""),
+        "the earliest promise is the customer's tomorrow: {page}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}

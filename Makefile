@@ -42,9 +42,14 @@ lint: ## Check formatting and clippy lints.
 test: ## Bring up what the tests need, then format check, clippy, and every test.
 	scripts/up.sh --no-migrate
 	scripts/install-python-tools.sh
+	scripts/check-deploy.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	source scripts/env.sh && cargo nextest run --workspace --profile $(NEXTEST_PROFILE)
+
+.PHONY: check-deploy
+check-deploy: ## Lint, render and validate deploy/ and helm/ (installs its tools into the cache).
+	scripts/check-deploy.sh
 
 .PHONY: docs
 docs: ## Regenerate docs/configuration.md from config/default.toml.

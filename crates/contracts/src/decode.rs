@@ -40,6 +40,9 @@ pub enum DecodeErrorKind {
     InvalidAmount,
     /// The event breaks the schema of its type and version.
     SchemaViolation,
+    /// A string holds a NUL character (U+0000), which no text can hold: PostgreSQL refuses it,
+    /// and no system that reads the event could store it either.
+    InvalidText,
 }
 
 impl DecodeErrorKind {
@@ -53,11 +56,12 @@ impl DecodeErrorKind {
             Self::UnsupportedSchemaVersion => "unsupported_schema_version",
             Self::InvalidAmount => "invalid_amount",
             Self::SchemaViolation => "schema_violation",
+            Self::InvalidText => "invalid_text",
         }
     }
 
     /// Every kind, for metrics that pre-register their label values.
-    pub const ALL: [DecodeErrorKind; 7] = [
+    pub const ALL: [DecodeErrorKind; 8] = [
         Self::InvalidJson,
         Self::NotACloudEvent,
         Self::UnsupportedSpecVersion,
@@ -65,6 +69,7 @@ impl DecodeErrorKind {
         Self::UnsupportedSchemaVersion,
         Self::InvalidAmount,
         Self::SchemaViolation,
+        Self::InvalidText,
     ];
 }
 
@@ -274,6 +279,12 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
         }
         Some(Ok(())) => {}
     }
+    if let Some(path) = nul_in(&value, String::new()) {
+        return Err(fail(
+            DecodeErrorKind::InvalidText,
+            format!("{event_type} v{version}: {path} holds a NUL character (U+0000), which no text can hold."),
+        ));
+    }
     let event_type = event_type.to_string();
     let mut envelope: Envelope<Value> = serde_json::from_value(value).map_err(|error| {
         fail(
@@ -292,6 +303,26 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
             DecodeErrorKind::UnsupportedSchemaVersion,
             format!("Schema version {version} of {event_type:?} is not handled by this consumer."),
         )),
+    }
+}
+
+/// The JSON pointer of the first string (key or value) holding U+0000, if any.
+fn nul_in(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(text) => text.contains('\0').then_some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_in(item, format!("{path}/{index}"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let here = format!("{path}/{key}");
+            if key.contains('\0') {
+                Some(here)
+            } else {
+                nul_in(item, here)
+            }
+        }),
+        _ => None,
     }
 }
 

@@ -5,6 +5,10 @@
 //!   backoff and jitter, without reading further: nothing is stepped over. If the outage lasts
 //!   longer than `max.poll.interval.ms`, the member leaves its group and rejoins when it polls
 //!   again, continuing from the last committed offset.
+//! - A failure the handler calls refused (the database refused a value of the batch) never
+//!   stops the runner: it bisects the batch, applying what it can, until the records at fault
+//!   are alone, and hands each to the handler's dead-letter writer with the reason. A poison
+//!   record costs a few extra transactions, never a crash loop.
 //! - A fatal failure stops the runner with an error, without committing.
 //! - On shutdown, the batch in hand is finished (or, while waiting to retry, abandoned),
 //!   committed if processed, and the consumer leaves its group. Abandoned records are
@@ -81,6 +85,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum HandlerError {
     /// A dependency is unavailable (database, broker): the same batch is retried later.
     Transient(BoxError),
+    /// The content of the batch was refused (a value the database cannot store, a constraint
+    /// it breaks): the runner isolates the records at fault and dead-letters them.
+    Refused(BoxError),
     /// Retrying cannot help: the runner stops without committing.
     Fatal(BoxError),
 }
@@ -93,6 +100,18 @@ pub trait BatchHandler: Send {
         &mut self,
         batch: &[ConsumedRecord],
     ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+
+    /// Writes one record whose content was refused to the dead-letter topic with `detail` (the
+    /// refusal), durably, so its offset may be committed. Handlers that cannot say so refuse,
+    /// and the runner stops.
+    fn dead_letter(
+        &mut self,
+        record: &ConsumedRecord,
+        detail: String,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        let _ = record;
+        async move { Err(HandlerError::Fatal(detail.into())) }
+    }
 }
 
 /// How the runner batches and retries.
@@ -255,6 +274,10 @@ impl ConsumerRunner {
             match handler.handle(batch).await {
                 Ok(()) => return Ok(true),
                 Err(HandlerError::Fatal(error)) => return Err(ConsumerError::Handler(error)),
+                Err(HandlerError::Refused(error)) => {
+                    tracing::warn!(records = batch.len(), error = %error, "A batch was refused for its content; isolating the records at fault.");
+                    return self.isolate(handler, batch, shutdown).await;
+                }
                 Err(HandlerError::Transient(error)) => {
                     attempt = attempt.saturating_add(1);
                     self.metrics.record_batch_retry(attempt, error.as_ref());
@@ -269,6 +292,58 @@ impl ConsumerRunner {
                 }
             }
         }
+    }
+
+    /// Bisects a refused batch: halves are handled in order (so a partition's records keep
+    /// their order), a refused half is split again, and a record refused alone is
+    /// dead-lettered. Returns whether everything was handled (`false`: abandoned at shutdown).
+    async fn isolate<H: BatchHandler>(
+        &self,
+        handler: &mut H,
+        batch: &[ConsumedRecord],
+        shutdown: &CancellationToken,
+    ) -> Result<bool, ConsumerError> {
+        let mut pending: std::collections::VecDeque<&[ConsumedRecord]> =
+            std::collections::VecDeque::new();
+        let middle = batch.len() / 2;
+        pending.push_back(&batch[..middle.max(1)]);
+        if middle >= 1 && middle < batch.len() {
+            pending.push_back(&batch[middle..]);
+        }
+        let mut attempt: u32 = 0;
+        while let Some(part) = pending.pop_front() {
+            let result = if part.len() == 1 {
+                match handler.handle(part).await {
+                    Err(HandlerError::Refused(error)) => {
+                        self.metrics.record_isolated(&part[0].topic);
+                        tracing::error!(topic = %part[0].topic, partition = part[0].partition, offset = part[0].offset, error = %error, "A record was refused for its content; it goes to the dead-letter topic and processing continues.");
+                        handler.dead_letter(&part[0], error.to_string()).await
+                    }
+                    other => other,
+                }
+            } else {
+                handler.handle(part).await
+            };
+            match result {
+                Ok(()) => attempt = 0,
+                Err(HandlerError::Fatal(error)) => return Err(ConsumerError::Handler(error)),
+                Err(HandlerError::Refused(_)) => {
+                    let middle = part.len() / 2;
+                    pending.push_front(&part[middle..]);
+                    pending.push_front(&part[..middle]);
+                }
+                Err(HandlerError::Transient(error)) => {
+                    attempt = attempt.saturating_add(1);
+                    self.metrics.record_batch_retry(attempt, error.as_ref());
+                    pending.push_front(part);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return Ok(false),
+                        () = tokio::time::sleep(backoff(&self.options, attempt)) => {}
+                    }
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn commit(&self, batch: &[ConsumedRecord]) {

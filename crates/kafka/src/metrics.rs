@@ -10,6 +10,7 @@ pub struct KafkaMetrics {
     batch_retries: IntCounter,
     commit_failures: IntCounter,
     consumer_lag: IntGaugeVec,
+    records_isolated: IntCounterVec,
 }
 
 impl KafkaMetrics {
@@ -44,6 +45,14 @@ impl KafkaMetrics {
             ),
             &["topic", "partition"],
         )?;
+        let records_isolated = IntCounterVec::new(
+            Opts::new(
+                "relance_kafka_records_isolated_total",
+                "Records refused for their content (a value the database cannot store) and set aside to the dead-letter topic, by topic; the rest of their batch was applied.",
+            ),
+            &["topic"],
+        )?;
+        registry.register(Box::new(records_isolated.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(records_consumed.clone()))?;
         registry.register(Box::new(batches_committed.clone()))?;
@@ -55,6 +64,7 @@ impl KafkaMetrics {
             batch_retries,
             commit_failures,
             consumer_lag,
+            records_isolated,
         })
     }
 
@@ -64,6 +74,10 @@ impl KafkaMetrics {
 
     pub(crate) fn record_consumed(&self, topic: &str) {
         self.records_consumed.with_label_values(&[topic]).inc();
+    }
+
+    pub(crate) fn record_isolated(&self, topic: &str) {
+        self.records_isolated.with_label_values(&[topic]).inc();
     }
 
     pub(crate) fn record_batch_committed(&self) {

@@ -42,6 +42,27 @@ impl StorageError {
     }
 }
 
+impl StorageError {
+    /// Whether the database refused a value for its content — an invalid byte sequence, a
+    /// value out of range, a constraint a value breaks (SQLSTATE classes 22 data exception,
+    /// 23 integrity constraint, 54 program limit): the same data will always be refused, so
+    /// the record carrying it must be set aside, not retried and not allowed to stop anything.
+    pub fn is_refused_content(&self) -> bool {
+        let Self::Query {
+            source: sqlx::Error::Database(database),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        database.code().is_some_and(|code| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        })
+    }
+}
+
 fn is_transient_sqlx(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(_)

@@ -41,16 +41,31 @@ pub async fn claim_due_customers(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<String>, StorageError> {
+    claim_due_customers_among(connection, now, limit, None).await
+}
+
+/// [`claim_due_customers`] among `only` (all when `None`).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn claim_due_customers_among(
+    connection: &mut PgConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+    only: Option<&[String]>,
+) -> Result<Vec<String>, StorageError> {
     sqlx::query_scalar(
         "SELECT c.customer_id FROM customers c
          JOIN (SELECT customer_id, min(next_action_at) AS due FROM invoices
-               WHERE next_action_at <= $1 GROUP BY customer_id) d USING (customer_id)
+               WHERE next_action_at <= $1 AND ($3::text[] IS NULL OR customer_id = ANY($3))
+               GROUP BY customer_id) d USING (customer_id)
          ORDER BY d.due, c.customer_id
          LIMIT $2
          FOR UPDATE OF c SKIP LOCKED",
     )
     .bind(now)
     .bind(limit)
+    .bind(only)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("claiming due customers"))
@@ -328,6 +343,33 @@ pub async fn insert_reminders(
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("recording reminders"))
+}
+
+/// Sets a customer aside whom the scheduler cannot plan: their due invoices are looked at
+/// again at `retry_at`, with `reason` in their plan for whoever looks.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn quarantine_customer(
+    connection: &mut PgConnection,
+    customer_id: &str,
+    now: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
+    reason: &str,
+) -> Result<u64, StorageError> {
+    sqlx::query(
+        "UPDATE invoices SET next_action_at = $3,
+                             plan = jsonb_build_object('quarantined', $4::text, 'at', $2::timestamptz)
+         WHERE customer_id = $1 AND next_action_at <= $2",
+    )
+    .bind(customer_id)
+    .bind(now)
+    .bind(retry_at)
+    .bind(reason)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query("setting a customer aside"))
 }
 
 /// Defers queued reminders the sender held back for a reason that passes: they no longer

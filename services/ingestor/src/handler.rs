@@ -168,7 +168,7 @@ impl IngestHandler {
             match plan {
                 Planned::Undecodable(error) => {
                     let event_type = known_type(error.identity.event_type.as_deref());
-                    outbox_records.push(self.dead_letter(
+                    outbox_records.push(self.dead_letter_record(
                         record,
                         error.kind.code(),
                         &error.detail,
@@ -177,7 +177,7 @@ impl IngestHandler {
                     applied.dead_letters.push((event_type, error.kind.code()));
                 }
                 Planned::Unconvertible { envelope, detail } => {
-                    outbox_records.push(self.dead_letter(
+                    outbox_records.push(self.dead_letter_record(
                         record,
                         CONVERSION_FAILED,
                         detail,
@@ -232,7 +232,7 @@ impl IngestHandler {
                             event_type: Some(key.event_type.clone()),
                             tenant: relance_contracts::Id::parse(&key.tenant).ok(),
                         };
-                        outbox_records.push(self.dead_letter(
+                        outbox_records.push(self.dead_letter_record(
                             record,
                             rejection.reason.code(),
                             &rejection.detail,
@@ -314,7 +314,7 @@ impl IngestHandler {
         Ok(applied)
     }
 
-    fn dead_letter(
+    fn dead_letter_record(
         &self,
         record: &ConsumedRecord,
         reason: &'static str,
@@ -408,7 +408,58 @@ impl BatchHandler for IngestHandler {
             Err(BatchError::Storage(error)) if error.is_transient() => {
                 Err(HandlerError::Transient(Box::new(error)))
             }
+            Err(BatchError::Storage(error)) if error.is_refused_content() => {
+                Err(HandlerError::Refused(refusal(&error).into()))
+            }
             Err(error) => Err(HandlerError::Fatal(Box::new(error))),
         }
     }
+
+    async fn dead_letter(
+        &mut self,
+        record: &ConsumedRecord,
+        detail: String,
+    ) -> Result<(), HandlerError> {
+        let plan = Self::plan(record);
+        let (event_type, identity) = match &plan {
+            Planned::Event {
+                key, event_type, ..
+            } => (
+                *event_type,
+                Some(EventIdentity {
+                    id: relance_contracts::Id::parse(&key.id).ok(),
+                    event_type: Some(key.event_type.clone()),
+                    tenant: relance_contracts::Id::parse(&key.tenant).ok(),
+                }),
+            ),
+            _ => ("unknown", None),
+        };
+        let outbox_record = self.dead_letter_record(record, DATABASE_REFUSED, &detail, identity);
+        let write = async {
+            let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+            outbox::enqueue(&mut transaction, &[outbox_record]).await?;
+            transaction
+                .commit()
+                .await
+                .map_err(StorageError::Unreachable)
+        };
+        match write.await {
+            Ok(()) => {
+                self.metrics
+                    .record_dead_letter(event_type, DATABASE_REFUSED);
+                self.relay.notify_one();
+                Ok(())
+            }
+            Err(error) if error.is_transient() => Err(HandlerError::Transient(Box::new(error))),
+            Err(error) => Err(HandlerError::Fatal(Box::new(error))),
+        }
+    }
+}
+
+/// The dead-letter reason of a record the database refused for its content.
+pub const DATABASE_REFUSED: &str = "database_refused";
+
+/// What the database said, for the dead letter and the logs.
+fn refusal(error: &StorageError) -> String {
+    format!("{:?}", relance_telemetry::ErrorChain(error))
 }

@@ -136,7 +136,15 @@ async fn run_ticks(
                     tracing::warn!(error = %error, "Planning failed for a transient reason; retrying.");
                     break;
                 }
-                Err(error) => return Err(Box::new(error)),
+                Err(error) => {
+                    // Never exit for one customer's data: plan them one by one and set aside
+                    // those that fail alone.
+                    tracing::warn!(error = ?relance_telemetry::ErrorChain(&error), "A planning round failed for good; planning its customers one by one.");
+                    if let Err(error) = scheduler.tick_isolating(clock.now()).await {
+                        tracing::warn!(error = ?relance_telemetry::ErrorChain(&error), "Planning one by one failed; retrying later.");
+                    }
+                    break;
+                }
             }
         }
         tokio::select! {

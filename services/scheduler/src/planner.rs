@@ -132,12 +132,79 @@ impl Scheduler {
     /// [`SchedulerError`] when the database fails (the transaction rolls back and the
     /// customers are planned again on a later tick).
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
-        let started = Instant::now();
+        self.tick_among(now, None).await
+    }
+
+    /// A round that failed for good (the database refused what planning one customer wrote)
+    /// again, a customer at a time: the customers that fail alone are set aside for an hour,
+    /// with a metric and the reason in their invoices' plan, and everyone else is planned.
+    ///
+    /// # Errors
+    /// [`SchedulerError`] when the database is unavailable.
+    pub async fn tick_isolating(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let customer_ids = scheduling::claim_due_customers(
+        let candidates = scheduling::claim_due_customers(
             &mut transaction,
             now,
             i64::from(self.settings.batch_customers),
+        )
+        .await?;
+        transaction
+            .rollback()
+            .await
+            .map_err(StorageError::Unreachable)?;
+        let mut report = TickReport::default();
+        for customer in candidates {
+            match self
+                .tick_among(now, Some(std::slice::from_ref(&customer)))
+                .await
+            {
+                Ok(one) => {
+                    report.customers += one.customers;
+                    report.queued += one.queued;
+                    report.awaiting_approval += one.awaiting_approval;
+                    report.escalations += one.escalations;
+                    report.quarantined += one.quarantined;
+                }
+                Err(SchedulerError::Storage(error)) if error.is_transient() => {
+                    return Err(SchedulerError::Storage(error))
+                }
+                Err(error) => {
+                    let reason = format!("{:?}", relance_telemetry::ErrorChain(&error));
+                    tracing::error!(customer = %customer, error = %reason, "A customer cannot be planned; set aside for an hour, everyone else goes on.");
+                    let mut connection = self
+                        .pool
+                        .acquire()
+                        .await
+                        .map_err(StorageError::Unreachable)?;
+                    scheduling::quarantine_customer(
+                        &mut connection,
+                        &customer,
+                        now,
+                        now + Duration::hours(1),
+                        &reason,
+                    )
+                    .await?;
+                    self.metrics.record_quarantined();
+                    report.quarantined += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    async fn tick_among(
+        &self,
+        now: DateTime<Utc>,
+        only: Option<&[String]>,
+    ) -> Result<TickReport, SchedulerError> {
+        let started = Instant::now();
+        let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+        let customer_ids = scheduling::claim_due_customers_among(
+            &mut transaction,
+            now,
+            i64::from(self.settings.batch_customers),
+            only,
         )
         .await?;
         if customer_ids.is_empty() {

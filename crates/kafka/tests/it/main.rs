@@ -42,6 +42,10 @@ pub struct Recorder {
     pub seen: Arc<Mutex<Vec<ConsumedRecord>>>,
     pub transient_failures_left: Arc<Mutex<u32>>,
     pub fatal: Arc<Mutex<bool>>,
+    /// A batch holding a record with this payload is refused for its content.
+    pub refuse: Option<Vec<u8>>,
+    /// Records set aside to the dead-letter topic, with why.
+    pub dead_lettered: Arc<Mutex<Vec<(ConsumedRecord, String)>>>,
 }
 
 impl Recorder {
@@ -62,7 +66,29 @@ impl BatchHandler for Recorder {
                 return Err(HandlerError::Transient("database unavailable".into()));
             }
         }
+        if let Some(poison) = &self.refuse {
+            if batch
+                .iter()
+                .any(|record| record.payload.as_deref() == Some(poison.as_slice()))
+            {
+                return Err(HandlerError::Refused(
+                    "invalid byte sequence for encoding \"UTF8\": 0x00".into(),
+                ));
+            }
+        }
         self.seen.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &mut self,
+        record: &ConsumedRecord,
+        detail: String,
+    ) -> Result<(), HandlerError> {
+        self.dead_lettered
+            .lock()
+            .unwrap()
+            .push((record.clone(), detail));
         Ok(())
     }
 }

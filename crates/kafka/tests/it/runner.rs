@@ -97,6 +97,75 @@ async fn a_fatal_failure_stops_the_runner_without_committing() {
 }
 
 #[tokio::test]
+async fn records_refused_for_their_content_are_set_aside_and_the_rest_applied_in_order() {
+    let fixture = fixture("refused", 1).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("refused");
+    let payloads: Vec<Vec<u8>> = (0..30)
+        .map(|index| {
+            if index == 7 || index == 22 {
+                b"poison".to_vec()
+            } else {
+                format!("event-{index}").into_bytes()
+            }
+        })
+        .collect();
+    for payload in &payloads {
+        fixture
+            .producer
+            .send(&record(&topic, "cus_1", payload, &[]))
+            .await
+            .expect("produce");
+    }
+    let recorder = Recorder {
+        refuse: Some(b"poison".to_vec()),
+        ..Recorder::default()
+    };
+    let consumer = start_consumer(&fixture, &group, &[&topic], recorder.clone());
+    wait_for(Duration::from_secs(30), "every record handled", || {
+        let recorder = recorder.clone();
+        async move {
+            (recorder.records().len() + recorder.dead_lettered.lock().unwrap().len() == 30)
+                .then_some(())
+        }
+    })
+    .await;
+    consumer
+        .stop()
+        .await
+        .expect("the runner never stopped on the poison");
+    let applied: Vec<Vec<u8>> = recorder
+        .records()
+        .iter()
+        .filter_map(|record| record.payload.clone())
+        .collect();
+    let expected: Vec<Vec<u8>> = payloads
+        .iter()
+        .filter(|payload| payload.as_slice() != b"poison")
+        .cloned()
+        .collect();
+    assert_eq!(applied, expected, "everything else applied, in order");
+    let dead: Vec<(i64, String)> = recorder
+        .dead_lettered
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(record, detail)| (record.offset, detail.clone()))
+        .collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert_eq!((dead[0].0, dead[1].0), (7, 22));
+    assert!(
+        dead[0].1.contains("0x00"),
+        "the database's reason: {dead:?}"
+    );
+    assert_eq!(
+        committed_offsets(&fixture.settings, &group, &topic, 1),
+        vec![30],
+        "everything committed"
+    );
+}
+
+#[tokio::test]
 async fn shutdown_while_retrying_leaves_the_batch_uncommitted_for_redelivery() {
     let fixture = fixture("abandon", 1).await;
     let topic = fixture.topics.customers.clone();

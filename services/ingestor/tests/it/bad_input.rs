@@ -91,7 +91,16 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_next_e
         json!({"amount_minor": 1, "currency": "EUR"}),
     );
     future_version["schemaversion"] = json!(2);
+    // Schema-valid, but no database (nor any text) can hold a NUL: it once stopped the
+    // ingestor in a crash loop.
+    let mut nul_number = issued("inv_nul", "cus_a", "acme", "EUR");
+    nul_number["data"]["number"] = json!("F-NUL\u{0}-1");
     let cases = vec![
+        Case {
+            name: "a NUL character in a schema-valid invoice number",
+            value: bytes(&nul_number),
+            reason: "invalid_text",
+        },
         Case {
             name: "undecodable bytes",
             value: b"\xff\xfe\x00 not json".to_vec(),
@@ -283,6 +292,7 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_next_e
         "currency_mismatch",
         "tenant_mismatch",
         "customer_mismatch",
+        "invalid_text",
     ] {
         assert!(
             metrics.contains(&format!(

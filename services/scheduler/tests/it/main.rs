@@ -4,6 +4,7 @@
 
 mod gaps;
 mod helpers;
+mod isolation;
 mod payments;
 mod replicas;
 mod simulation;

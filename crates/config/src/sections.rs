@@ -177,6 +177,7 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u64,
     pub auto_offset_reset: AutoOffsetReset,
     pub message_timeout_ms: u64,
+    pub dead_letter_max_bytes: u64,
     pub linger_ms: u64,
     pub compression: Compression,
     pub metadata_timeout_ms: u64,
@@ -284,6 +285,7 @@ pub struct OutboxSettings {
     pub poll_interval_ms: u64,
     pub batch_size: u32,
     pub retention_hours: u32,
+    pub unready_after_ms: u64,
 }
 
 /// `[scheduler]`.

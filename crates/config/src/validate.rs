@@ -247,6 +247,12 @@ impl Settings {
             600_000,
         );
         findings.range(
+            "outbox.unready_after_ms",
+            self.outbox.unready_after_ms,
+            1_000,
+            86_400_000,
+        );
+        findings.range(
             "outbox.batch_size",
             u64::from(self.outbox.batch_size),
             1,
@@ -854,6 +860,12 @@ fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
         kafka.fetch_wait_max_ms,
         1,
         300_000,
+    );
+    findings.range(
+        "kafka.dead_letter_max_bytes",
+        kafka.dead_letter_max_bytes,
+        16_384,
+        100_000_000,
     );
     findings.range(
         "kafka.message_timeout_ms",

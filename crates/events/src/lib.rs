@@ -173,6 +173,37 @@ pub fn to_outbox(record: OutgoingRecord) -> OutboxRecord {
     }
 }
 
+/// The outbox record of the dead letter of `record`, cut to the topic's size limit if it must
+/// be, with the whole original kept beside it in `dead_letters` when the outbox is written.
+pub fn dead_letter_outbox(
+    writer: &relance_kafka::DeadLetterWriter,
+    record: &relance_kafka::ConsumedRecord,
+    dead_letter: &relance_kafka::DeadLetter,
+) -> OutboxRecord {
+    let built = writer.build_fitted(record, dead_letter);
+    let identity = dead_letter.identity.as_ref();
+    let stored = relance_storage::outbox::StoredDeadLetter {
+        service: writer.service().to_string(),
+        reason: dead_letter.reason.to_string(),
+        detail: dead_letter.detail.clone(),
+        source_topic: record.topic.clone(),
+        source_partition: record.partition,
+        source_offset: record.offset,
+        event_id: identity.and_then(|identity| identity.id.as_ref().map(ToString::to_string)),
+        event_type: identity.and_then(|identity| identity.event_type.clone()),
+        tenant: identity.and_then(|identity| identity.tenant.as_ref().map(ToString::to_string)),
+        original_key: record.key.clone(),
+        original_payload: record.payload.clone(),
+        original_headers: record.headers.clone(),
+        original_sha256: built.original_sha256,
+        truncated: built.truncated,
+    };
+    OutboxRecord {
+        dead_letter: Some(Box::new(stored)),
+        ..to_outbox(built.record)
+    }
+}
+
 /// The outbox record of a contract event or command about a customer, published by `source`
 /// (`urn:relance:<service>`), keyed by the customer so their records stay in order. `None` when
 /// the tenant, customer or id is not a valid contract id (a bug upstream: they came from

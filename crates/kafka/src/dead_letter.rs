@@ -24,12 +24,46 @@ pub struct DeadLetter {
     pub identity: Option<EventIdentity>,
 }
 
+/// A dead-letter record as built, with what its stored copy needs to know.
+#[derive(Debug, Clone)]
+pub struct BuiltDeadLetter {
+    pub record: OutgoingRecord,
+    /// Lower-case hex SHA-256 of the original value (empty value: of nothing).
+    pub original_sha256: String,
+    /// The original had to be cut for the record to fit `max_bytes`.
+    pub truncated: bool,
+}
+
+/// The largest dead-letter record when none is configured: under Apache Kafka's default
+/// `message.max.bytes` (1 MB) with room for the protocol's overhead.
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: usize = 900_000;
+
 /// Writes dead-letter records for one service.
 #[derive(Clone)]
 pub struct DeadLetterWriter {
     producer: EventProducer,
     topic: String,
     service: Code,
+    max_bytes: usize,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// The bytes a record takes on the broker, near enough: key, value and headers.
+fn record_size(record: &OutgoingRecord) -> usize {
+    record.key.as_ref().map_or(0, Vec::len)
+        + record.payload.len()
+        + record
+            .headers
+            .iter()
+            .map(|(name, value)| name.len() + value.as_ref().map_or(0, Vec::len))
+            .sum::<usize>()
 }
 
 impl DeadLetterWriter {
@@ -44,18 +78,129 @@ impl DeadLetterWriter {
             producer,
             topic: topic.into(),
             service,
+            max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
         }
+    }
+
+    /// The service it writes for.
+    pub fn service(&self) -> &str {
+        self.service.as_str()
+    }
+
+    /// The same writer, with records of at most `max_bytes` (`kafka.dead_letter_max_bytes`).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
     }
 
     /// The dead-letter Kafka record for `record`: its original key and headers, the
     /// `relance_dlq_*` headers, and a [`DeadLetterRecordV1`] as value.
     pub fn build(&self, record: &ConsumedRecord, dead_letter: &DeadLetter) -> OutgoingRecord {
+        self.build_fitted(record, dead_letter).record
+    }
+
+    /// [`DeadLetterWriter::build`], cut to fit `max_bytes` when the original is too large: the
+    /// value is shortened (then the original headers and key dropped if still needed), the
+    /// detail and the `relance_dlq_truncated`, `relance_dlq_original_bytes` headers say so,
+    /// and the original's SHA-256 is always in `relance_dlq_original_sha256`, so the whole
+    /// copy kept elsewhere can be matched.
+    pub fn build_fitted(
+        &self,
+        record: &ConsumedRecord,
+        dead_letter: &DeadLetter,
+    ) -> BuiltDeadLetter {
+        let original_sha256 = sha256_hex(record.payload.as_deref().unwrap_or_default());
         let failed_at = Utc::now();
+        let whole = self.assemble(
+            record,
+            record,
+            dead_letter,
+            &original_sha256,
+            failed_at,
+            None,
+        );
+        if record_size(&whole) <= self.max_bytes {
+            return BuiltDeadLetter {
+                record: whole,
+                original_sha256,
+                truncated: false,
+            };
+        }
+        let original_bytes = record.payload.as_ref().map_or(0, Vec::len);
+        let note = format!(
+            " The original value ({original_bytes} bytes) was cut to fit the dead-letter topic; the whole record is kept in PostgreSQL (dead_letters, SHA-256 {original_sha256})."
+        );
+        let mut cut = record.clone();
+        // Base64 makes bytes a third larger, and the original appears once in the value.
+        let mut keep = (self.max_bytes / 2).min(original_bytes);
+        loop {
+            cut.payload = record
+                .payload
+                .as_ref()
+                .map(|payload| payload[..keep.min(payload.len())].to_vec());
+            let built = self.assemble(
+                &cut,
+                record,
+                dead_letter,
+                &original_sha256,
+                failed_at,
+                Some(&note),
+            );
+            if record_size(&built) <= self.max_bytes {
+                return BuiltDeadLetter {
+                    record: built,
+                    original_sha256,
+                    truncated: true,
+                };
+            }
+            if keep == 0 {
+                if !cut.headers.is_empty() {
+                    cut.headers.clear();
+                    continue;
+                }
+                cut.key = None;
+                let bare = self.assemble(
+                    &cut,
+                    record,
+                    dead_letter,
+                    &original_sha256,
+                    failed_at,
+                    Some(&note),
+                );
+                return BuiltDeadLetter {
+                    record: bare,
+                    original_sha256,
+                    truncated: true,
+                };
+            }
+            keep = keep * 3 / 4;
+        }
+    }
+
+    /// Assembles the dead letter of `source` (where it was read) carrying `original` (the
+    /// record as kept: whole, or cut).
+    fn assemble(
+        &self,
+        original: &ConsumedRecord,
+        source: &ConsumedRecord,
+        dead_letter: &DeadLetter,
+        original_sha256: &str,
+        failed_at: chrono::DateTime<Utc>,
+        cut_note: Option<&str>,
+    ) -> OutgoingRecord {
+        let record = source;
         let reason = Code::parse(dead_letter.reason).unwrap_or_else(|_| {
             #[allow(clippy::expect_used)]
             Code::parse("unclassified").expect("constant code is valid")
         });
-        let detail: String = dead_letter.detail.chars().take(2000).collect();
+        let note = cut_note.unwrap_or_default();
+        let detail: String = dead_letter
+            .detail
+            .chars()
+            .take(2000 - note.chars().count().min(2000))
+            .chain(note.chars())
+            .take(2000)
+            .collect();
         #[allow(clippy::expect_used)]
         let detail = Text::parse(detail).expect("at most 2000 characters is valid text");
         let body = DeadLetterRecordV1 {
@@ -71,15 +216,15 @@ impl DeadLetterWriter {
             },
             event: dead_letter.identity.clone(),
             original: OriginalRecord::capture(
-                record.key.as_deref(),
-                record.payload.as_deref(),
-                record.headers.clone(),
-                record.timestamp_ms,
+                original.key.as_deref(),
+                original.payload.as_deref(),
+                original.headers.clone(),
+                original.timestamp_ms,
             ),
         };
         // Serialising plain data cannot fail; an empty body would still carry the headers.
         let payload = body.to_json_bytes().unwrap_or_default();
-        let mut headers = record.headers.clone();
+        let mut headers = original.headers.clone();
         let mut add = |name: &str, value: String| {
             headers.push((
                 format!("{DLQ_HEADER_PREFIX}{name}"),
@@ -95,9 +240,17 @@ impl DeadLetterWriter {
             "failed_at",
             failed_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         );
+        add("original_sha256", original_sha256.to_string());
+        if cut_note.is_some() {
+            add("truncated", "true".into());
+            add(
+                "original_bytes",
+                record.payload.as_ref().map_or(0, Vec::len).to_string(),
+            );
+        }
         OutgoingRecord {
             topic: self.topic.clone(),
-            key: record.key.clone(),
+            key: original.key.clone(),
             payload,
             headers,
         }

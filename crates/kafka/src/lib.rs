@@ -19,7 +19,7 @@ pub use consumer::{
     BatchHandler, ConsumedRecord, ConsumerError, ConsumerRunner, HandlerError, RunnerOptions,
 };
 pub use context::RelanceContext;
-pub use dead_letter::{DeadLetter, DeadLetterWriter, DLQ_HEADER_PREFIX};
+pub use dead_letter::{BuiltDeadLetter, DeadLetter, DeadLetterWriter, DLQ_HEADER_PREFIX};
 pub use metrics::KafkaMetrics;
 pub use producer::{broker_reachable, EventProducer, OutgoingRecord, ProduceError};
 

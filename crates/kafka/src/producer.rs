@@ -1,6 +1,9 @@
 //! The producer every relance service uses: idempotent, `acks=all`, and a record counts as
-//! sent only once its delivery report arrives.
+//! sent only once its delivery report arrives. It can be recreated in place: an idempotent
+//! producer that lost its producer state (a broker restarted, `UnknownProducerId`) enters a
+//! fatal state in which every send fails until a new one replaces it.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -31,6 +34,22 @@ pub struct ProduceError {
 }
 
 impl ProduceError {
+    /// Whether the failure says the producer itself is stuck (its state lost by the broker,
+    /// or nothing acknowledged in time), so that a new producer may succeed where it fails.
+    pub fn suggests_a_new_producer(&self) -> bool {
+        matches!(
+            self.source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::UnknownProducerId
+                    | RDKafkaErrorCode::OutOfOrderSequenceNumber
+                    | RDKafkaErrorCode::InvalidProducerEpoch
+                    | RDKafkaErrorCode::ProducerFenced
+                    | RDKafkaErrorCode::MessageTimedOut
+                    | RDKafkaErrorCode::Fatal
+            )
+        )
+    }
+
     /// Whether producing the same record again may succeed. A record the broker refuses for
     /// its content (too large, invalid) will never be accepted.
     pub fn is_retryable(&self) -> bool {
@@ -48,10 +67,12 @@ impl ProduceError {
     }
 }
 
-/// An idempotent producer, cheap to clone.
+/// An idempotent producer, cheap to clone; clones share it, and a recreation.
 #[derive(Clone)]
 pub struct EventProducer {
-    inner: FutureProducer<RelanceContext>,
+    inner: Arc<RwLock<FutureProducer<RelanceContext>>>,
+    settings: Arc<KafkaSettings>,
+    service: Arc<str>,
     queue_timeout: Duration,
 }
 
@@ -64,9 +85,42 @@ impl EventProducer {
         let inner =
             producer_config(settings, service).create_with_context(RelanceContext::default())?;
         Ok(Self {
-            inner,
+            inner: Arc::new(RwLock::new(inner)),
+            settings: Arc::new(settings.clone()),
+            service: service.into(),
             queue_timeout: Duration::from_millis(settings.message_timeout_ms),
         })
+    }
+
+    fn current(&self) -> FutureProducer<RelanceContext> {
+        self.inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The producer's fatal error, if it has one: until it is recreated, nothing it sends
+    /// will be delivered.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.current()
+            .client()
+            .fatal_error()
+            .map(|(code, reason)| format!("{code:?}: {reason}"))
+    }
+
+    /// Replaces the producer by a new one (new producer id, fresh state); records in flight
+    /// in the old one fail and are retried by their callers.
+    ///
+    /// # Errors
+    /// [`KafkaError`] when librdkafka rejects the configuration.
+    pub fn recreate(&self) -> Result<(), KafkaError> {
+        let fresh = producer_config(&self.settings, &self.service)
+            .create_with_context(RelanceContext::default())?;
+        *self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(())
     }
 
     /// Produces `record` and waits for the broker's acknowledgement. A full local queue is
@@ -75,7 +129,7 @@ impl EventProducer {
     /// # Errors
     /// [`ProduceError`] when the broker did not acknowledge the record in time or refused it.
     pub async fn send(&self, record: &OutgoingRecord) -> Result<(i32, i64), ProduceError> {
-        self.inner
+        self.current()
             .send(future_record(record), Timeout::After(self.queue_timeout))
             .await
             .map(|delivery| (delivery.partition, delivery.offset))
@@ -91,11 +145,12 @@ impl EventProducer {
         &self,
         records: &[OutgoingRecord],
     ) -> Vec<Result<(i32, i64), ProduceError>> {
+        let producer = self.current();
         let mut in_flight = Vec::with_capacity(records.len());
         for record in records {
             let deadline = tokio::time::Instant::now() + self.queue_timeout;
             loop {
-                match self.inner.send_result(future_record(record)) {
+                match producer.send_result(future_record(record)) {
                     Ok(delivery) => {
                         in_flight.push(Ok(delivery));
                         break;
@@ -136,7 +191,7 @@ impl EventProducer {
     /// # Errors
     /// [`KafkaError`] when records are still in flight at the timeout.
     pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        self.inner.flush(Timeout::After(timeout))
+        self.current().flush(Timeout::After(timeout))
     }
 
     /// Checks that a broker answers a metadata request within `timeout`.
@@ -144,7 +199,10 @@ impl EventProducer {
     /// # Errors
     /// The reason it does not, as text.
     pub async fn check_broker(&self, timeout: Duration) -> Result<(), String> {
-        broker_reachable(self.inner.clone(), timeout).await
+        if let Some(fatal) = self.fatal_error() {
+            return Err(format!("the producer is in a fatal state: {fatal}"));
+        }
+        broker_reachable(self.current(), timeout).await
     }
 }
 

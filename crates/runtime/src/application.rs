@@ -30,6 +30,31 @@ pub struct ServiceContext {
     pub shutdown: CancellationToken,
     /// The time, injected (the system clock outside tests).
     pub clock: Arc<dyn Clock>,
+    /// Whether the service manages to publish: give it to the service's outbox relay; the
+    /// readiness check `publishing` reads it.
+    pub publish_health: crate::outbox_relay::PublishHealth,
+    /// Which service this is.
+    pub service: ServiceName,
+}
+
+impl ServiceContext {
+    /// The relay of this service's outbox, reporting to its readiness.
+    pub fn outbox_relay(&self, metrics: crate::outbox_relay::OutboxMetrics) -> crate::OutboxRelay {
+        crate::OutboxRelay::new(
+            self.pool.clone(),
+            &application_name(self.service),
+            self.producer.clone(),
+            self.settings.outbox.clone(),
+            metrics,
+        )
+        .with_health(self.publish_health.clone())
+    }
+}
+
+/// The application name of a service's database connections (it shows in
+/// `pg_stat_activity`, and tags the outbox records the service writes).
+pub fn application_name(service: ServiceName) -> String {
+    format!("relance-{}", service.as_str())
 }
 
 /// A relance service: its name and its work.
@@ -93,7 +118,7 @@ impl<S: Service> Application<S> {
     ) -> Result<Self, RuntimeError> {
         let service = S::NAME.as_str();
         let metrics = Metrics::new(service).map_err(RuntimeError::Metrics)?;
-        let pool = relance_storage::lazy_pool(&settings.database, &format!("relance-{service}"));
+        let pool = relance_storage::lazy_pool(&settings.database, &application_name(S::NAME));
         let producer =
             EventProducer::new(&settings.kafka, service).map_err(RuntimeError::Producer)?;
         if settings.database.migrate_on_start {
@@ -110,6 +135,11 @@ impl<S: Service> Application<S> {
         .with_check(Arc::new(KafkaCheck {
             producer: producer.clone(),
             timeout: Duration::from_millis(settings.runtime.readiness_timeout_ms),
+        }));
+        let publish_health = crate::outbox_relay::PublishHealth::default();
+        let readiness = readiness.with_check(Arc::new(crate::outbox_relay::PublishingCheck {
+            health: publish_health.clone(),
+            limit: Duration::from_millis(settings.outbox.unready_after_ms),
         }));
         let address = settings.ops_listen_address(S::NAME).to_string();
         let listener = tokio::net::TcpListener::bind(&address)
@@ -135,6 +165,8 @@ impl<S: Service> Application<S> {
                 metrics,
                 shutdown: CancellationToken::new(),
                 clock,
+                publish_health,
+                service: S::NAME,
             },
             readiness,
             ops,

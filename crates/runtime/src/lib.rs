@@ -12,10 +12,10 @@ mod cli;
 mod clock;
 mod outbox_relay;
 
-pub use application::{Application, RuntimeError, Service, ServiceContext};
+pub use application::{application_name, Application, RuntimeError, Service, ServiceContext};
 pub use cli::{main, Cli, Command};
 pub use clock::{Clock, ManualClock, SimulatedClock, SystemClock};
-pub use outbox_relay::{OutboxMetrics, OutboxRelay};
+pub use outbox_relay::{OutboxMetrics, OutboxRelay, PublishHealth};
 pub use relance_config::ServiceName;
 
 /// A boxed error, for services to report failures of their own work.

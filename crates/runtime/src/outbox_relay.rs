@@ -1,17 +1,27 @@
-//! The outbox relay: publishes what transactions wrote to the outbox, in order, and marks it.
+//! The outbox relay: publishes what this service's transactions wrote to the outbox, in order,
+//! and marks it.
 //!
-//! One relay publishes at a time across all replicas (an advisory lock), so records of one key
-//! reach Kafka in the order they were written. A record is marked published only after the
-//! broker acknowledged it; a crash in between publishes it again, which consumers absorb
-//! because every event has a stable id. Records that fail stay pending and are retried.
+//! - Each service relays its own records (those its connections wrote), and one relay of a
+//!   service publishes at a time across its replicas (an advisory lock of its own): one
+//!   service's stuck publisher never holds another's, and a payment cancelling a queued
+//!   command never waits for a publication in flight (no row is locked while sending).
+//! - A record is marked published only after the broker acknowledged it; a crash in between
+//!   publishes it again, which consumers absorb because every event has a stable id.
+//! - A record the broker will never accept (too large, invalid) is marked failed for good,
+//!   counted and logged, never retried; others stay pending and are retried.
+//! - A producer that keeps failing in a way a new producer cures (its state lost by a broker
+//!   restart, nothing acknowledged) is recreated; readiness reports publishing that has been
+//!   failing too long ([`PublishHealth`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use relance_config::OutboxSettings;
-use relance_kafka::{EventProducer, OutgoingRecord};
-use relance_storage::outbox;
+use relance_kafka::{EventProducer, OutgoingRecord, ProduceError};
+use relance_storage::{outbox, StorageError};
+use relance_telemetry::{CheckFuture, ReadinessCheck};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -22,6 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub struct OutboxMetrics {
     published: IntCounterVec,
     failures: IntCounterVec,
+    failed: IntCounterVec,
+    recreated: IntCounter,
     pending: IntGauge,
 }
 
@@ -31,62 +43,150 @@ impl OutboxMetrics {
     /// # Errors
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let published = IntCounterVec::new(
-            Opts::new(
-                "relance_outbox_published_total",
-                "Outbox records published to Kafka.",
-            ),
-            &["topic"],
+        let counter = |name: &str, help: &str| -> Result<IntCounterVec, prometheus::Error> {
+            let counter = IntCounterVec::new(Opts::new(name, help), &["topic"])?;
+            registry.register(Box::new(counter.clone()))?;
+            Ok(counter)
+        };
+        let published = counter(
+            "relance_outbox_published_total",
+            "Outbox records published to Kafka.",
         )?;
-        let failures = IntCounterVec::new(
-            Opts::new(
-                "relance_outbox_publish_failures_total",
-                "Outbox records whose publication failed; they stay pending and are retried.",
-            ),
-            &["topic"],
+        let failures = counter(
+            "relance_outbox_publish_failures_total",
+            "Outbox records whose publication failed for now; they stay pending and are retried.",
         )?;
+        let failed = counter(
+            "relance_outbox_failed_total",
+            "Outbox records the broker refused for good (too large, invalid): never retried, kept in the outbox with the error. Alert on any.",
+        )?;
+        let recreated = IntCounter::new(
+            "relance_kafka_producer_recreated_total",
+            "Times the producer was replaced because it kept failing in a way a new one cures (its state lost after a broker restart, nothing acknowledged).",
+        )?;
+        registry.register(Box::new(recreated.clone()))?;
         let pending = IntGauge::new(
             "relance_outbox_pending",
-            "Outbox records waiting to be published.",
+            "This service's outbox records waiting to be published.",
         )?;
-        registry.register(Box::new(published.clone()))?;
-        registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(pending.clone()))?;
         Ok(Self {
             published,
             failures,
+            failed,
+            recreated,
             pending,
         })
     }
 }
 
-/// Publishes the outbox of one database.
+/// Whether this service manages to publish, as its relay reports it; readiness reads it.
+#[derive(Clone, Default)]
+pub struct PublishHealth(Arc<Mutex<PublishState>>);
+
+#[derive(Default)]
+struct PublishState {
+    failing_since: Option<Instant>,
+    last_error: String,
+}
+
+impl PublishHealth {
+    fn succeeded(&self) {
+        if let Ok(mut state) = self.0.lock() {
+            state.failing_since = None;
+        }
+    }
+
+    fn failed(&self, error: &str) {
+        if let Ok(mut state) = self.0.lock() {
+            state.failing_since.get_or_insert_with(Instant::now);
+            state.last_error = error.to_string();
+        }
+    }
+
+    /// How long publishing has been failing, and the last error, if it is failing.
+    pub fn failing(&self) -> Option<(Duration, String)> {
+        let state = self.0.lock().ok()?;
+        state
+            .failing_since
+            .map(|since| (since.elapsed(), state.last_error.clone()))
+    }
+}
+
+/// The readiness check of publishing: not ready once publishing has failed for `limit`.
+pub(crate) struct PublishingCheck {
+    pub health: PublishHealth,
+    pub limit: Duration,
+}
+
+impl ReadinessCheck for PublishingCheck {
+    fn name(&self) -> &'static str {
+        "publishing"
+    }
+
+    fn check(&self) -> CheckFuture {
+        let failing = self.health.failing();
+        let limit = self.limit;
+        Box::pin(async move {
+            match failing {
+                Some((for_how_long, error)) if for_how_long >= limit => Err(format!(
+                    "cannot publish for {} s: {error}",
+                    for_how_long.as_secs()
+                )),
+                _ => Ok(()),
+            }
+        })
+    }
+}
+
+/// Publishes one service's outbox.
 pub struct OutboxRelay {
     pool: PgPool,
+    /// The application name of the service's connections: whose records these are.
+    producer_name: String,
     producer: EventProducer,
     settings: OutboxSettings,
     metrics: OutboxMetrics,
+    health: PublishHealth,
     wake: Arc<Notify>,
+    failed_rounds: AtomicU32,
+    counted_at: Mutex<Option<Instant>>,
 }
 
-/// How often the relay deletes old published records and refreshes the pending gauge.
+/// How often the relay deletes old published records.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(60);
+/// How often, at most, the relay counts what is pending.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
+/// Rounds a producer may fail in a way a new producer cures before it is replaced.
+const ROUNDS_BEFORE_RECREATING: u32 = 2;
 
 impl OutboxRelay {
-    /// A relay over `pool`'s outbox.
+    /// A relay over the records `producer_name` (a connection's application name) wrote to
+    /// `pool`'s outbox.
     pub fn new(
         pool: PgPool,
+        producer_name: &str,
         producer: EventProducer,
         settings: OutboxSettings,
         metrics: OutboxMetrics,
     ) -> Self {
         Self {
             pool,
+            producer_name: producer_name.to_string(),
             producer,
             settings,
             metrics,
+            health: PublishHealth::default(),
             wake: Arc::new(Notify::new()),
+            failed_rounds: AtomicU32::new(0),
+            counted_at: Mutex::new(None),
         }
+    }
+
+    /// Reports to `health` (the service's readiness reads it).
+    pub fn with_health(mut self, health: PublishHealth) -> Self {
+        self.health = health;
+        self
     }
 
     /// Notify it after a commit that wrote to the outbox, to publish without waiting for the
@@ -118,31 +218,36 @@ impl OutboxRelay {
     /// Publishes rounds until the outbox is empty or a round fails.
     async fn publish_available(&self) {
         loop {
-            match self.publish_round().await {
+            let result = self.publish_round().await;
+            self.count_pending(false).await;
+            match result {
                 Ok(published) if published >= self.settings.batch_size as usize => continue,
                 Ok(_) => return,
                 Err(error) => {
-                    tracing::warn!(error = %error, "Publishing the outbox failed; retrying later.");
+                    self.health.failed(&error.to_string());
+                    tracing::warn!(error = ?relance_telemetry::ErrorChain(&error), "Publishing the outbox failed; retrying later.");
                     return;
                 }
             }
         }
     }
 
-    /// One round: claim, publish, mark. Returns how many records were published.
-    async fn publish_round(&self) -> Result<usize, relance_storage::StorageError> {
-        let mut transaction = self
-            .pool
-            .begin()
-            .await
-            .map_err(relance_storage::StorageError::Unreachable)?;
-        let pending =
-            outbox::claim_pending(&mut transaction, i64::from(self.settings.batch_size)).await?;
+    /// One round: claim, publish, mark. Returns how many records were published (0 when a
+    /// record failed, to stop the burst).
+    async fn publish_round(&self) -> Result<usize, StorageError> {
+        let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+        let pending = outbox::claim_pending(
+            &mut transaction,
+            &self.producer_name,
+            i64::from(self.settings.batch_size),
+        )
+        .await?;
         if pending.is_empty() {
             transaction
                 .commit()
                 .await
-                .map_err(relance_storage::StorageError::Unreachable)?;
+                .map_err(StorageError::Unreachable)?;
+            self.health.succeeded();
             return Ok(0);
         }
         let records: Vec<OutgoingRecord> = pending
@@ -156,39 +261,85 @@ impl OutboxRelay {
             .collect();
         let results = self.producer.send_all(&records).await;
         let mut published = Vec::with_capacity(pending.len());
-        let mut failed = Vec::new();
+        let mut refused: Vec<(i64, &str, ProduceError)> = Vec::new();
+        let mut failed: Vec<(i64, &str, ProduceError)> = Vec::new();
         for (pending, result) in pending.iter().zip(results) {
+            let topic = pending.record.topic.as_str();
             match result {
                 Ok(_) => {
-                    self.metrics
-                        .published
-                        .with_label_values(&[&pending.record.topic])
-                        .inc();
+                    self.metrics.published.with_label_values(&[topic]).inc();
                     published.push(pending.id);
                 }
-                Err(error) => {
-                    self.metrics
-                        .failures
-                        .with_label_values(&[&pending.record.topic])
-                        .inc();
-                    failed.push((pending.id, error.to_string()));
-                }
+                Err(error) if !error.is_retryable() => refused.push((pending.id, topic, error)),
+                Err(error) => failed.push((pending.id, topic, error)),
             }
         }
         outbox::mark_published(&mut transaction, &published).await?;
         transaction
             .commit()
             .await
-            .map_err(relance_storage::StorageError::Unreachable)?;
-        for (id, error) in &failed {
-            tracing::warn!(outbox_id = id, error = %error, "Publishing an outbox record failed; it stays pending.");
-            outbox::record_failure(&self.pool, *id, error).await?;
+            .map_err(StorageError::Unreachable)?;
+        for (id, topic, error) in &refused {
+            self.metrics.failed.with_label_values(&[topic]).inc();
+            tracing::error!(outbox_id = id, topic, error = %error, "The broker refuses an outbox record for good; it is set aside and will never be published (relance_outbox_failed_total).");
+            outbox::record_failure(&self.pool, *id, &error.to_string(), true).await?;
+        }
+        for (id, topic, error) in &failed {
+            self.metrics.failures.with_label_values(&[topic]).inc();
+            tracing::warn!(outbox_id = id, topic, error = %error, "Publishing an outbox record failed; it stays pending.");
+            outbox::record_failure(&self.pool, *id, &error.to_string(), false).await?;
         }
         if failed.is_empty() {
-            Ok(published.len())
-        } else {
-            // Stop this burst; the next poll retries.
-            Ok(0)
+            self.health.succeeded();
+            self.failed_rounds.store(0, Ordering::Relaxed);
+            return Ok(if refused.is_empty() {
+                published.len()
+            } else {
+                0
+            });
+        }
+        self.health.failed(&failed[0].2.to_string());
+        let curable = failed
+            .iter()
+            .all(|(_, _, error)| error.suggests_a_new_producer());
+        let rounds = self.failed_rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let fatal = self.producer.fatal_error();
+        if fatal.is_some() || (curable && rounds >= ROUNDS_BEFORE_RECREATING) {
+            self.recreate_producer(fatal.as_deref().unwrap_or("nothing acknowledged"));
+        }
+        // Stop this burst; the next poll retries.
+        Ok(0)
+    }
+
+    fn recreate_producer(&self, why: &str) {
+        match self.producer.recreate() {
+            Ok(()) => {
+                self.metrics.recreated.inc();
+                self.failed_rounds.store(0, Ordering::Relaxed);
+                tracing::warn!(why, "The producer kept failing; replaced by a new one.");
+            }
+            Err(error) => {
+                tracing::error!(error = %error, "The producer could not be recreated.")
+            }
+        }
+    }
+
+    /// Sets the pending gauge, at most once a second unless `now`.
+    async fn count_pending(&self, now: bool) {
+        {
+            let Ok(mut counted) = self.counted_at.lock() else {
+                return;
+            };
+            if !now && counted.is_some_and(|at| at.elapsed() < GAUGE_INTERVAL) {
+                return;
+            }
+            *counted = Some(Instant::now());
+        }
+        match outbox::pending_count(&self.pool, &self.producer_name).await {
+            Ok(count) => self.metrics.pending.set(count),
+            Err(error) => {
+                tracing::debug!(error = %error, "Counting pending outbox records failed.")
+            }
         }
     }
 
@@ -198,11 +349,6 @@ impl OutboxRelay {
             Ok(deleted) => tracing::debug!(deleted, "Purged published outbox records."),
             Err(error) => tracing::warn!(error = %error, "Purging the outbox failed."),
         }
-        match outbox::pending_count(&self.pool).await {
-            Ok(count) => self.metrics.pending.set(count),
-            Err(error) => {
-                tracing::debug!(error = %error, "Counting pending outbox records failed.")
-            }
-        }
+        self.count_pending(true).await;
     }
 }

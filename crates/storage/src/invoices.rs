@@ -163,17 +163,18 @@ pub async fn upsert(
     sqlx::query(
         "INSERT INTO invoices AS i (invoice_id, tenant, customer_id, state, pause_reason, pause_until,
              escalated_to, closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
-             net_paid_minor, number, issued_on, due_on, paid_at, state_as_of, facts)
+             net_paid_minor, number, issued_on, due_on, paid_at, state_as_of, facts,
+             conflicting_amounts)
          SELECT invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
              closed_reason, currency, total_minor, amount_due_minor, overpaid_minor, net_paid_minor,
-             number, issued_on, due_on, paid_at, as_of, facts
+             number, issued_on, due_on, paid_at, as_of, facts, conflicting
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
              $13::bigint[], $14::text[], $15::date[], $16::date[], $17::timestamptz[], $18::date[],
-             $19::jsonb[])
+             $19::jsonb[], $20::int[])
              AS t(invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
                   closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
-                  net_paid_minor, number, issued_on, due_on, paid_at, as_of, facts)
+                  net_paid_minor, number, issued_on, due_on, paid_at, as_of, facts, conflicting)
          ON CONFLICT (invoice_id) DO UPDATE SET
              state = EXCLUDED.state, pause_reason = EXCLUDED.pause_reason,
              pause_until = EXCLUDED.pause_until, escalated_to = EXCLUDED.escalated_to,
@@ -182,7 +183,8 @@ pub async fn upsert(
              overpaid_minor = EXCLUDED.overpaid_minor, net_paid_minor = EXCLUDED.net_paid_minor,
              number = EXCLUDED.number, issued_on = EXCLUDED.issued_on, due_on = EXCLUDED.due_on,
              paid_at = EXCLUDED.paid_at, state_as_of = EXCLUDED.state_as_of,
-             facts = EXCLUDED.facts, updated_at = now()",
+             facts = EXCLUDED.facts, conflicting_amounts = EXCLUDED.conflicting_amounts,
+             updated_at = now()",
     )
     .bind(&columns.invoice_id)
     .bind(&columns.tenant)
@@ -203,6 +205,7 @@ pub async fn upsert(
     .bind(&columns.paid_at)
     .bind(&columns.as_of)
     .bind(&columns.facts)
+    .bind(&columns.conflicting)
     .execute(connection)
     .await
     .map_err(StorageError::query("writing invoices"))?;
@@ -230,6 +233,7 @@ struct Columns {
     paid_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
     as_of: Vec<NaiveDate>,
     facts: Vec<serde_json::Value>,
+    conflicting: Vec<i32>,
 }
 
 impl Columns {
@@ -259,6 +263,8 @@ impl Columns {
         self.currency
             .push(view.currency.as_ref().map(ToString::to_string));
         self.total_minor.push(view.total_minor);
+        self.conflicting
+            .push(i32::try_from(view.conflicting_amounts).unwrap_or(i32::MAX));
         self.amount_due_minor.push(view.amount_due_minor);
         self.overpaid_minor.push(view.overpaid_minor);
         self.net_paid_minor

@@ -24,6 +24,28 @@ pub struct OutboxRecord {
     pub cancel_keys: Vec<String>,
     /// The reminder this record is the command of.
     pub reminder_id: Option<uuid::Uuid>,
+    /// For a dead letter: the whole original, kept in `dead_letters` in the same transaction.
+    pub dead_letter: Option<Box<StoredDeadLetter>>,
+}
+
+/// A dead letter in full, as `dead_letters` keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StoredDeadLetter {
+    pub service: String,
+    pub reason: String,
+    pub detail: String,
+    pub source_topic: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub tenant: Option<String>,
+    pub original_key: Option<Vec<u8>>,
+    pub original_payload: Option<Vec<u8>>,
+    pub original_headers: Headers,
+    pub original_sha256: String,
+    /// The copy on the topic was cut to fit the broker's size limit.
+    pub truncated: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -119,9 +141,61 @@ pub async fn enqueue(
     .bind(&headers)
     .bind(&cancel_keys)
     .bind(&reminder_ids)
-    .execute(connection)
+    .execute(&mut *connection)
     .await
     .map_err(StorageError::query("enqueueing outbox records"))?;
+    let dead: Vec<&StoredDeadLetter> = records
+        .iter()
+        .filter_map(|record| record.dead_letter.as_deref())
+        .collect();
+    keep_dead_letters(connection, &dead).await
+}
+
+/// Keeps dead letters in full.
+async fn keep_dead_letters(
+    connection: &mut PgConnection,
+    dead: &[&StoredDeadLetter],
+) -> Result<(), StorageError> {
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let text = |f: fn(&StoredDeadLetter) -> String| dead.iter().map(|d| f(d)).collect::<Vec<_>>();
+    let optional =
+        |f: fn(&StoredDeadLetter) -> Option<String>| dead.iter().map(|d| f(d)).collect::<Vec<_>>();
+    let partitions: Vec<i32> = dead.iter().map(|d| d.source_partition).collect();
+    let offsets: Vec<i64> = dead.iter().map(|d| d.source_offset).collect();
+    let keys: Vec<Option<&[u8]>> = dead.iter().map(|d| d.original_key.as_deref()).collect();
+    let payloads: Vec<Option<&[u8]>> = dead.iter().map(|d| d.original_payload.as_deref()).collect();
+    let headers: Vec<serde_json::Value> = dead
+        .iter()
+        .map(|d| headers_to_json(&d.original_headers))
+        .collect();
+    let truncated: Vec<bool> = dead.iter().map(|d| d.truncated).collect();
+    sqlx::query(
+        "INSERT INTO dead_letters (service, reason, detail, source_topic, source_partition,
+             source_offset, event_id, event_type, tenant, original_key, original_payload,
+             original_headers, original_sha256, truncated)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
+             $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[],
+             $12::jsonb[], $13::text[], $14::bool[])",
+    )
+    .bind(text(|d| d.service.clone()))
+    .bind(text(|d| d.reason.clone()))
+    .bind(text(|d| d.detail.clone()))
+    .bind(text(|d| d.source_topic.clone()))
+    .bind(&partitions)
+    .bind(&offsets)
+    .bind(optional(|d| d.event_id.clone()))
+    .bind(optional(|d| d.event_type.clone()))
+    .bind(optional(|d| d.tenant.clone()))
+    .bind(&keys)
+    .bind(&payloads)
+    .bind(&headers)
+    .bind(text(|d| d.original_sha256.clone()))
+    .bind(&truncated)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("keeping dead letters"))?;
     Ok(())
 }
 
@@ -132,32 +206,35 @@ pub struct PendingRecord {
     pub record: OutboxRecord,
 }
 
-/// The advisory lock that makes one relay at a time publish, so records keep their order.
-const RELAY_LOCK: i64 = 0x7265_6c61_6e63_6501;
-
-/// Claims up to `limit` unpublished records, oldest first, if no other relay holds the relay
-/// lock (then returns nothing). The lock and the claim last as long as `transaction`.
+/// Claims up to `limit` unpublished records of `producer` (the application name of the
+/// service that wrote them), oldest first, if no other relay of that service holds its relay
+/// lock (then returns nothing). The lock lasts as long as `transaction`; no row is locked, so
+/// cancelling a queued command never waits for a publication in flight (publishing a command
+/// cancelled meanwhile is harmless: the sender's guard skips it).
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored record is unreadable.
 pub async fn claim_pending(
     connection: &mut PgConnection,
+    producer: &str,
     limit: i64,
 ) -> Result<Vec<PendingRecord>, StorageError> {
-    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-        .bind(RELAY_LOCK)
-        .fetch_one(&mut *connection)
-        .await
-        .map_err(StorageError::query("taking the outbox relay lock"))?;
+    let locked: bool = sqlx::query_scalar(
+        "SELECT pg_try_advisory_xact_lock(hashtextextended('relance-outbox-relay:' || $1, 0))",
+    )
+    .bind(producer)
+    .fetch_one(&mut *connection)
+    .await
+    .map_err(StorageError::query("taking the outbox relay lock"))?;
     if !locked {
         return Ok(Vec::new());
     }
     let rows: Vec<PendingRow> = sqlx::query_as(
-        // Row locks as well: a payment that cancels a queued command waits for a publication in
-        // progress, and a cancelled command is never published.
         "SELECT id, topic, message_key, payload, headers FROM outbox
-         WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE",
+         WHERE published_at IS NULL AND failed_at IS NULL AND (producer = $1 OR producer IS NULL)
+         ORDER BY id LIMIT $2",
     )
+    .bind(producer)
     .bind(limit)
     .fetch_all(&mut *connection)
     .await
@@ -186,25 +263,39 @@ pub async fn mark_published(
     connection: &mut PgConnection,
     ids: &[i64],
 ) -> Result<(), StorageError> {
-    sqlx::query("UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = ANY($1)")
-        .bind(ids)
-        .execute(connection)
-        .await
-        .map_err(StorageError::query("marking outbox records published"))?;
+    sqlx::query(
+        "UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("marking outbox records published"))?;
     Ok(())
 }
 
-/// Records a failed publication attempt of a record.
+/// Records a failed publication attempt of a record; `terminal` when the broker will never
+/// accept it (the record is then never retried).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
-pub async fn record_failure(pool: &PgPool, id: i64, error: &str) -> Result<(), StorageError> {
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = $1")
-        .bind(id)
-        .bind(error)
-        .execute(pool)
-        .await
-        .map_err(StorageError::query("recording an outbox failure"))?;
+pub async fn record_failure(
+    pool: &PgPool,
+    id: i64,
+    error: &str,
+    terminal: bool,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+                           failed_at = CASE WHEN $3 THEN now() ELSE NULL END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(error)
+    .bind(terminal)
+    .execute(pool)
+    .await
+    .map_err(StorageError::query("recording an outbox failure"))?;
     Ok(())
 }
 
@@ -221,15 +312,19 @@ pub async fn purge_published(pool: &PgPool, retention_hours: i64) -> Result<u64,
         .map_err(StorageError::query("purging published outbox records"))
 }
 
-/// How many records wait to be published.
+/// How many records of `producer` wait to be published.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the count fails.
-pub async fn pending_count(pool: &PgPool) -> Result<i64, StorageError> {
-    sqlx::query_scalar("SELECT count(*) FROM outbox WHERE published_at IS NULL")
-        .fetch_one(pool)
-        .await
-        .map_err(StorageError::query("counting pending outbox records"))
+pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, StorageError> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM outbox
+         WHERE published_at IS NULL AND failed_at IS NULL AND (producer = $1 OR producer IS NULL)",
+    )
+    .bind(producer)
+    .fetch_one(pool)
+    .await
+    .map_err(StorageError::query("counting pending outbox records"))
 }
 
 /// Deletes the unpublished records about any of `invoice_ids` (queued reminders and tasks) and

@@ -3,6 +3,7 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::missing_panics_doc)]
 
+mod broker;
 mod postgres;
 mod process;
 mod seed;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use relance_config::{ConfigSource, ServiceName, Settings, TopicSettings};
 use relance_kafka::TopicSpec;
 
+pub use broker::PrivateBroker;
 pub use postgres::TempPostgres;
 pub use process::{run_to_completion, service_env, settings_overrides, ServiceProcess};
 pub use seed::{

@@ -51,6 +51,10 @@ pub fn settings_overrides(settings: &relance_config::Settings) -> Vec<(&'static 
             settings.database.port.to_string(),
         ),
         (
+            "RELANCE__KAFKA__BOOTSTRAP_SERVERS",
+            settings.kafka.bootstrap_servers.clone(),
+        ),
+        (
             "RELANCE__INGESTOR__GROUP_ID",
             settings.ingestor.group_id.clone(),
         ),

@@ -8,7 +8,7 @@
 //! outbox; commit. Only then does the consumer commit the offsets. A crash anywhere before the
 //! database commit redoes the batch; after it, the ledger makes the redelivered events no-ops.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,14 +19,14 @@ use relance_domain::{Book, BookEvent, DunningState};
 use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
 use relance_runtime::Clock;
 use relance_storage::outbox::OutboxRecord;
-use relance_storage::processed::{record_new_events, EventKey};
+use relance_storage::processed::{conflicting_payloads, forget, record_new_events, EventKey};
 use relance_storage::{customers, invoices, outbox, scheduling, StorageError};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
 use crate::convert::to_book_event;
 use crate::metrics::{IngestMetrics, Outcome, CONVERSION_FAILED};
-use relance_events::{state_changed_record, to_outbox, CauseRef};
+use relance_events::{state_changed_record, CauseRef};
 
 /// The consumer name under which the ingestor records processed events.
 pub const CONSUMER: &str = "ingestor";
@@ -94,6 +94,7 @@ impl IngestHandler {
                         id: envelope.id.to_string(),
                         tenant: envelope.tenant.to_string(),
                         event_type: envelope.event_type.clone(),
+                        payload_sha256: Some(data_sha256(&envelope.data)),
                     },
                     event_type: envelope.data.event_type(),
                     event: Box::new(event),
@@ -114,14 +115,20 @@ impl IngestHandler {
         let now = self.clock.now();
         let mut applied = Applied::default();
 
-        // The first copy of an event in the batch is the candidate; later copies are duplicates.
-        let mut seen = HashSet::new();
+        // The first copy of an event in the batch is the candidate; later copies are duplicates
+        // (or, saying something else, conflicting duplicates).
+        let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
         let mut candidates = Vec::new();
         let first_copy: Vec<bool> = plans
             .iter()
             .map(|plan| match plan {
                 Planned::Event { key, .. } => {
-                    let first = seen.insert((key.source.clone(), key.id.clone()));
+                    let first = seen
+                        .insert(
+                            (key.source.clone(), key.id.clone()),
+                            key.payload_sha256.clone(),
+                        )
+                        .is_none();
                     if first {
                         candidates.push(key.clone());
                     }
@@ -133,6 +140,25 @@ impl IngestHandler {
 
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
         let new = record_new_events(&mut transaction, CONSUMER, &candidates).await?;
+        let redelivered: Vec<EventKey> = candidates
+            .iter()
+            .filter(|key| !new.contains(&(key.source.clone(), key.id.clone())))
+            .cloned()
+            .collect();
+        let mut conflicting =
+            conflicting_payloads(&mut transaction, CONSUMER, &redelivered).await?;
+        for (index, plan) in plans.iter().enumerate() {
+            if let Planned::Event { key, .. } = plan {
+                let id = (key.source.clone(), key.id.clone());
+                let first = seen.get(&id).cloned().flatten();
+                if !first_copy[index] && first.is_some() && first != key.payload_sha256 {
+                    conflicting
+                        .entry(id)
+                        .or_insert_with(|| first.unwrap_or_default());
+                }
+            }
+        }
+        let mut refused_events: Vec<(String, String)> = Vec::new();
         let is_new = |index: usize, key: &EventKey| {
             first_copy[index] && new.contains(&(key.source.clone(), key.id.clone()))
         };
@@ -190,59 +216,103 @@ impl IngestHandler {
                 Planned::Event {
                     key, event_type, ..
                 } if !is_new(index, key) => {
-                    applied.duplicates.push(event_type);
+                    let id = (key.source.clone(), key.id.clone());
+                    match conflicting.get(&id) {
+                        Some(first) if key.payload_sha256.as_ref() != Some(first) => {
+                            let detail = format!(
+                                "Event {} from {} was already processed with data of SHA-256 {first}; this one says something else (SHA-256 {}). An event id must name one event: the later one is not applied.",
+                                key.id,
+                                key.source,
+                                key.payload_sha256.as_deref().unwrap_or_default()
+                            );
+                            outbox_records.push(self.dead_letter_record(
+                                record,
+                                CONFLICTING_DUPLICATE,
+                                &detail,
+                                Some(EventIdentity {
+                                    id: relance_contracts::Id::parse(&key.id).ok(),
+                                    event_type: Some(key.event_type.clone()),
+                                    tenant: relance_contracts::Id::parse(&key.tenant).ok(),
+                                }),
+                            ));
+                            applied
+                                .dead_letters
+                                .push((event_type, CONFLICTING_DUPLICATE));
+                        }
+                        _ => applied.duplicates.push(event_type),
+                    }
                 }
                 Planned::Event {
                     key,
                     event_type,
                     event,
-                } => match book.apply_at(event, now, UNKNOWN_ZONE) {
-                    Ok(change) => {
-                        match event.as_ref() {
-                            BookEvent::Invoice(event) => {
-                                touched_invoices.insert(event.invoice_id.clone());
-                                touched_customers.insert(event.customer_id.clone());
-                            }
-                            BookEvent::Customer(event) => {
-                                touched_customers.insert(event.customer_id.clone());
-                            }
+                } => {
+                    let conflicts = |book: &Book| match event.as_ref() {
+                        BookEvent::Invoice(event) => {
+                            book.invoices.get(&event.invoice_id).map_or(0, |invoice| {
+                                invoice
+                                    .view(book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE))
+                                    .conflicting_amounts
+                            })
                         }
-                        if let Some(change) = change {
-                            let cause = CauseRef {
-                                source: &key.source,
-                                id: &key.id,
-                                event_type,
+                        BookEvent::Customer(_) => 0,
+                    };
+                    let conflicts_before = conflicts(&book);
+                    match book.apply_at(event, now, UNKNOWN_ZONE) {
+                        Ok(change) => {
+                            if conflicts(&book) > conflicts_before {
+                                tracing::warn!(event_id = %key.id, event_type, "An amount in another currency than its invoice's is kept but left out of the sums; a person must look (relance_ingest_conflicting_amounts_total).");
+                                applied.conflicting_amounts.push(event_type);
+                            }
+                            match event.as_ref() {
+                                BookEvent::Invoice(event) => {
+                                    touched_invoices.insert(event.invoice_id.clone());
+                                    touched_customers.insert(event.customer_id.clone());
+                                }
+                                BookEvent::Customer(event) => {
+                                    touched_customers.insert(event.customer_id.clone());
+                                }
+                            }
+                            if let Some(change) = change {
+                                let cause = CauseRef {
+                                    source: &key.source,
+                                    id: &key.id,
+                                    event_type,
+                                };
+                                if let Some(record) = state_changed_record(
+                                    &change,
+                                    &cause,
+                                    now,
+                                    &self.events_topic,
+                                    crate::SOURCE,
+                                )? {
+                                    applied.state_changes.push(change.to.state.name());
+                                    outbox_records.push(record);
+                                }
+                            }
+                            applied.applied.push(event_type);
+                        }
+                        Err(rejection) => {
+                            // Not applied: a replay of its dead letter, once the cause is fixed,
+                            // must apply it rather than find it already processed.
+                            refused_events.push((key.source.clone(), key.id.clone()));
+                            let identity = EventIdentity {
+                                id: relance_contracts::Id::parse(&key.id).ok(),
+                                event_type: Some(key.event_type.clone()),
+                                tenant: relance_contracts::Id::parse(&key.tenant).ok(),
                             };
-                            if let Some(record) = state_changed_record(
-                                &change,
-                                &cause,
-                                now,
-                                &self.events_topic,
-                                crate::SOURCE,
-                            )? {
-                                applied.state_changes.push(change.to.state.name());
-                                outbox_records.push(record);
-                            }
+                            outbox_records.push(self.dead_letter_record(
+                                record,
+                                rejection.reason.code(),
+                                &rejection.detail,
+                                Some(identity),
+                            ));
+                            applied
+                                .dead_letters
+                                .push((event_type, rejection.reason.code()));
                         }
-                        applied.applied.push(event_type);
                     }
-                    Err(rejection) => {
-                        let identity = EventIdentity {
-                            id: relance_contracts::Id::parse(&key.id).ok(),
-                            event_type: Some(key.event_type.clone()),
-                            tenant: relance_contracts::Id::parse(&key.tenant).ok(),
-                        };
-                        outbox_records.push(self.dead_letter_record(
-                            record,
-                            rejection.reason.code(),
-                            &rejection.detail,
-                            Some(identity),
-                        ));
-                        applied
-                            .dead_letters
-                            .push((event_type, rejection.reason.code()));
-                    }
-                },
+                }
             }
         }
 
@@ -302,6 +372,7 @@ impl IngestHandler {
             .collect();
         customers::upsert(&mut transaction, &customer_rows).await?;
 
+        forget(&mut transaction, CONSUMER, &refused_events).await?;
         outbox::enqueue(&mut transaction, &outbox_records).await?;
         applied.published = !outbox_records.is_empty();
         transaction
@@ -321,14 +392,15 @@ impl IngestHandler {
         detail: &str,
         identity: Option<EventIdentity>,
     ) -> OutboxRecord {
-        to_outbox(self.dead_letters.build(
+        relance_events::dead_letter_outbox(
+            &self.dead_letters,
             record,
             &DeadLetter {
                 reason,
                 detail: detail.to_string(),
                 identity,
             },
-        ))
+        )
     }
 }
 
@@ -339,6 +411,7 @@ struct Applied {
     duplicates: Vec<&'static str>,
     dead_letters: Vec<(&'static str, &'static str)>,
     state_changes: Vec<&'static str>,
+    conflicting_amounts: Vec<&'static str>,
     published: bool,
     cancelled_commands: u64,
 }
@@ -389,6 +462,9 @@ impl BatchHandler for IngestHandler {
                 }
                 for state in &applied.state_changes {
                     self.metrics.record_state_change(state);
+                }
+                for event_type in &applied.conflicting_amounts {
+                    self.metrics.record_conflicting_amount(event_type);
                 }
                 self.metrics
                     .record_batch(batch.len(), started.elapsed().as_secs_f64());
@@ -454,6 +530,19 @@ impl BatchHandler for IngestHandler {
             Err(error) => Err(HandlerError::Fatal(Box::new(error))),
         }
     }
+}
+
+/// The dead-letter reason of an event whose id was already processed with other data.
+pub const CONFLICTING_DUPLICATE: &str = "conflicting_duplicate";
+
+/// SHA-256 of what an event says: its data as the contract types write it (field order
+/// fixed), so a redelivery has the same digest whatever its JSON layout.
+fn data_sha256(data: &BillingEvent) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(serde_json::to_vec(data).unwrap_or_default())
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// The dead-letter reason of a record the database refused for its content.

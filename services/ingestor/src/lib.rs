@@ -10,7 +10,7 @@ pub mod metrics;
 use std::time::Duration;
 
 use relance_kafka::{ConsumerRunner, DeadLetterWriter, KafkaMetrics, RunnerOptions};
-use relance_runtime::{BoxError, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName};
+use relance_runtime::{BoxError, OutboxMetrics, Service, ServiceContext, ServiceName};
 
 use crate::handler::IngestHandler;
 
@@ -27,12 +27,7 @@ impl Service for Ingestor {
     async fn run(context: ServiceContext) -> Result<(), BoxError> {
         let settings = &context.settings;
         let registry = context.metrics.registry();
-        let relay = OutboxRelay::new(
-            context.pool.clone(),
-            context.producer.clone(),
-            settings.outbox.clone(),
-            OutboxMetrics::register(registry)?,
-        );
+        let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let handler = IngestHandler::new(
             context.pool.clone(),
             context.clock.clone(),
@@ -40,6 +35,9 @@ impl Service for Ingestor {
                 context.producer.clone(),
                 settings.kafka.topics.dlq.clone(),
                 Self::NAME.as_str(),
+            )
+            .with_max_bytes(
+                usize::try_from(settings.kafka.dead_letter_max_bytes).unwrap_or(usize::MAX),
             ),
             settings.kafka.topics.events.clone(),
             IngestMetrics::register(registry)?,

@@ -33,6 +33,7 @@ pub struct IngestMetrics {
     state_changes: IntCounterVec,
     batch_size: Histogram,
     batch_duration: Histogram,
+    conflicting_amounts: IntCounterVec,
 }
 
 impl IngestMetrics {
@@ -79,6 +80,14 @@ impl IngestMetrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
             ]),
         )?;
+        let conflicting_amounts = IntCounterVec::new(
+            Opts::new(
+                "relance_ingest_conflicting_amounts_total",
+                "Amounts (payments, credits, refunds) in another currency than their invoice's: kept in its facts and on its timeline, left out of its sums. Each needs a person.",
+            ),
+            &["event_type"],
+        )?;
+        registry.register(Box::new(conflicting_amounts.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(dead_lettered.clone()))?;
         registry.register(Box::new(state_changes.clone()))?;
@@ -88,7 +97,11 @@ impl IngestMetrics {
             .iter()
             .map(|kind| kind.code())
             .chain(RejectionReason::ALL.iter().map(|reason| reason.code()))
-            .chain(std::iter::once(CONVERSION_FAILED));
+            .chain([
+                CONVERSION_FAILED,
+                crate::handler::CONFLICTING_DUPLICATE,
+                crate::handler::DATABASE_REFUSED,
+            ]);
         for reason in reasons {
             dead_lettered.with_label_values(&[reason]);
         }
@@ -98,6 +111,7 @@ impl IngestMetrics {
             state_changes,
             batch_size,
             batch_duration,
+            conflicting_amounts,
         })
     }
 
@@ -110,6 +124,12 @@ impl IngestMetrics {
     pub fn record_dead_letter(&self, event_type: &str, reason: &str) {
         self.record_event(event_type, Outcome::DeadLettered);
         self.dead_lettered.with_label_values(&[reason]).inc();
+    }
+
+    pub fn record_conflicting_amount(&self, event_type: &str) {
+        self.conflicting_amounts
+            .with_label_values(&[event_type])
+            .inc();
     }
 
     pub fn record_state_change(&self, to: &str) {

@@ -793,12 +793,22 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
             json!({"event_id": issued.event_id}),
         );
     }
+    // An amount in another currency than the invoice's is kept but left out of the sums.
+    let invoice_currency = invoice.currency().cloned();
+    let note = |currency: &relance_domain::Currency| match &invoice_currency {
+        Some(own) if own != currency => {
+            format!(" — in another currency than the invoice's ({own}): kept, not counted")
+        }
+        _ => String::new(),
+    };
     for (id, credit) in &invoice.credits {
         push(
             credit.at,
             format!(
-                "Credit note {id}: {} {}",
-                credit.amount.amount_minor, credit.amount.currency
+                "Credit note {id}: {} {}{}",
+                credit.amount.amount_minor,
+                credit.amount.currency,
+                note(&credit.amount.currency)
             ),
             json!({"event_id": credit.version.event_id}),
         );
@@ -807,8 +817,10 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         push(
             payment.at,
             format!(
-                "Payment {id}: {} {}",
-                payment.amount.amount_minor, payment.amount.currency
+                "Payment {id}: {} {}{}",
+                payment.amount.amount_minor,
+                payment.amount.currency,
+                note(&payment.amount.currency)
             ),
             json!({"event_id": payment.version.event_id}),
         );
@@ -817,8 +829,11 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         push(
             refund.at,
             format!(
-                "{:?} {id}: {} {}",
-                refund.kind, refund.amount.amount_minor, refund.amount.currency
+                "{:?} {id}: {} {}{}",
+                refund.kind,
+                refund.amount.amount_minor,
+                refund.amount.currency,
+                note(&refund.amount.currency)
             ),
             json!({"event_id": refund.version.event_id}),
         );

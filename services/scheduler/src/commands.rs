@@ -81,6 +81,7 @@ pub fn stored(
         headers,
         cancel_keys: decided.invoice_ids.clone(),
         reminder_id: Some(decided.reminder_id),
+        dead_letter: None,
     };
     let row = ReminderRow {
         reminder_id: decided.reminder_id,
@@ -128,6 +129,7 @@ pub fn record_of(row: &ReminderRow) -> OutboxRecord {
         headers: cloudevent_headers(event_type, &row.reminder_id.to_string(), &row.tenant),
         cancel_keys: row.invoice_ids.clone(),
         reminder_id: Some(row.reminder_id),
+        dead_letter: None,
     }
 }
 

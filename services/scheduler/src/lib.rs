@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relance_policy::PolicyError;
-use relance_runtime::{
-    BoxError, Clock, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName,
-};
+use relance_runtime::{BoxError, Clock, OutboxMetrics, Service, ServiceContext, ServiceName};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
@@ -59,12 +57,7 @@ impl Service for SchedulerService {
             })?;
         let registry = context.metrics.registry();
         let metrics = SchedulerMetrics::register(registry)?;
-        let relay = OutboxRelay::new(
-            context.pool.clone(),
-            context.producer.clone(),
-            settings.outbox.clone(),
-            OutboxMetrics::register(registry)?,
-        );
+        let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let clock = context.clock.clone();
         let scheduler = Scheduler {
             pool: context.pool.clone(),

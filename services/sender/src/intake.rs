@@ -190,14 +190,15 @@ impl IntakeHandler {
                 }
                 Planned::DeadLetter(reason, detail, identity) => {
                     tracing::warn!(reason, detail = %detail, topic = %record.topic, partition = record.partition, offset = record.offset, "Dead-lettering a record that is not a reminder command.");
-                    dead_letters.push(relance_events::to_outbox(self.dead_letters.build(
+                    dead_letters.push(relance_events::dead_letter_outbox(
+                        &self.dead_letters,
                         record,
                         &DeadLetter {
                             reason,
                             detail,
                             identity: Some(identity),
                         },
-                    )));
+                    ));
                 }
             }
         }

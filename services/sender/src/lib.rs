@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use relance_kafka::{ConsumerRunner, DeadLetterWriter, KafkaMetrics, RunnerOptions};
 use relance_links::LinkSigner;
-use relance_runtime::{BoxError, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName};
+use relance_runtime::{BoxError, OutboxMetrics, Service, ServiceContext, ServiceName};
 use relance_templates::TemplateStore;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -71,16 +71,14 @@ impl Service for Sender {
             Providers::build(sender).map_err(|error| StartError::Provider(error.to_string()))?;
         let registry = context.metrics.registry();
         let metrics = SenderMetrics::register(registry, sender.tenant_label)?;
-        let relay = OutboxRelay::new(
-            context.pool.clone(),
-            context.producer.clone(),
-            settings.outbox.clone(),
-            OutboxMetrics::register(registry)?,
-        );
+        let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let dead_letters = DeadLetterWriter::new(
             context.producer.clone(),
             settings.kafka.topics.dlq.clone(),
             Self::NAME.as_str(),
+        )
+        .with_max_bytes(
+            usize::try_from(settings.kafka.dead_letter_max_bytes).unwrap_or(usize::MAX),
         );
         let wake = Arc::new(Notify::new());
         let dispatcher = Dispatcher {

@@ -449,14 +449,15 @@ impl Settler<'_> {
             event_type: Some(job.envelope.event_type.clone()),
             tenant: Some(job.envelope.tenant.clone()),
         };
-        Some(relance_events::to_outbox(self.dead_letters.build(
+        Some(relance_events::dead_letter_outbox(
+            self.dead_letters,
             &source.record(),
             &DeadLetter {
                 reason,
                 detail,
                 identity: Some(identity),
             },
-        )))
+        ))
     }
 }
 

@@ -932,5 +932,6 @@ fn renewed_command(
         payload,
         cancel_keys: delivery.invoice_ids.clone(),
         reminder_id: Some(reminder_id),
+        dead_letter: None,
     })
 }

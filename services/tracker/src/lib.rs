@@ -22,7 +22,7 @@ use relance_config::AttributionModel;
 use relance_kafka::{ConsumerRunner, KafkaMetrics, RunnerOptions};
 use relance_links::LinkSigner;
 use relance_policy::PolicySet;
-use relance_runtime::{BoxError, OutboxMetrics, OutboxRelay, Service, ServiceContext, ServiceName};
+use relance_runtime::{BoxError, OutboxMetrics, Service, ServiceContext, ServiceName};
 use relance_tracking::attribution::Model;
 use relance_tracking::classify::Thresholds;
 use relance_tracking::webhooks::SendGridVerifier;
@@ -96,12 +96,7 @@ impl Service for Tracker {
         };
         let registry = context.metrics.registry();
         let metrics = TrackerMetrics::register(registry, tracker.tenant_label)?;
-        let relay = OutboxRelay::new(
-            context.pool.clone(),
-            context.producer.clone(),
-            settings.outbox.clone(),
-            OutboxMetrics::register(registry)?,
-        );
+        let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let state = Arc::new(Public {
             pool: context.pool.clone(),
             clock: context.clock.clone(),

@@ -14,6 +14,7 @@ use sqlx::PgPool;
 
 fn key(id: &str) -> EventKey {
     EventKey {
+        payload_sha256: None,
         source: "/billing/acme".into(),
         id: id.into(),
         tenant: "acme".into(),
@@ -61,16 +62,33 @@ fn record(topic: &str, payload: &str) -> OutboxRecord {
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
+    // Records belong to the service whose connection wrote them (its application name).
+    let me: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
     outbox::enqueue(
         &mut connection,
         &[record("a", "1"), record("b", "2"), record("a", "3")],
     )
     .await
     .unwrap();
-    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 3);
+    sqlx::query("SET application_name = 'relance-other'")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    outbox::enqueue(&mut connection, &[record("a", "other service")])
+        .await
+        .unwrap();
+    drop(connection);
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 3);
+    assert_eq!(
+        outbox::pending_count(&pool, "relance-other").await.unwrap(),
+        1
+    );
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, 2).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 2).await.unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -84,25 +102,32 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
         "key and headers survive, bytes included"
     );
 
-    // A second relay gets nothing while the first holds the lock.
+    // A second relay of the same service gets nothing while the first holds the lock; another
+    // service's relay publishes its own records meanwhile.
     let mut other = pool.begin().await.unwrap();
-    assert!(outbox::claim_pending(&mut other, 10)
+    assert!(outbox::claim_pending(&mut other, &me, 10)
         .await
         .unwrap()
         .is_empty());
     other.rollback().await.unwrap();
+    let mut other_service = pool.begin().await.unwrap();
+    let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    other_service.rollback().await.unwrap();
 
     let ids: Vec<i64> = claimed.iter().map(|pending| pending.id).collect();
     outbox::mark_published(&mut relay, &ids).await.unwrap();
     relay.commit().await.unwrap();
-    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 1);
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 1);
 
     let mut relay = pool.begin().await.unwrap();
-    let rest = outbox::claim_pending(&mut relay, 10).await.unwrap();
+    let rest = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
     assert_eq!(rest.len(), 1);
 
     relay.rollback().await.unwrap();
-    outbox::record_failure(&pool, rest[0].id, "broker down")
+    outbox::record_failure(&pool, rest[0].id, "broker down", false)
         .await
         .unwrap();
     let (attempts, error): (i32, Option<String>) =
@@ -113,6 +138,18 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
             .unwrap();
     assert_eq!((attempts, error.as_deref()), (1, Some("broker down")));
 
+    // A record the broker refuses for good is set aside: never claimed again.
+    outbox::record_failure(&pool, rest[0].id, "MessageSizeTooLarge", true)
+        .await
+        .unwrap();
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 0);
+    let mut relay = pool.begin().await.unwrap();
+    assert!(outbox::claim_pending(&mut relay, &me, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    relay.rollback().await.unwrap();
+
     sqlx::query(
         "UPDATE outbox SET published_at = now() - interval '2 days' WHERE published_at IS NOT NULL",
     )
@@ -120,7 +157,10 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     .await
     .unwrap();
     assert_eq!(outbox::purge_published(&pool, 24).await.unwrap(), 2);
-    assert_eq!(outbox::pending_count(&pool).await.unwrap(), 1);
+    assert_eq!(
+        outbox::pending_count(&pool, "relance-other").await.unwrap(),
+        1
+    );
 }
 
 fn invoice_event(id: &str, invoice_id: &str, customer_id: &str, fact: InvoiceFact) -> InvoiceEvent {
@@ -271,4 +311,47 @@ async fn customers_round_trip_with_profile_columns_and_behaviour(pool: PgPool) {
     assert!(vip);
     assert_eq!(tags, vec!["smb".to_string(), "bakery".to_string()]);
     assert_eq!(email.as_deref(), Some("c@durand.fr"));
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    let me: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    let reminder = uuid::Uuid::new_v4();
+    outbox::enqueue(
+        &mut connection,
+        &[OutboxRecord {
+            cancel_keys: vec!["inv_1".into()],
+            reminder_id: Some(reminder),
+            ..record("relance.reminders", "command")
+        }],
+    )
+    .await
+    .unwrap();
+    // The relay has claimed the command and is sending it (its transaction is open).
+    let mut relay = pool.begin().await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+
+    // A payment arrives: its transaction cancels the command at once.
+    let mut payment = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL lock_timeout = '1s'")
+        .execute(&mut *payment)
+        .await
+        .unwrap();
+    let cancelled = outbox::cancel_pending_for_invoices(&mut payment, &["inv_1".to_string()])
+        .await
+        .expect("the payment does not wait for the relay");
+    assert_eq!(cancelled, vec![reminder]);
+    payment.commit().await.unwrap();
+
+    // The relay finishes; marking a cancelled record changes nothing.
+    outbox::mark_published(&mut relay, &[claimed[0].id])
+        .await
+        .unwrap();
+    relay.commit().await.unwrap();
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 0);
 }

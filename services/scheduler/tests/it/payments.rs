@@ -149,6 +149,7 @@ async fn a_payment_between_planning_and_publishing_prevents_the_command() {
     let registry = prometheus::Registry::new();
     let relay = OutboxRelay::new(
         scheduler.pool.clone(),
+        "test-scheduler",
         producer,
         settings.outbox.clone(),
         OutboxMetrics::register(&registry).unwrap(),

@@ -95,6 +95,7 @@ async fn three_replicas_and_ten_thousand_due_invoices_publish_each_command_exact
     let producer = relance_kafka::EventProducer::new(&settings.kafka, "test").unwrap();
     let relay = OutboxRelay::new(
         replicas[0].pool.clone(),
+        "test-scheduler",
         producer,
         settings.outbox.clone(),
         OutboxMetrics::register(&registry).unwrap(),

@@ -43,6 +43,7 @@ test: ## Bring up what the tests need, then format check, clippy, and every test
 	scripts/up.sh --no-migrate
 	scripts/install-python-tools.sh
 	scripts/check-deploy.sh
+	source scripts/env.sh && "$$RELANCE_PYTHON" -m unittest discover -s scripts/tests
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	source scripts/env.sh && cargo nextest run --workspace --profile $(NEXTEST_PROFILE)

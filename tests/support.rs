@@ -22,3 +22,24 @@ pub fn service_binary(name: &str) -> PathBuf {
     );
     binary
 }
+
+/// The address a service process logged with `message` (its admin API, its public pages).
+///
+/// # Panics
+/// When the service does not log it within 30 seconds.
+pub async fn logged_address(
+    process: &mut relance_testkit::ServiceProcess,
+    message: &str,
+) -> String {
+    let line = process
+        .wait_for_log(std::time::Duration::from_secs(30), |line| {
+            line.contains(message)
+        })
+        .await
+        .unwrap_or_else(|| panic!("no log line {message:?}"));
+    let json: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    json["address"]
+        .as_str()
+        .expect("an address field")
+        .to_string()
+}

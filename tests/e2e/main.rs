@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
+mod dead_letters;
 mod emails;
+mod lock_order;
 mod tracking;
 mod tricky_sequence;
 

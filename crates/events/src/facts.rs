@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
 use relance_storage::outbox::OutboxRecord;
-use relance_storage::{customers, invoices, scheduling, StorageError};
+use relance_storage::{invoices, scheduling, StorageError};
 use sqlx::PgConnection;
 
 use crate::{state_changed_record, CauseRef, EventBuildError};
@@ -44,11 +44,9 @@ pub async fn apply_invoice_fact(
     now: DateTime<Utc>,
     events_topic: &str,
 ) -> Result<Vec<OutboxRecord>, ApplyError> {
-    // Customers before invoices, as everywhere (the ingestor, the scheduler, the sender's
-    // guard): which customers comes from an unlocked read, then both are locked in that order.
-    let customer_ids: Vec<String> = invoices::customers_of(transaction, invoice_ids).await?;
-    let locked_customers = customers::load_for_update(transaction, &customer_ids).await?;
-    let loaded = invoices::load_for_update(transaction, invoice_ids).await?;
+    // Customers before invoices, as everywhere (docs/operations.md#lock-order).
+    let (locked_customers, loaded) =
+        invoices::load_for_update_with_customers(transaction, invoice_ids).await?;
     if loaded.is_empty() {
         return Ok(Vec::new());
     }

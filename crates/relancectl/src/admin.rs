@@ -67,7 +67,7 @@ impl Client {
 
     pub async fn list_approvals(&self, tenant: Option<&str>) -> Result<(), String> {
         let path = match tenant {
-            Some(tenant) => format!("/v1/approvals?tenant={tenant}"),
+            Some(tenant) => format!("/v1/approvals?tenant={}", percent_encode(tenant)),
             None => "/v1/approvals".to_string(),
         };
         let approvals = self.call(reqwest::Method::GET, &path, None).await?;
@@ -116,7 +116,7 @@ impl Client {
         let result = self
             .call(
                 reqwest::Method::POST,
-                &format!("/v1/approvals/{reminder_id}/{decision}"),
+                &format!("/v1/approvals/{}/{decision}", percent_encode(reminder_id)),
                 Some(body),
             )
             .await?;
@@ -141,7 +141,7 @@ impl Client {
         let result = self
             .call(
                 reqwest::Method::PATCH,
-                &format!("/v1/approvals/{reminder_id}"),
+                &format!("/v1/approvals/{}", percent_encode(reminder_id)),
                 Some(body),
             )
             .await?;
@@ -164,7 +164,7 @@ impl Client {
         until: Option<&str>,
     ) -> Result<(), String> {
         self.change(
-            &format!("/v1/{kind}/{id}/pause"),
+            &format!("/v1/{kind}/{}/pause", percent_encode(id)),
             json!({"reason": reason, "until": until}),
         )
         .await
@@ -172,7 +172,7 @@ impl Client {
 
     pub async fn resume(&self, kind: &str, id: &str, reason: &str) -> Result<(), String> {
         self.change(
-            &format!("/v1/{kind}/{id}/resume"),
+            &format!("/v1/{kind}/{}/resume", percent_encode(id)),
             json!({"reason": reason}),
         )
         .await
@@ -181,7 +181,7 @@ impl Client {
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
     pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
         self.change(
-            &format!("/v1/invoices/{id}/{action}"),
+            &format!("/v1/invoices/{}/{action}", percent_encode(id)),
             json!({"reason": reason}),
         )
         .await
@@ -204,7 +204,7 @@ impl Client {
         let timeline = self
             .call(
                 reqwest::Method::GET,
-                &format!("/v1/invoices/{invoice_id}/timeline"),
+                &format!("/v1/invoices/{}/timeline", percent_encode(invoice_id)),
                 None,
             )
             .await?;
@@ -232,4 +232,86 @@ impl Client {
         });
         Ok(())
     }
+
+    /// `GET /v1/dead-letters`, newest first.
+    pub async fn list_dead_letters(&self, query: &[(&str, String)]) -> Result<(), String> {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(name, value)| format!("{name}={}", percent_encode(value)))
+            .collect();
+        let path = if query.is_empty() {
+            "/v1/dead-letters".to_string()
+        } else {
+            format!("/v1/dead-letters?{}", query.join("&"))
+        };
+        let letters = self.call(reqwest::Method::GET, &path, None).await?;
+        self.print(&letters, |letters| {
+            let rows: Vec<String> = letters
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|row| {
+                    format!(
+                        "{}  {}  {}  {:<22} {}[{}]@{}  event {}  {}{}",
+                        row["id"],
+                        row["failed_at"].as_str().unwrap_or_default(),
+                        row["service"].as_str().unwrap_or_default(),
+                        row["reason"].as_str().unwrap_or_default(),
+                        row["source_topic"].as_str().unwrap_or_default(),
+                        row["source_partition"],
+                        row["source_offset"],
+                        row["event_id"].as_str().unwrap_or("-"),
+                        row["detail"].as_str().unwrap_or_default(),
+                        match row["replayed_at"].as_str() {
+                            Some(at) =>
+                                format!("  (replayed {} times, last {at})", row["replay_count"]),
+                            None => String::new(),
+                        }
+                    )
+                })
+                .collect();
+            if rows.is_empty() {
+                "No dead letter matches.".to_string()
+            } else {
+                rows.join("\n")
+            }
+        });
+        Ok(())
+    }
+
+    /// `POST /v1/dead-letters/replay`.
+    pub async fn replay_dead_letters(&self, body: Value) -> Result<(), String> {
+        let result = self
+            .call(reqwest::Method::POST, "/v1/dead-letters/replay", Some(body))
+            .await?;
+        self.print(&result, |done| {
+            format!(
+                "{} dead letters published again by {}: {}",
+                done["replayed"],
+                done["actor"].as_str().unwrap_or_default(),
+                done["ids"]
+                    .as_array()
+                    .map(|ids| ids
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","))
+                    .unwrap_or_default()
+            )
+        });
+        Ok(())
+    }
+}
+
+/// Percent-encodes a query or path value (RFC 3986 unreserved characters are kept).
+pub fn percent_encode(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }

@@ -58,6 +58,60 @@ enum Command {
     /// Reminder templates, offline: the writing-rules lint and previews.
     #[command(subcommand)]
     Templates(templates::TemplatesCommand),
+    /// Dead letters: records a service could not process, kept in full; replay them once the
+    /// cause is fixed.
+    #[command(subcommand)]
+    Dlq(DeadLetterCommand),
+}
+
+#[derive(Debug, Args)]
+struct DeadLetterSelection {
+    /// Only this reason (invalid_json, database_refused, customer_mismatch, ...).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only those that failed at or after this instant (RFC 3339).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only those that failed before this instant (RFC 3339).
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl DeadLetterSelection {
+    fn query(&self) -> Vec<(&'static str, String)> {
+        [
+            ("reason", &self.reason),
+            ("since", &self.since),
+            ("until", &self.until),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| value.clone().map(|value| (name, value)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum DeadLetterCommand {
+    /// List dead letters, newest first.
+    List {
+        #[command(flatten)]
+        selection: DeadLetterSelection,
+        /// Leave out those already replayed.
+        #[arg(long)]
+        not_replayed: bool,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Publish dead letters again, unchanged, to the topic they were read from.
+    Replay {
+        /// Dead letter ids (from `dlq list`).
+        ids: Vec<i64>,
+        #[command(flatten)]
+        selection: DeadLetterSelection,
+        /// What was fixed (kept with the replay, with who asked).
+        #[arg(long)]
+        note: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -228,6 +282,33 @@ async fn main() -> ExitCode {
                 }
                 Command::Customers(CustomerCommand::Resume(resume)) => {
                     client.resume("customers", &resume.id, &resume.reason).await
+                }
+                Command::Dlq(DeadLetterCommand::List {
+                    selection,
+                    not_replayed,
+                    limit,
+                }) => {
+                    let mut query = selection.query();
+                    if not_replayed {
+                        query.push(("not_replayed", "true".to_string()));
+                    }
+                    query.push(("limit", limit.to_string()));
+                    client.list_dead_letters(&query).await
+                }
+                Command::Dlq(DeadLetterCommand::Replay {
+                    ids,
+                    selection,
+                    note,
+                }) => {
+                    client
+                        .replay_dead_letters(serde_json::json!({
+                            "ids": ids,
+                            "reason": selection.reason,
+                            "since": selection.since,
+                            "until": selection.until,
+                            "note": note,
+                        }))
+                        .await
                 }
                 Command::Policy(_) | Command::Templates(_) => Ok(()),
             }

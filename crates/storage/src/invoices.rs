@@ -17,6 +17,8 @@ fn decode(invoice_id: &str, facts: serde_json::Value) -> Result<Invoice, Storage
 }
 
 /// Loads and locks the invoices among `invoice_ids` that exist, for the rest of the transaction.
+/// Their customers must be locked first ([`load_for_update_with_customers`]) by any
+/// transaction that may also lock customers.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
@@ -42,6 +44,28 @@ pub async fn load_for_update(
     rows.into_iter()
         .map(|(id, facts)| decode(&id, facts).map(|invoice| (id, invoice)))
         .collect()
+}
+
+/// Locks the customers of the invoices among `invoice_ids`, then those invoices, in the one
+/// lock order (docs/operations.md#lock-order), and returns both.
+///
+/// # Errors
+/// [`StorageError`] when a query fails or a stored record is unreadable.
+pub async fn load_for_update_with_customers(
+    connection: &mut PgConnection,
+    invoice_ids: &[String],
+) -> Result<
+    (
+        HashMap<String, relance_domain::CustomerFacts>,
+        HashMap<String, Invoice>,
+    ),
+    StorageError,
+> {
+    // An invoice never changes customer, so the unlocked read names the right rows.
+    let customer_ids = customers_of(connection, invoice_ids).await?;
+    let customers = crate::customers::load_for_update(connection, &customer_ids).await?;
+    let invoices = load_for_update(connection, invoice_ids).await?;
+    Ok((customers, invoices))
 }
 
 /// The customers of the invoices among `invoice_ids` that exist, sorted, without locking

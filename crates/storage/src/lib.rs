@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
 pub mod customers;
+pub mod dead_letters;
 pub mod deliveries;
 mod error;
 pub mod invoices;

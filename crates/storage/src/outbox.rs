@@ -68,7 +68,7 @@ fn headers_to_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
     serde_json::to_value(stored).unwrap_or(serde_json::Value::Array(Vec::new()))
 }
 
-fn headers_from_json(id: i64, json: serde_json::Value) -> Result<Headers, StorageError> {
+pub(crate) fn headers_from_json(id: i64, json: serde_json::Value) -> Result<Headers, StorageError> {
     let stored: Vec<StoredHeader> =
         serde_json::from_value(json).map_err(|source| StorageError::Corrupt {
             what: "outbox headers",

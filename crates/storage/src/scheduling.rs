@@ -384,6 +384,16 @@ pub async fn defer_reminder(
     invoice_ids: &[String],
     replan_at: DateTime<Utc>,
 ) -> Result<u64, StorageError> {
+    // The customers first, shared (docs/operations.md#lock-order).
+    sqlx::query(
+        "SELECT 1 FROM customers WHERE customer_id IN
+             (SELECT customer_id FROM invoices WHERE invoice_id = ANY($1))
+         ORDER BY customer_id FOR SHARE",
+    )
+    .bind(invoice_ids)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("locking deferred invoices' customers"))?;
     let deferred = sqlx::query(
         "UPDATE reminders SET status = 'deferred', updated_at = now()
          WHERE reminder_id = $1 AND status = 'queued'",
@@ -460,6 +470,16 @@ pub async fn reminder_for_update(
     connection: &mut PgConnection,
     reminder_id: Uuid,
 ) -> Result<Option<ReminderRow>, StorageError> {
+    // Its customer first (docs/operations.md#lock-order): deciding a reminder also changes its
+    // invoices, and the ingestor locks the customer, its invoices, then their reminders.
+    sqlx::query(
+        "SELECT 1 FROM customers WHERE customer_id =
+             (SELECT customer_id FROM reminders WHERE reminder_id = $1) FOR UPDATE",
+    )
+    .bind(reminder_id)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("locking a reminder's customer"))?;
     sqlx::query_as(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders WHERE reminder_id = $1 FOR UPDATE"
     ))

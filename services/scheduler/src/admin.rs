@@ -42,11 +42,11 @@ pub struct AdminState {
 
 /// The holder of the token of the current request.
 #[derive(Debug, Clone)]
-struct Actor(String);
+pub(crate) struct Actor(pub(crate) String);
 
 /// An API error: a status, a code and a message.
 #[derive(Debug)]
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
@@ -61,7 +61,7 @@ impl ApiError {
         }
     }
 
-    fn not_found(what: &str) -> Self {
+    pub(crate) fn not_found(what: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -69,7 +69,7 @@ impl ApiError {
         )
     }
 
-    fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
     }
 }
@@ -185,6 +185,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/customers/{customer_id}/pause", post(pause_customer))
         .route("/v1/customers/{customer_id}/resume", post(resume_customer))
         .route("/v1/policies", get(list_policies))
+        .route("/v1/dead-letters", get(crate::dead_letters::list))
+        .route("/v1/dead-letters/replay", post(crate::dead_letters::replay))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -307,7 +309,7 @@ async fn apply_facts(
 }
 
 /// A manual action on `[tenant, subject kind, subject id]`.
-fn manual_action(
+pub(crate) fn manual_action(
     subject: [&str; 3],
     action: &str,
     actor: &Actor,
@@ -523,8 +525,9 @@ async fn tenant_of_invoice(
     connection: &mut PgConnection,
     invoice_id: &str,
 ) -> Result<Invoice, ApiError> {
-    invoices::load_for_update(connection, &[invoice_id.to_string()])
+    invoices::load_for_update_with_customers(connection, &[invoice_id.to_string()])
         .await?
+        .1
         .remove(invoice_id)
         .ok_or_else(|| ApiError::not_found("invoice"))
 }

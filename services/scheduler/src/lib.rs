@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod commands;
+pub mod dead_letters;
 pub mod metrics;
 pub mod planner;
 pub mod policies;

@@ -584,6 +584,8 @@ async fn a_payment_in_another_currency_before_its_invoice_is_kept_counted_and_vi
             )),
         )
         .await;
+    // Payments and invoices are two topics, read side by side: the payment first, for sure.
+    world.wait_processed(1, Duration::from_secs(30)).await;
     world
         .publish_raw(
             &invoices,

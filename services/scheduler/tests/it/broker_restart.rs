@@ -130,8 +130,12 @@ async fn after_the_broker_comes_back_empty_publishing_recovers_and_readiness_tol
         (scheduler.get("/readyz").await.0 == 200).then_some(())
     })
     .await;
-    let (_, metrics) = scheduler.get("/metrics").await;
-    assert!(metrics.contains("relance_outbox_pending 0"), "{metrics}");
+    // The gauge is refreshed on the relay's next round.
+    wait_for(Duration::from_secs(30), "nothing pending", || async {
+        let (_, metrics) = scheduler.get("/metrics").await;
+        metrics.contains("relance_outbox_pending 0").then_some(())
+    })
+    .await;
     scheduler
         .signal_and_wait("TERM", Duration::from_secs(20))
         .await;

@@ -24,6 +24,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod dunning;
 pub mod envelope;
+pub mod kafka_binding;
 pub mod schema;
 
 #[cfg(test)]
@@ -37,3 +38,4 @@ pub use decode::{
     EventFamily,
 };
 pub use envelope::{Envelope, EventPayload, CLOUDEVENTS_CONTENT_TYPE, SPEC_VERSION};
+pub use kafka_binding::{decode_record, ContentMode, KeyCheck};

@@ -1,6 +1,15 @@
 //! Metrics of the Kafka consumer runner.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
+use relance_contracts::kafka_binding::{key_check, KeyCheck};
+
+/// How often a consumer logs that records' keys put ordering at risk, per topic and kind: a
+/// producer that never sets keys would otherwise write a line per record.
+const KEY_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Counters of a service's consumer runner.
 #[derive(Clone)]
@@ -11,6 +20,8 @@ pub struct KafkaMetrics {
     commit_failures: IntCounter,
     consumer_lag: IntGaugeVec,
     records_isolated: IntCounterVec,
+    keys_at_risk: IntCounterVec,
+    key_warned: Arc<Mutex<HashMap<(String, &'static str), Instant>>>,
 }
 
 impl KafkaMetrics {
@@ -52,6 +63,14 @@ impl KafkaMetrics {
             ),
             &["topic"],
         )?;
+        let keys_at_risk = IntCounterVec::new(
+            Opts::new(
+                "relance_kafka_records_key_at_risk_total",
+                "Records applied whose Kafka key is missing or is not their event's partitionkey (the customer id), by topic and kind (no_key, no_partitionkey, differs): one customer's events may then be on several partitions, out of order.",
+            ),
+            &["topic", "kind"],
+        )?;
+        registry.register(Box::new(keys_at_risk.clone()))?;
         registry.register(Box::new(records_isolated.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
         registry.register(Box::new(records_consumed.clone()))?;
@@ -65,6 +84,8 @@ impl KafkaMetrics {
             commit_failures,
             consumer_lag,
             records_isolated,
+            keys_at_risk,
+            key_warned: Arc::default(),
         })
     }
 
@@ -78,6 +99,45 @@ impl KafkaMetrics {
 
     pub(crate) fn record_isolated(&self, topic: &str) {
         self.records_isolated.with_label_values(&[topic]).inc();
+    }
+
+    /// Checks a record's key against its event's `partitionkey` (the Kafka binding maps one to
+    /// the other); when ordering per customer is at risk, counts it and logs it (at most once a
+    /// minute per topic and kind). The record is applied all the same.
+    pub fn check_key(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+        partitionkey: Option<&str>,
+        event_id: &str,
+    ) -> KeyCheck {
+        let check = key_check(key, partitionkey);
+        if check == KeyCheck::Matches {
+            return check;
+        }
+        self.keys_at_risk
+            .with_label_values(&[topic, check.code()])
+            .inc();
+        let now = Instant::now();
+        let due = self.key_warned.lock().is_ok_and(|mut warned| {
+            match warned.get_mut(&(topic.to_string(), check.code())) {
+                Some(last) if now.duration_since(*last) < KEY_WARNING_INTERVAL => false,
+                Some(last) => {
+                    *last = now;
+                    true
+                }
+                None => {
+                    warned.insert((topic.to_string(), check.code()), now);
+                    true
+                }
+            }
+        });
+        if due {
+            tracing::warn!(topic, partition, offset, event_id, kind = check.code(), "A record's key is not its event's partitionkey: one customer's events may be on several partitions and applied out of order. Key records by customer id (relance_kafka_records_key_at_risk_total counts them; this is logged once a minute).");
+        }
+        check
     }
 
     pub(crate) fn record_batch_committed(&self) {

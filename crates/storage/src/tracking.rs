@@ -150,12 +150,31 @@ pub async fn record_interaction(
     Ok(updated.rows_affected() == 1)
 }
 
-/// Links of a reminder clicked within `[since, until]`, other than `link`.
+/// Holds, until the transaction ends, the right to record a click of this reminder, across
+/// requests and replicas. Scanners fetch the links of a message in parallel: without it, two
+/// clicks recorded at the same instant would each find no other click yet, and both pass for a
+/// person's.
+///
+/// # Errors
+/// [`StorageError::Query`] when the statement fails.
+pub async fn lock_reminder_clicks(
+    connection: &mut PgConnection,
+    reminder_id: Uuid,
+) -> Result<(), StorageError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('relance-clicks:' || $1, 0))")
+        .bind(reminder_id.to_string())
+        .execute(connection)
+        .await
+        .map_err(StorageError::query("locking a reminder's clicks"))?;
+    Ok(())
+}
+
+/// Clicks of a reminder within `[since, until]` on links other than `link`.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
 pub async fn other_clicks_between(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     reminder_id: Uuid,
     link: &str,
     since: DateTime<Utc>,
@@ -170,9 +189,73 @@ pub async fn other_clicks_between(
     .bind(link)
     .bind(since)
     .bind(until)
-    .fetch_one(pool)
+    .fetch_one(connection)
     .await
     .map_err(StorageError::query("reading recent clicks"))
+}
+
+/// What taking back a burst changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reclassified {
+    /// The link of each click taken back, one entry per click.
+    pub links: Vec<Option<String>>,
+    /// The delivery had a first human click and has none left: its reminder no longer counts
+    /// as clicked.
+    pub click_withdrawn: bool,
+}
+
+/// Takes back as machine clicks, with `reason`, the human clicks of a reminder within
+/// `[since, until]` on links other than `link`: a click on another link that close shows they
+/// were a scanner's burst, not a person's. The first human click of the reminder's deliveries
+/// becomes the earliest human click left, if any.
+///
+/// # Errors
+/// [`StorageError::Query`] when a statement fails.
+pub async fn reclassify_burst(
+    connection: &mut PgConnection,
+    delivery_id: Uuid,
+    reminder_id: Uuid,
+    link: &str,
+    reason: &str,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Reclassified, StorageError> {
+    let links: Vec<Option<String>> = sqlx::query_scalar(
+        "UPDATE interactions SET classification = 'machine', machine_reason = $5
+         WHERE reminder_id = $1 AND kind = 'click' AND classification = 'human'
+           AND link IS DISTINCT FROM $2 AND occurred_at BETWEEN $3 AND $4
+         RETURNING link",
+    )
+    .bind(reminder_id)
+    .bind(link)
+    .bind(since)
+    .bind(until)
+    .bind(reason)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(StorageError::query("taking back a burst of clicks"))?;
+    if links.is_empty() {
+        return Ok(Reclassified::default());
+    }
+    let firsts: Vec<(Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "UPDATE deliveries d SET first_clicked_at = (
+             SELECT min(i.occurred_at) FROM interactions i
+             WHERE i.reminder_id = d.reminder_id AND i.kind = 'click'
+               AND i.delivery_id = d.delivery_id AND i.classification = 'human')
+         WHERE d.reminder_id = $1 AND d.first_clicked_at IS NOT NULL
+         RETURNING d.delivery_id, d.first_clicked_at",
+    )
+    .bind(reminder_id)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("recomputing a first human click"))?;
+    let click_withdrawn = firsts
+        .iter()
+        .any(|(delivery, first)| *delivery == delivery_id && first.is_none());
+    Ok(Reclassified {
+        links,
+        click_withdrawn,
+    })
 }
 
 /// A customer action to record.

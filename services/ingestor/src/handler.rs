@@ -13,10 +13,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use relance_contracts::dead_letter::EventIdentity;
-use relance_contracts::{decode::decode, BillingEvent, DecodeError, Envelope, EventFamily};
+use relance_contracts::{decode_record, BillingEvent, DecodeError, Envelope, EventFamily};
 use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{Book, BookEvent, DunningState};
-use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
+use relance_kafka::{
+    BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
+};
 use relance_runtime::Clock;
 use relance_storage::outbox::OutboxRecord;
 use relance_storage::processed::{conflicting_payloads, forget, record_new_events, EventKey};
@@ -45,6 +47,7 @@ enum Planned {
         key: EventKey,
         event_type: &'static str,
         event: Box<BookEvent>,
+        partitionkey: Option<String>,
     },
 }
 
@@ -55,6 +58,7 @@ pub struct IngestHandler {
     dead_letters: DeadLetterWriter,
     events_topic: String,
     metrics: IngestMetrics,
+    kafka_metrics: KafkaMetrics,
     relay: Arc<Notify>,
 }
 
@@ -65,6 +69,7 @@ impl IngestHandler {
         dead_letters: DeadLetterWriter,
         events_topic: String,
         metrics: IngestMetrics,
+        kafka_metrics: KafkaMetrics,
         relay: Arc<Notify>,
     ) -> Self {
         Self {
@@ -73,21 +78,16 @@ impl IngestHandler {
             dead_letters,
             events_topic,
             metrics,
+            kafka_metrics,
             relay,
         }
     }
 
     fn plan(record: &ConsumedRecord) -> Planned {
-        let Some(payload) = record.payload.as_deref() else {
-            return Planned::Undecodable(DecodeError {
-                kind: relance_contracts::DecodeErrorKind::InvalidJson,
-                detail: "The record has no value.".into(),
-                identity: EventIdentity::default(),
-            });
-        };
-        match decode::<BillingEvent>(payload) {
+        // Structured or binary content mode (the CloudEvents Kafka binding).
+        match decode_record::<BillingEvent>(&record.headers, record.payload.as_deref()) {
             Err(error) => Planned::Undecodable(error),
-            Ok(envelope) => match to_book_event(&envelope) {
+            Ok((envelope, _)) => match to_book_event(&envelope) {
                 Ok(event) => Planned::Event {
                     key: EventKey {
                         source: envelope.source.clone(),
@@ -98,6 +98,7 @@ impl IngestHandler {
                     },
                     event_type: envelope.data.event_type(),
                     event: Box::new(event),
+                    partitionkey: envelope.partitionkey.clone(),
                 },
                 Err(error) => Planned::Unconvertible {
                     detail: error.to_string(),
@@ -246,6 +247,7 @@ impl IngestHandler {
                     key,
                     event_type,
                     event,
+                    ..
                 } => {
                     let conflicts = |book: &Book| match event.as_ref() {
                         BookEvent::Invoice(event) => {
@@ -449,6 +451,21 @@ impl BatchHandler for IngestHandler {
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
         let started = Instant::now();
         let plans: Vec<Planned> = batch.iter().map(Self::plan).collect();
+        for (record, plan) in batch.iter().zip(&plans) {
+            if let Planned::Event {
+                key, partitionkey, ..
+            } = plan
+            {
+                self.kafka_metrics.check_key(
+                    &record.topic,
+                    record.partition,
+                    record.offset,
+                    record.key.as_deref(),
+                    partitionkey.as_deref(),
+                    &key.id,
+                );
+            }
+        }
         match self.apply(batch, &plans).await {
             Ok(applied) => {
                 for event_type in &applied.applied {

@@ -28,6 +28,7 @@ impl Service for Ingestor {
         let settings = &context.settings;
         let registry = context.metrics.registry();
         let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
+        let kafka_metrics = KafkaMetrics::register(registry)?;
         let handler = IngestHandler::new(
             context.pool.clone(),
             context.clock.clone(),
@@ -41,6 +42,7 @@ impl Service for Ingestor {
             ),
             settings.kafka.topics.events.clone(),
             IngestMetrics::register(registry)?,
+            kafka_metrics.clone(),
             relay.waker(),
         );
         let topics = settings.kafka.topics.billing();
@@ -55,7 +57,7 @@ impl Service for Ingestor {
                 retry_initial: Duration::from_millis(settings.ingestor.retry_initial_ms),
                 retry_max: Duration::from_millis(settings.ingestor.retry_max_ms),
             },
-            KafkaMetrics::register(registry)?,
+            kafka_metrics,
         )?;
         tracing::info!(topics = ?topics, group = %settings.ingestor.group_id, "Consuming billing events.");
         // The relay stops after the consumer, so that what the last batch committed goes out.

@@ -9,8 +9,10 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use relance_contracts::commands::{MessageChannel, SendReminderV1};
 use relance_contracts::dead_letter::EventIdentity;
-use relance_contracts::{decode::decode, Command, DecodeError, DecodeErrorKind, Envelope};
-use relance_kafka::{BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError};
+use relance_contracts::{decode_record, Command, DecodeError, Envelope};
+use relance_kafka::{
+    BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
+};
 use relance_runtime::Clock;
 use relance_storage::deliveries::{insert_new, NewDelivery};
 use relance_storage::outbox::{self, OutboxRecord};
@@ -94,23 +96,20 @@ pub struct IntakeHandler {
     pub dispatcher: Arc<Notify>,
     /// Woken when dead letters were queued in the outbox.
     pub relay: Arc<Notify>,
+    /// Counts records whose key is not their command's partition key.
+    pub kafka_metrics: KafkaMetrics,
 }
 
 enum Planned {
-    Delivery(Box<NewDelivery>),
+    /// A command to deliver, and its event's partition key.
+    Delivery(Box<NewDelivery>, Option<String>),
     DeadLetter(&'static str, String, EventIdentity),
 }
 
 fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> Planned {
-    let Some(payload) = record.payload.as_deref() else {
-        return Planned::DeadLetter(
-            DecodeErrorKind::InvalidJson.code(),
-            "The record has no value.".into(),
-            EventIdentity::default(),
-        );
-    };
-    let envelope = match decode::<Command>(payload) {
-        Ok(envelope) => envelope,
+    // Structured or binary content mode (the CloudEvents Kafka binding).
+    let envelope = match decode_record::<Command>(&record.headers, record.payload.as_deref()) {
+        Ok((envelope, _)) => envelope,
         Err(DecodeError {
             kind,
             detail,
@@ -142,33 +141,37 @@ fn plan(record: &ConsumedRecord, received_at: chrono::DateTime<chrono::Utc>) -> 
             identity,
         );
     };
-    Planned::Delivery(Box::new(NewDelivery {
-        delivery_id: delivery_id(&tenant, &command.idempotency_key),
-        idempotency_key: command.idempotency_key.clone(),
-        reminder_id: command.reminder_id,
-        customer_id: command.customer_id.as_str().to_string(),
-        invoice_ids: command
-            .invoices
-            .iter()
-            .map(|invoice| invoice.invoice_id.as_str().to_string())
-            .collect(),
-        channel: match command.channel {
-            MessageChannel::Email => "email".into(),
-            MessageChannel::Sms => "sms".into(),
-        },
-        segment: command.segment.as_str().to_string(),
-        step_id: command.step.id.as_str().to_string(),
-        template: command.template.id.as_str().to_string(),
-        variant: command
-            .template
-            .variant
-            .as_ref()
-            .map(|variant| variant.as_str().to_string()),
-        command: command_json,
-        source: serde_json::to_value(Source::of(record)).unwrap_or_default(),
-        received_at,
-        tenant,
-    }))
+    let partitionkey = envelope.partitionkey.clone();
+    Planned::Delivery(
+        Box::new(NewDelivery {
+            delivery_id: delivery_id(&tenant, &command.idempotency_key),
+            idempotency_key: command.idempotency_key.clone(),
+            reminder_id: command.reminder_id,
+            customer_id: command.customer_id.as_str().to_string(),
+            invoice_ids: command
+                .invoices
+                .iter()
+                .map(|invoice| invoice.invoice_id.as_str().to_string())
+                .collect(),
+            channel: match command.channel {
+                MessageChannel::Email => "email".into(),
+                MessageChannel::Sms => "sms".into(),
+            },
+            segment: command.segment.as_str().to_string(),
+            step_id: command.step.id.as_str().to_string(),
+            template: command.template.id.as_str().to_string(),
+            variant: command
+                .template
+                .variant
+                .as_ref()
+                .map(|variant| variant.as_str().to_string()),
+            command: command_json,
+            source: serde_json::to_value(Source::of(record)).unwrap_or_default(),
+            received_at,
+            tenant,
+        }),
+        partitionkey,
+    )
 }
 
 impl IntakeHandler {
@@ -182,7 +185,15 @@ impl IntakeHandler {
         let mut dead_letters: Vec<OutboxRecord> = Vec::new();
         for record in batch {
             match plan(record, now) {
-                Planned::Delivery(delivery) => {
+                Planned::Delivery(delivery, partitionkey) => {
+                    self.kafka_metrics.check_key(
+                        &record.topic,
+                        record.partition,
+                        record.offset,
+                        record.key.as_deref(),
+                        partitionkey.as_deref(),
+                        &delivery.idempotency_key,
+                    );
                     // A command twice in one batch: the first copy counts.
                     if seen.insert(delivery.idempotency_key.clone()) {
                         deliveries.push(*delivery);

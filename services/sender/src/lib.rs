@@ -95,6 +95,7 @@ impl Service for Sender {
             wake: wake.clone(),
             relay: relay.waker(),
         };
+        let kafka_metrics = KafkaMetrics::register(registry)?;
         let handler = IntakeHandler {
             pool: context.pool.clone(),
             clock: context.clock.clone(),
@@ -102,6 +103,7 @@ impl Service for Sender {
             metrics: metrics.clone(),
             dispatcher: wake,
             relay: relay.waker(),
+            kafka_metrics: kafka_metrics.clone(),
         };
         let topic = settings.kafka.topics.reminders.clone();
         let runner = ConsumerRunner::new(
@@ -115,7 +117,7 @@ impl Service for Sender {
                 retry_initial: Duration::from_millis(sender.retry_initial_ms),
                 retry_max: Duration::from_millis(sender.retry_max_ms),
             },
-            KafkaMetrics::register(registry)?,
+            kafka_metrics,
         )?;
         tracing::info!(topic = %topic, group = %sender.group_id, "Consuming reminder commands.");
         // The dispatcher and the relay stop after the consumer: what intake committed is

@@ -1,7 +1,8 @@
-//! The customer action pages. A GET only shows a page; state changes happen on the POST the
-//! customer makes from it, so mail scanners that follow every link change nothing. Each action
-//! is recorded once per link (its id derives from the token and the action): submitting twice
-//! shows "already recorded".
+//! The customer action pages. A GET only shows a page, and is recorded as a click of its link
+//! (classified human or machine like any click, never an action); state changes happen on the
+//! POST the customer makes from it, so mail scanners that follow every link change nothing.
+//! Each action is recorded once per link (its id derives from the token and the action):
+//! submitting twice shows "already recorded".
 
 use std::collections::HashMap;
 
@@ -186,6 +187,40 @@ fn closed_page(state: &AppState, loaded: &Loaded) -> Response {
     )
 }
 
+/// Records a GET (or HEAD) of a link as a click of `link`: a click, never an action, whatever
+/// the page then shows. Recording must not stand between the customer and the page, so a
+/// failure is logged, not shown.
+async fn record_click(
+    state: &AppState,
+    loaded: &Loaded,
+    link: LinkKind,
+    method: &Method,
+    headers: &HeaderMap,
+) {
+    let Some(delivery) = &loaded.delivery else {
+        return;
+    };
+    let agent = interactions::user_agent(headers);
+    let seen = Seen {
+        delivery,
+        invoice_id: Some(&loaded.claims.i),
+        link: Some(link),
+        source: InteractionSource::TrackedLink,
+        provider: None,
+        user_agent: agent.as_deref(),
+        head_request: *method == Method::HEAD,
+        provider_machine_flag: None,
+        at: state.now(),
+    };
+    if let Err(error) = interactions::record(state, &seen).await {
+        tracing::warn!(
+            error = %error,
+            link = interactions::link_label(link),
+            "A click could not be recorded."
+        );
+    }
+}
+
 /// `GET /l/pay/{token}`: records the click and sends the customer to the invoice's payment page.
 pub async fn pay(
     State(state): State<AppState>,
@@ -197,6 +232,7 @@ pub async fn pay(
         Ok(loaded) => loaded,
         Err(response) => return response,
     };
+    record_click(&state, &loaded, LinkKind::Pay, &method, &headers).await;
     if loaded.invoice.state == "closed" {
         return closed_page(&state, &loaded);
     }
@@ -213,25 +249,6 @@ pub async fn pay(
                     .map(str::to_string)
             })
     });
-    if let Some(delivery) = &loaded.delivery {
-        let agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|value| value.to_str().ok());
-        let seen = Seen {
-            delivery,
-            invoice_id: Some(&loaded.claims.i),
-            link: Some(LinkKind::Pay),
-            source: InteractionSource::TrackedLink,
-            provider: None,
-            user_agent: agent,
-            head_request: method == Method::HEAD,
-            provider_machine_flag: None,
-            at: state.now(),
-        };
-        if let Err(error) = interactions::record(&state, &seen).await {
-            tracing::warn!(error = %error, "A pay click could not be recorded.");
-        }
-    }
     match payment_url.filter(|url| url.starts_with("https://") || url.starts_with("http://")) {
         Some(url) => Redirect::to(&url).into_response(),
         None => {
@@ -335,11 +352,20 @@ fn form_context(
     context
 }
 
-async fn show(state: AppState, token: String, action: Action) -> Response {
+async fn show(
+    state: AppState,
+    token: String,
+    action: Action,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Response {
     let loaded = match load(&state, &token, action.link(), action.page()).await {
         Ok(loaded) => loaded,
         Err(response) => return response,
     };
+    // Every GET of a link is a click, scanners' included (classified apart); only the POST acts.
+    let link = interactions::link_kind(action.link());
+    record_click(&state, &loaded, link, method, headers).await;
     if loaded.invoice.state == "closed" {
         return closed_page(&state, &loaded);
     }
@@ -356,23 +382,37 @@ async fn show(state: AppState, token: String, action: Action) -> Response {
 pub async fn already_paid_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
 ) -> Response {
-    show(state, token, Action::AlreadyPaid).await
+    show(state, token, Action::AlreadyPaid, &method, &headers).await
 }
 
-pub async fn dispute_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    show(state, token, Action::Dispute).await
+pub async fn dispute_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    show(state, token, Action::Dispute, &method, &headers).await
 }
 
-pub async fn promise_page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
-    show(state, token, Action::Promise).await
+pub async fn promise_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+) -> Response {
+    show(state, token, Action::Promise, &method, &headers).await
 }
 
 pub async fn payment_plan_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
+    method: Method,
+    headers: HeaderMap,
 ) -> Response {
-    show(state, token, Action::PaymentPlan).await
+    show(state, token, Action::PaymentPlan, &method, &headers).await
 }
 
 /// What a submitted form says, checked.

@@ -1,6 +1,7 @@
-//! Opens and clicks: the tracking pixel, click-tracked links, and the same from provider
-//! webhooks. Each is classified human or machine, stored, counted and published; none changes
-//! dunning.
+//! Opens and clicks: the tracking pixel, click-tracked links, the GET of every action link
+//! (pay, already paid, dispute, promise, payment plan), and the same from provider webhooks.
+//! Each is classified human or machine, stored, counted and published; none changes dunning
+//! (only the POST of an action page does).
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -12,9 +13,11 @@ use relance_contracts::dunning::{
 use relance_contracts::{Code, Id, InteractionClassification};
 use relance_links::LinkAction;
 use relance_storage::outbox::{self, OutboxRecord};
-use relance_storage::tracking::{self, NewInteraction, TrackedDelivery};
+use relance_storage::tracking::{self, NewInteraction, Reclassified, TrackedDelivery};
 use relance_storage::StorageError;
-use relance_tracking::classify::{classify_click, classify_open, Classification, Signal};
+use relance_tracking::classify::{
+    classify_click, classify_open, Classification, MachineReason, Signal,
+};
 
 use crate::events;
 use crate::public::{not_found, AppState, Checked};
@@ -41,7 +44,8 @@ fn pixel_response() -> Response {
         .into_response()
 }
 
-fn user_agent(headers: &HeaderMap) -> Option<String> {
+/// The request's user agent, cut to what the interactions table keeps.
+pub fn user_agent(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::USER_AGENT)
         .and_then(|value| value.to_str().ok())
@@ -87,21 +91,34 @@ pub struct Seen<'a> {
 
 /// Classifies, stores, counts and publishes an open or a click.
 ///
+/// A click is classified with the other links of its message clicked within
+/// `tracker.burst_seconds` either side, and when there are any, the human clicks among them are
+/// taken back as `burst` in the same transaction: the click that starts a scanner's burst looks
+/// like a person's until the next one comes. The clicks of one reminder are recorded one at a
+/// time (an advisory lock) so that links fetched in parallel see each other.
+///
 /// # Errors
 /// [`StorageError`] when the database fails.
 pub async fn record(state: &AppState, seen: &Seen<'_>) -> Result<Classification, StorageError> {
     let delivery = seen.delivery;
     let seconds_since_sent = delivery.sent_at.map(|sent| (seen.at - sent).num_seconds());
     let link_label_text = seen.link.map(link_label);
+    let window = chrono::Duration::seconds(i64::from(state.settings.tracker.burst_seconds));
+    let (since, until) = (seen.at - window, seen.at + window);
+    let mut transaction = state
+        .pool
+        .begin()
+        .await
+        .map_err(StorageError::Unreachable)?;
     let other_links_nearby = match link_label_text {
         Some(link) => {
-            let window = chrono::Duration::seconds(i64::from(state.settings.tracker.burst_seconds));
+            tracking::lock_reminder_clicks(&mut transaction, delivery.reminder_id).await?;
             tracking::other_clicks_between(
-                &state.pool,
+                &mut transaction,
                 delivery.reminder_id,
                 link,
-                seen.at - window,
-                seen.at,
+                since,
+                until,
             )
             .await?
         }
@@ -149,6 +166,7 @@ pub async fn record(state: &AppState, seen: &Seen<'_>) -> Result<Classification,
         .provider
         .and_then(|provider| Code::parse(provider).ok());
     let Ok(customer_id) = Id::parse(&delivery.customer_id) else {
+        // Nothing about it could be published; the transaction rolls back as it drops.
         return Ok(classification);
     };
     let record: Option<OutboxRecord> = match seen.link {
@@ -187,12 +205,24 @@ pub async fn record(state: &AppState, seen: &Seen<'_>) -> Result<Classification,
             },
         ),
     };
-    let mut transaction = state
-        .pool
-        .begin()
-        .await
-        .map_err(StorageError::Unreachable)?;
     let first_human = tracking::record_interaction(&mut transaction, &interaction).await?;
+    // Clicks on other links this close: those that passed for a person's were the start of
+    // this burst. (Events already published about them keep the verdict they had then.)
+    let taken_back = match link_label_text {
+        Some(link) if other_links_nearby > 0 => {
+            tracking::reclassify_burst(
+                &mut transaction,
+                delivery.delivery_id,
+                delivery.reminder_id,
+                link,
+                MachineReason::Burst.code(),
+                since,
+                until,
+            )
+            .await?
+        }
+        _ => Reclassified::default(),
+    };
     outbox::enqueue(&mut transaction, &record.into_iter().collect::<Vec<_>>()).await?;
     transaction
         .commit()
@@ -206,9 +236,19 @@ pub async fn record(state: &AppState, seen: &Seen<'_>) -> Result<Classification,
         None => state
             .metrics
             .open(delivery, classification.label(), first_human),
-        Some(link) => state
-            .metrics
-            .click(delivery, link, classification.label(), first_human),
+        Some(link) => {
+            state
+                .metrics
+                .click(delivery, link, classification.label(), first_human);
+            for taken in &taken_back.links {
+                state
+                    .metrics
+                    .click_taken_back(delivery, taken.as_deref().unwrap_or("other"));
+            }
+            if taken_back.click_withdrawn {
+                state.metrics.click_withdrawn(delivery);
+            }
+        }
     }
     Ok(classification)
 }

@@ -14,7 +14,9 @@ pub struct TrackerMetrics {
     opens: IntCounterVec,
     opened: IntCounterVec,
     clicks: IntCounterVec,
+    clicks_taken_back: IntCounterVec,
     clicked: IntCounterVec,
+    clicks_withdrawn: IntCounterVec,
     delivered: IntCounterVec,
     bounced: IntCounterVec,
     complained: IntCounterVec,
@@ -61,7 +63,9 @@ impl TrackerMetrics {
             opens: counter("relance_reminder_opens_total", "Every open seen (pixel or provider), by classification (human, machine).", &labels(&["classification"]))?,
             opened: counter("relance_reminders_opened_total", "Reminders opened by a person at least once (each counted once): the numerator of the open rate.", &labels(&[]))?,
             clicks: counter("relance_reminder_clicks_total", "Every click seen, by link (pay, already_paid, dispute, promise_to_pay, payment_plan, other) and classification.", &labels(&["link", "classification"]))?,
-            clicked: counter("relance_reminders_clicked_total", "Reminders in which a person clicked at least once (each counted once): the numerator of the click rate.", &labels(&[]))?,
+            clicks_taken_back: counter("relance_reminder_clicks_reclassified_total", "Clicks counted human when they came, then taken back as machine (burst) when clicks on other links of the same message followed within tracker.burst_seconds, by link. Human clicks: relance_reminder_clicks_total{classification=\"human\"} minus this; machine clicks: {classification=\"machine\"} plus this.", &labels(&["link"]))?,
+            clicked: counter("relance_reminders_clicked_total", "Reminders in which a person clicked at least once (each counted once, at the first human click); minus relance_reminders_click_withdrawn_total, the numerator of the click rate.", &labels(&[]))?,
+            clicks_withdrawn: counter("relance_reminders_click_withdrawn_total", "Reminders counted clicked whose human clicks all turned out to be the start of a scanner's burst: subtract from relance_reminders_clicked_total.", &labels(&[]))?,
             delivered: counter("relance_reminders_delivered_total", "Reminders the provider reports delivered.", &labels(&["provider"]))?,
             bounced: counter("relance_reminders_bounced_total", "Reminders that bounced, by kind (hard, soft).", &labels(&["provider", "kind"]))?,
             complained: counter("relance_reminders_complained_total", "Reminders reported as spam by the recipient.", &labels(&["provider"]))?,
@@ -111,11 +115,33 @@ impl TrackerMetrics {
         self.clicks
             .with_label_values(&self.values(delivery, &[link, classification]))
             .inc();
+        // The corrections exist at zero beside what they correct, so that "human minus taken
+        // back" and "machine plus taken back" always have both sides in PromQL.
+        self.clicks_taken_back
+            .with_label_values(&self.values(delivery, &[link]))
+            .inc_by(0);
         if first_human {
             self.clicked
                 .with_label_values(&self.values(delivery, &[]))
                 .inc();
+            self.clicks_withdrawn
+                .with_label_values(&self.values(delivery, &[]))
+                .inc_by(0);
         }
+    }
+
+    /// A click counted human, taken back as the start of a scanner's burst.
+    pub fn click_taken_back(&self, delivery: &TrackedDelivery, link: &str) {
+        self.clicks_taken_back
+            .with_label_values(&self.values(delivery, &[link]))
+            .inc();
+    }
+
+    /// A reminder counted clicked whose human clicks all turned out to be a scanner's.
+    pub fn click_withdrawn(&self, delivery: &TrackedDelivery) {
+        self.clicks_withdrawn
+            .with_label_values(&self.values(delivery, &[]))
+            .inc();
     }
 
     pub fn delivered(&self, delivery: &TrackedDelivery, provider: &str) {

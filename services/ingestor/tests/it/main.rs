@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // Test code: a panic is a failed test.
 
 mod bad_input;
+mod binding;
 mod crash;
 mod helpers;
 mod ingest;

@@ -104,6 +104,7 @@ async fn a_payment_between_planning_and_publishing_prevents_the_command() {
         ),
         settings.kafka.topics.events.clone(),
         IngestMetrics::register(&registry).unwrap(),
+        relance_kafka::KafkaMetrics::register(&prometheus::Registry::new()).unwrap(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     let batch: Vec<ConsumedRecord> = [("inv_queued", "cus_queued"), ("inv_planned", "cus_planned")]

@@ -213,6 +213,7 @@ async fn a_payment_ingested_after_the_command_was_published_means_nothing_is_sen
         ),
         settings.kafka.topics.events.clone(),
         IngestMetrics::register(&prometheus::Registry::new()).unwrap(),
+        relance_kafka::KafkaMetrics::register(&prometheus::Registry::new()).unwrap(),
         std::sync::Arc::new(tokio::sync::Notify::new()),
     );
     ingestor

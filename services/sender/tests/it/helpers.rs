@@ -410,6 +410,7 @@ pub async fn ingest(settings: &Settings, records: &[relance_kafka::ConsumedRecor
         ),
         settings.kafka.topics.events.clone(),
         relance_ingestor::metrics::IngestMetrics::register(&prometheus::Registry::new()).unwrap(),
+        relance_kafka::KafkaMetrics::register(&prometheus::Registry::new()).unwrap(),
         Arc::new(tokio::sync::Notify::new()),
     );
     ingestor.handle(records).await.expect("the records apply");

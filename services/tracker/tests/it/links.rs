@@ -1,9 +1,12 @@
-//! Signed links: a forged link never changes state, a GET never changes state, a POST acts once,
-//! an expired link offers a fresh one, and no link redirects anywhere its token does not say.
+//! Signed links: a forged link never changes state, a GET never changes state (it is a click),
+//! a POST acts once, an expired link offers a fresh one, and no link redirects anywhere its
+//! token does not say. Opens and clicks count people, not the software around them.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use relance_links::{LinkAction, LinkSigner};
+use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::helpers::{
     claims, client, count, fresh_settings, invoice_state, pool, sent_reminder, spawn_tracker, url,
@@ -462,7 +465,7 @@ async fn links_redirect_only_where_their_token_says_and_the_pixel_is_an_image() 
             (
                 "open".to_string(),
                 "machine".to_string(),
-                Some("known_proxy".to_string()),
+                Some("prefetch".to_string()),
                 None
             ),
         ]
@@ -547,6 +550,331 @@ async fn a_customer_in_noumea_is_offered_promise_dates_from_their_own_tomorrow()
     assert!(
         page.contains("min=\"2026-12-07\""),
         "the earliest promise is the customer's tomorrow: {page}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+const BROWSER: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// The links of a reminder a person can click, with the label their clicks are recorded under.
+const ACTION_LINKS: [(LinkAction, &str); 5] = [
+    (LinkAction::Pay, "pay"),
+    (LinkAction::AlreadyPaid, "already_paid"),
+    (LinkAction::Dispute, "dispute"),
+    (LinkAction::PromiseToPay, "promise_to_pay"),
+    (LinkAction::PaymentPlan, "payment_plan"),
+];
+
+/// The delivery labels of every reminder `sent_reminder` makes, as /metrics prints them.
+const DELIVERY: &str =
+    "segment=\"standard\",step=\"first_reminder\",template=\"first_reminder\",variant=\"\"";
+
+/// The clicks of a reminder, in order: link, classification, machine reason.
+async fn clicks_of(pool: &PgPool, reminder: Uuid) -> Vec<(String, String, Option<String>)> {
+    sqlx::query_as(
+        "SELECT link, classification, machine_reason FROM interactions
+         WHERE reminder_id = $1 AND kind = 'click' ORDER BY id",
+    )
+    .bind(reminder)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// A row of [`clicks_of`].
+fn click(
+    link: &str,
+    classification: &str,
+    reason: Option<&str>,
+) -> (String, String, Option<String>) {
+    (
+        link.to_string(),
+        classification.to_string(),
+        reason.map(str::to_string),
+    )
+}
+
+async fn clicked_by_a_person(pool: &PgPool, delivery: Uuid) -> bool {
+    let first: Option<chrono::DateTime<chrono::Utc>> =
+        sqlx::query_scalar("SELECT first_clicked_at FROM deliveries WHERE delivery_id = $1")
+            .bind(delivery)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    first.is_some()
+}
+
+/// The value of the series `name{labels}` in /metrics text, 0 when absent.
+fn series(metrics: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .map_or(0.0, |value| value.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn every_link_get_is_a_click_of_its_link_and_never_an_action() {
+    let settings = fresh_settings("every-link").await;
+    let pool = pool(&settings);
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[("RELANCE__TRACKER__RATE_LIMIT_PER_MINUTE", "6000".into())],
+    )
+    .await;
+    let http = client();
+    for (action, label) in ACTION_LINKS {
+        // A person reading a reminder clicks one of its links.
+        let sent = sent_reminder(
+            &settings,
+            &format!("cus_get_{label}"),
+            &format!("inv_get_{label}"),
+        )
+        .await;
+        let response = http
+            .get(url(&base, &claims(&sent, action)))
+            .header("user-agent", BROWSER)
+            .send()
+            .await
+            .unwrap();
+        let expected_status: u16 = if action == LinkAction::Pay { 303 } else { 200 };
+        assert_eq!(response.status(), expected_status, "{label}");
+        assert_eq!(
+            clicks_of(&pool, sent.reminder_id).await,
+            vec![click(label, "human", None)],
+            "{label}: the GET is a click of its link"
+        );
+        assert!(
+            clicked_by_a_person(&pool, sent.delivery_id).await,
+            "{label}"
+        );
+        assert_eq!(
+            invoice_state(&pool, &sent.invoice).await.1,
+            None,
+            "{label}: a GET changes nothing"
+        );
+    }
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM customer_actions").await,
+        0,
+        "a click is never an action"
+    );
+    let (_, metrics) = tracker.get("/metrics").await;
+    for (_, label) in ACTION_LINKS {
+        assert_eq!(
+            series(
+                &metrics,
+                "relance_reminder_clicks_total",
+                &format!("channel=\"email\",classification=\"human\",link=\"{label}\",{DELIVERY}")
+            ),
+            1.0,
+            "{label}: {metrics}"
+        );
+    }
+    assert_eq!(
+        series(
+            &metrics,
+            "relance_reminders_clicked_total",
+            &format!("channel=\"email\",{DELIVERY}")
+        ),
+        5.0,
+        "{metrics}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn a_scanner_following_every_link_is_counted_apart_from_people() {
+    let settings = fresh_settings("scanners").await;
+    let pool = pool(&settings);
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[("RELANCE__TRACKER__RATE_LIMIT_PER_MINUTE", "6000".into())],
+    )
+    .await;
+    let http = client();
+
+    // A scanner an hour after sending (past the too-soon window) with a browser's user agent,
+    // as Safe Links' detonation has: every link of the message within a second.
+    let scanned = sent_reminder(&settings, "cus_scanned", "inv_scanned").await;
+    for (action, label) in ACTION_LINKS {
+        let response = http
+            .get(url(&base, &claims(&scanned, action)))
+            .header("user-agent", BROWSER)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [200, 303].contains(&response.status().as_u16()),
+            "{label}: {}",
+            response.status()
+        );
+    }
+    let burst: Vec<_> = ACTION_LINKS
+        .iter()
+        .map(|(_, label)| click(label, "machine", Some("burst")))
+        .collect();
+    assert_eq!(
+        clicks_of(&pool, scanned.reminder_id).await,
+        burst,
+        "the first link looked like a person's until the others came"
+    );
+    assert!(!clicked_by_a_person(&pool, scanned.delivery_id).await);
+
+    // A HEAD is a link checker's, whatever it says it is; it is answered all the same.
+    let checked = sent_reminder(&settings, "cus_checked", "inv_checked").await;
+    let head = http
+        .head(url(&base, &claims(&checked, LinkAction::Dispute)))
+        .header("user-agent", BROWSER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    // A scanner that names itself.
+    let named = sent_reminder(&settings, "cus_named", "inv_named").await;
+    http.get(url(&base, &claims(&named, LinkAction::PromiseToPay)))
+        .header("user-agent", "Mozilla/5.0 (compatible; BingPreview/1.0b)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        clicks_of(&pool, checked.reminder_id).await,
+        vec![click("dispute", "machine", Some("head_request"))]
+    );
+    assert_eq!(
+        clicks_of(&pool, named.reminder_id).await,
+        vec![click("promise_to_pay", "machine", Some("known_scanner"))]
+    );
+
+    // A person clicks pay twice (a double click is not a burst), from Outlook's own fetch of
+    // the link then the browser's.
+    let reader = sent_reminder(&settings, "cus_reader", "inv_reader").await;
+    let office =
+        "Mozilla/4.0 (compatible; MSIE 7.0; Windows NT 10.0; Trident/7.0; ms-office; MSOffice 16)";
+    for agent in [office, BROWSER] {
+        let response = http
+            .get(url(&base, &claims(&reader, LinkAction::Pay)))
+            .header("user-agent", agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303);
+    }
+    assert_eq!(
+        clicks_of(&pool, reader.reminder_id).await,
+        vec![click("pay", "human", None), click("pay", "human", None)]
+    );
+    assert!(clicked_by_a_person(&pool, reader.delivery_id).await);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM customer_actions").await,
+        0
+    );
+
+    // Human and machine side by side: the scanner's first click was counted human when it came
+    // and is taken back; one reminder in two was clicked by a person.
+    let (_, metrics) = tracker.get("/metrics").await;
+    let clicks = |classification: &str, link: &str| {
+        series(
+            &metrics,
+            "relance_reminder_clicks_total",
+            &format!(
+                "channel=\"email\",classification=\"{classification}\",link=\"{link}\",{DELIVERY}"
+            ),
+        )
+    };
+    let taken_back = |link: &str| {
+        series(
+            &metrics,
+            "relance_reminder_clicks_reclassified_total",
+            &format!("channel=\"email\",link=\"{link}\",{DELIVERY}"),
+        )
+    };
+    assert_eq!(clicks("human", "pay") - taken_back("pay"), 2.0, "{metrics}");
+    assert_eq!(
+        clicks("machine", "pay") + taken_back("pay"),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(clicks("machine", "dispute"), 2.0, "{metrics}");
+    assert_eq!(clicks("human", "dispute"), 0.0, "{metrics}");
+    let reminders = format!("channel=\"email\",{DELIVERY}");
+    let clicked = series(&metrics, "relance_reminders_clicked_total", &reminders);
+    let withdrawn = series(
+        &metrics,
+        "relance_reminders_click_withdrawn_total",
+        &reminders,
+    );
+    assert_eq!((clicked, withdrawn), (2.0, 1.0), "{metrics}");
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+#[tokio::test]
+async fn outlook_and_gmail_opens_are_people_and_apple_privacy_prefetches_are_not() {
+    let settings = fresh_settings("opens").await;
+    let pool = pool(&settings);
+    let (mut tracker, base) = spawn_tracker(&settings, &[]).await;
+    let http = client();
+    let readers = [
+        (
+            "outlook",
+            "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.17928; Pro)",
+            ("human", None),
+        ),
+        (
+            "gmail",
+            "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)",
+            ("human", None),
+        ),
+        // Apple Mail Privacy Protection loads the pixel when the message arrives, read or not.
+        ("apple_privacy", "Mozilla/5.0", ("machine", Some("prefetch"))),
+    ];
+    for (who, agent, (classification, reason)) in readers {
+        let sent = sent_reminder(&settings, &format!("cus_{who}"), &format!("inv_{who}")).await;
+        let pixel = http
+            .get(url(&base, &claims(&sent, LinkAction::Open)))
+            .header("user-agent", agent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(pixel.status(), 200, "{who}");
+        let open: (String, Option<String>) = sqlx::query_as(
+            "SELECT classification, machine_reason FROM interactions
+             WHERE reminder_id = $1 AND kind = 'open'",
+        )
+        .bind(sent.reminder_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            open,
+            (classification.to_string(), reason.map(str::to_string)),
+            "{who}"
+        );
+    }
+    let (_, metrics) = tracker.get("/metrics").await;
+    assert_eq!(
+        series(
+            &metrics,
+            "relance_reminders_opened_total",
+            &format!("channel=\"email\",{DELIVERY}")
+        ),
+        2.0,
+        "Outlook and Gmail readers open; the Apple prefetch does not: {metrics}"
+    );
+    assert_eq!(
+        series(
+            &metrics,
+            "relance_reminder_opens_total",
+            &format!("channel=\"email\",classification=\"machine\",{DELIVERY}")
+        ),
+        1.0,
+        "{metrics}"
     );
     tracker
         .signal_and_wait("TERM", std::time::Duration::from_secs(20))

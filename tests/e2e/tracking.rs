@@ -144,8 +144,37 @@ async fn a_payment_after_a_click_is_recovered_amount_for_the_reminders_step_and_
         "data": {"payment_id": "pay_loop", "invoice_id": "inv_loop", "customer_id": "cus_loop",
                  "amount": {"amount_minor": 73_456, "currency": "EUR"}, "paid_at": paid_at}
     });
+    // A record nobody can read first: the tracker counts it and goes on (the ingestor would
+    // dead-letter it). Then the payment, in binary content mode, as the CloudEvents SDKs write it.
     producer
-        .send(&send(&settings.kafka.topics.payments, &payment))
+        .send(&OutgoingRecord {
+            topic: settings.kafka.topics.payments.clone(),
+            key: Some(b"cus_loop".to_vec()),
+            payload: b"{not json".to_vec(),
+            headers: vec![],
+        })
+        .await
+        .unwrap();
+    let mut headers: Vec<(String, Option<Vec<u8>>)> = payment
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| name.as_str() != "data")
+        .map(|(name, value)| {
+            let text = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_string);
+            (format!("ce_{name}"), Some(text.into_bytes()))
+        })
+        .collect();
+    headers.push(("content-type".into(), Some(b"application/json".to_vec())));
+    producer
+        .send(&OutgoingRecord {
+            topic: settings.kafka.topics.payments.clone(),
+            key: Some(b"cus_loop".to_vec()),
+            payload: serde_json::to_vec(&payment["data"]).unwrap(),
+            headers,
+        })
         .await
         .unwrap();
 
@@ -194,6 +223,15 @@ async fn a_payment_after_a_click_is_recovered_amount_for_the_reminders_step_and_
             &with("model=\"last_touch\"")
         ),
         1.0
+    );
+    assert_eq!(
+        counter(
+            &metrics,
+            "relance_tracker_records_unreadable_total",
+            &["reason=\"invalid_json\""]
+        ),
+        1.0,
+        "the unreadable record is counted, not silently skipped"
     );
     assert_eq!(
         counter(&metrics, "relance_reminders_opened_total", &reminder),

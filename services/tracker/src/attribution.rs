@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use relance_contracts::commands::SendReminderV1;
 use relance_contracts::dunning::{AttributionModel, PaymentAttributedV1};
-use relance_contracts::{decode::decode, BillingEvent, Channel, Envelope, Money};
+use relance_contracts::{decode_record, BillingEvent, Channel, Envelope, Money};
 use relance_kafka::{BatchHandler, ConsumedRecord, HandlerError};
 use relance_runtime::Clock;
 use relance_storage::outbox::{self, OutboxRecord};
@@ -173,12 +173,19 @@ impl AttributionHandler {
 impl BatchHandler for AttributionHandler {
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
         for record in batch {
-            let Some(envelope) = record
-                .payload
-                .as_deref()
-                .and_then(|payload| decode::<BillingEvent>(payload).ok())
-            else {
-                continue;
+            // Structured or binary content mode (the CloudEvents Kafka binding).
+            let envelope = match decode_record::<BillingEvent>(
+                &record.headers,
+                record.payload.as_deref(),
+            ) {
+                Ok((envelope, _)) => envelope,
+                Err(error) => {
+                    // The ingestor reads the same record and dead-letters it with this
+                    // reason; here it is only counted and logged, never silently skipped.
+                    self.metrics.unreadable(error.kind.code());
+                    tracing::warn!(topic = %record.topic, partition = record.partition, offset = record.offset, reason = error.kind.code(), "A billing record cannot be read for attribution; skipped (the ingestor dead-letters it).");
+                    continue;
+                }
             };
             match self.attribute_payment(&envelope).await {
                 Ok(credited) => {

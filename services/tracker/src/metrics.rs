@@ -26,6 +26,7 @@ pub struct TrackerMetrics {
     time_to_payment: HistogramVec,
     webhook_events: IntCounterVec,
     link_requests: IntCounterVec,
+    unreadable: IntCounterVec,
 }
 
 impl TrackerMetrics {
@@ -75,6 +76,7 @@ impl TrackerMetrics {
             time_to_payment,
             webhook_events: counter("relance_webhook_events_total", "Provider webhook events, by provider, kind and outcome (handled, duplicate, unknown_message, malformed).", &["provider", "kind", "outcome"])?,
             link_requests: counter("relance_link_requests_total", "Requests to the links and pages, by route and outcome (ok, not_found, expired, rate_limited, invalid_form).", &["route", "outcome"])?,
+            unreadable: counter("relance_tracker_records_unreadable_total", "Billing records the tracker could not read for attribution, by dead-letter reason (the ingestor dead-letters the same record).", &["reason"])?,
         })
     }
 
@@ -195,6 +197,11 @@ impl TrackerMetrics {
         self.webhook_events
             .with_label_values(&[provider, kind, outcome])
             .inc();
+    }
+
+    /// A billing record the attribution consumer could not read.
+    pub fn unreadable(&self, reason: &str) {
+        self.unreadable.with_label_values(&[reason]).inc();
     }
 
     pub fn link(&self, route: &str, outcome: &str) {

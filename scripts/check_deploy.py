@@ -171,6 +171,8 @@ def settings_schema() -> dict:
             schema = {"type": "string"}
         elif isinstance(value, dict):
             schema = {"type": "object", "additionalProperties": {"type": "string"}}
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            schema = {"type": "array", "items": {"type": "string"}}
         else:
             raise CheckFailed(f"config/default.toml: no schema for {value!r}")
         if description:

@@ -348,6 +348,9 @@ pub struct SenderIdentity {
     pub company_website: String,
     pub company_address: String,
     pub template_set: String,
+    #[serde(deserialize_with = "list_or_comma_separated")]
+    pub payment_hosts: Vec<String>,
+    pub payment_instructions: String,
 }
 
 /// `[sender.tenants.<tenant>]`: what differs for one tenant; unset keys come from
@@ -366,6 +369,9 @@ pub struct TenantIdentity {
     pub company_website: Option<String>,
     pub company_address: Option<String>,
     pub template_set: Option<String>,
+    #[serde(default, deserialize_with = "optional_list_or_comma_separated")]
+    pub payment_hosts: Option<Vec<String>>,
+    pub payment_instructions: Option<String>,
 }
 
 impl SenderSettings {
@@ -394,6 +400,26 @@ impl SenderSettings {
             company_website: pick(own.company_website, &defaults.company_website),
             company_address: pick(own.company_address, &defaults.company_address),
             template_set,
+            payment_hosts: own
+                .payment_hosts
+                .unwrap_or_else(|| defaults.payment_hosts.clone()),
+            payment_instructions: pick(own.payment_instructions, &defaults.payment_instructions),
+        }
+    }
+
+    /// The hosts each tenant takes payments on, as the ingestor and the tracker check them.
+    pub fn payment_hosts(&self) -> relance_links::payment::PaymentHosts {
+        relance_links::payment::PaymentHosts {
+            default: self.identity.payment_hosts.clone(),
+            tenants: self
+                .tenants
+                .iter()
+                .filter_map(|(tenant, own)| {
+                    own.payment_hosts
+                        .clone()
+                        .map(|hosts| (tenant.clone(), hosts))
+                })
+                .collect(),
         }
     }
 }
@@ -551,4 +577,37 @@ pub struct TrackerSettings {
     pub postmark_webhook_username: String,
     pub postmark_webhook_password: SecretString,
     pub sendgrid_webhook_public_key: String,
+    pub sendgrid_webhook_tolerance_seconds: u32,
+}
+
+/// A list from a file (`["a", "b"]`) or from one environment variable (`a,b`: environment
+/// values are text).
+fn list_or_comma_separated<'de, D>(deserializer: D) -> Result<Vec<String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_string)
+            .collect(),
+    })
+}
+
+fn optional_list_or_comma_separated<'de, D>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    list_or_comma_separated(deserializer).map(Some)
 }

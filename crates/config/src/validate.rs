@@ -271,6 +271,12 @@ impl Settings {
         if service == ServiceName::Scheduler {
             self.validate_scheduler(&mut findings);
         }
+        if matches!(
+            service,
+            ServiceName::Sender | ServiceName::Tracker | ServiceName::Ingestor
+        ) {
+            self.validate_payment_settings(&mut findings);
+        }
         if service == ServiceName::Sender {
             self.validate_sender(&mut findings);
             self.validate_links(&mut findings);
@@ -398,6 +404,12 @@ impl Settings {
                 "set both the username and tracker.postmark_webhook_password, or neither",
             );
         }
+        findings.range(
+            "tracker.sendgrid_webhook_tolerance_seconds",
+            u64::from(tracker.sendgrid_webhook_tolerance_seconds),
+            1,
+            86_400,
+        );
         let key = tracker.sendgrid_webhook_public_key.trim();
         if !key.is_empty() && !looks_like_base64_der_key(key) {
             findings.add(
@@ -623,6 +635,37 @@ impl Settings {
             }
             findings.not_blank(&format!("{key}.company_name"), &identity.company_name);
             findings.not_blank(&format!("{key}.from_name"), &identity.from_name);
+        }
+    }
+
+    /// The payment hosts and instructions, which the ingestor and the tracker read as well as
+    /// the sender.
+    fn validate_payment_settings(&self, findings: &mut Findings) {
+        let sender = &self.sender;
+        let identities = std::iter::once(("sender.identity".to_string(), sender.identity.clone()))
+            .chain(sender.tenants.keys().map(|tenant| {
+                (
+                    format!("sender.tenants.{tenant}"),
+                    sender.identity_of(tenant),
+                )
+            }));
+        for (key, identity) in identities {
+            for host in &identity.payment_hosts {
+                if !relance_links::payment::is_host_pattern(host) {
+                    findings.add(
+                        format!("{key}.payment_hosts"),
+                        host,
+                        "must be a host name (pay.example.com) or *. and a domain (*.example.com)",
+                    );
+                }
+            }
+            if identity.payment_instructions.len() > 1_000 {
+                findings.add(
+                    format!("{key}.payment_instructions"),
+                    &identity.payment_instructions,
+                    "must be at most 1000 characters",
+                );
+            }
         }
     }
 

@@ -12,6 +12,8 @@
 //! with any key still listed keep working until they expire. Claims hold ids only, never a
 //! name, an address or an amount.
 
+pub mod payment;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -47,6 +49,20 @@ impl LinkAction {
             Self::PaymentPlan => "payment-plan",
             Self::Open => "o",
             Self::Click => "c",
+        }
+    }
+
+    /// Whether the link opens one of the customer's action pages. Only an expired one of these
+    /// may ask for a fresh reminder: the pixel and click-tracked links sit in every message and
+    /// are not something a customer acts on.
+    pub fn is_action_page(self) -> bool {
+        match self {
+            Self::Pay
+            | Self::AlreadyPaid
+            | Self::Dispute
+            | Self::PromiseToPay
+            | Self::PaymentPlan => true,
+            Self::Open | Self::Click => false,
         }
     }
 }

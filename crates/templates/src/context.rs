@@ -36,6 +36,13 @@ pub struct InvoiceLine {
     pub days_late: i64,
     pub amount_due: String,
     pub total: String,
+    /// Whether part of the invoice is already settled (paid or credited) and a balance remains:
+    /// the message must then ask for the balance, not say that no payment arrived.
+    #[serde(default)]
+    pub partially_settled: bool,
+    /// What is settled already (total less amount due), formatted; empty when nothing is.
+    #[serde(default)]
+    pub settled: String,
     pub order_reference: Option<String>,
     pub payment_url: Option<String>,
 }
@@ -71,6 +78,9 @@ pub struct MessageContext {
     /// Every invoice of the message (one, or several for a consolidated statement).
     pub invoices: Vec<InvoiceLine>,
     pub consolidated: bool,
+    /// Whether any invoice of the message is partially settled.
+    #[serde(default)]
+    pub any_partially_settled: bool,
     /// What is due in total, formatted (`1 234,56 €`; `+`-joined for several currencies).
     pub total_due: String,
     /// The most days any invoice is late.
@@ -121,6 +131,13 @@ impl MessageContext {
                 "€1,234.56"
             }
             .into(),
+            partially_settled: true,
+            settled: if french {
+                "500,00\u{a0}€"
+            } else {
+                "€500.00"
+            }
+            .into(),
             order_reference: Some("PO-77812".into()),
             payment_url: Some("https://pay.acme.example/i/inv_2026_0412".into()),
         };
@@ -151,6 +168,8 @@ impl MessageContext {
                 "€120.00"
             }
             .into(),
+            partially_settled: false,
+            settled: String::new(),
             order_reference: None,
             payment_url: None,
         };
@@ -175,6 +194,7 @@ impl MessageContext {
             invoice: invoice.clone(),
             invoices: vec![invoice, second],
             consolidated: true,
+            any_partially_settled: true,
             total_due: if french {
                 "854,56\u{a0}€"
             } else {
@@ -238,6 +258,9 @@ impl MessageContext {
         invoice.order_reference = None;
         invoice.payment_url = None;
         invoice.amount_due = invoice.total.clone();
+        invoice.partially_settled = false;
+        invoice.settled = String::new();
+        context.any_partially_settled = false;
         context.contact = Contact {
             first_name: Some("Camille".into()),
             last_name: None,

@@ -257,3 +257,46 @@ fn customer_data_is_escaped_in_html_and_kept_in_text() {
         "{html}"
     );
 }
+
+/// Issue 14, item 13: a customer who paid part of an invoice must not read that no payment
+/// arrived; the message asks for the balance.
+#[test]
+fn a_partly_paid_invoice_is_never_called_unpaid() {
+    let store = load(&shipped());
+    let denials = [
+        "not yet received payment",
+        "not received payment",
+        "could not find a payment",
+        "pas encore reçu le règlement",
+        "ne nous est pas parvenu",
+        "pas trouvé trace du règlement de",
+    ];
+    for locale in ["en", "fr"] {
+        let consolidated = MessageContext::sample(locale);
+        let mut single = consolidated.clone();
+        single.consolidated = false;
+        single.invoices.truncate(1);
+        single.total_due = single.invoice.amount_due.clone();
+        assert!(single.invoice.partially_settled);
+        let templates: Vec<String> = store
+            .templates()
+            .filter(|(set, found, _, _)| *set == "default" && *found == locale)
+            .map(|(_, _, template, _)| template.to_string())
+            .collect();
+        for template in &templates {
+            for (shape, context) in [("single", &single), ("consolidated", &consolidated)] {
+                let message = store
+                    .render_exact("default", locale, template, context)
+                    .unwrap_or_else(|error| panic!("{locale}/{template}: {error}"));
+                let text = message.text.to_lowercase();
+                for denial in denials {
+                    assert!(
+                        !text.contains(denial),
+                        "{locale}/{template} ({shape}) says {denial:?} over a partly paid invoice:\n{}",
+                        message.text
+                    );
+                }
+            }
+        }
+    }
+}

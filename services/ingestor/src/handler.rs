@@ -19,6 +19,7 @@ use relance_domain::{Book, BookEvent, DunningState};
 use relance_kafka::{
     BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
 };
+use relance_links::payment::PaymentHosts;
 use relance_runtime::Clock;
 use relance_storage::outbox::OutboxRecord;
 use relance_storage::processed::{conflicting_payloads, forget, record_new_events, EventKey};
@@ -37,9 +38,11 @@ pub const CONSUMER: &str = "ingestor";
 enum Planned {
     /// Not a contract event: dead-lettered.
     Undecodable(DecodeError),
-    /// A contract event the domain refuses to represent: dead-lettered.
+    /// A contract event the domain refuses to represent, or that must not be offered to
+    /// customers: dead-lettered with `reason`.
     Unconvertible {
         envelope: Box<Envelope<BillingEvent>>,
+        reason: &'static str,
         detail: String,
     },
     /// A billing event to apply.
@@ -60,6 +63,7 @@ pub struct IngestHandler {
     metrics: IngestMetrics,
     kafka_metrics: KafkaMetrics,
     relay: Arc<Notify>,
+    payment_hosts: PaymentHosts,
 }
 
 impl IngestHandler {
@@ -80,30 +84,42 @@ impl IngestHandler {
             metrics,
             kafka_metrics,
             relay,
+            payment_hosts: PaymentHosts::default(),
         }
     }
 
-    fn plan(record: &ConsumedRecord) -> Planned {
+    /// Refuses payment URLs off the hosts each tenant takes payments on (any https host by
+    /// default).
+    #[must_use]
+    pub fn with_payment_hosts(mut self, payment_hosts: PaymentHosts) -> Self {
+        self.payment_hosts = payment_hosts;
+        self
+    }
+
+    /// Why the event's payment URL must not be offered to customers, if it must not.
+    fn refused_payment_url(&self, envelope: &Envelope<BillingEvent>) -> Option<String> {
+        let url = match &envelope.data {
+            BillingEvent::InvoiceIssued(event) => event.payment_url.as_ref(),
+            BillingEvent::InvoiceUpdated(event) => event.payment_url.as_ref(),
+            _ => None,
+        }?;
+        self.payment_hosts
+            .check(envelope.tenant.as_str(), url.as_str())
+            .err()
+            .map(|error| format!("payment_url {:?} is refused: {error}.", url.as_str()))
+    }
+
+    fn plan(&self, record: &ConsumedRecord) -> Planned {
         // Structured or binary content mode (the CloudEvents Kafka binding).
         match decode_record::<BillingEvent>(&record.headers, record.payload.as_deref()) {
             Err(error) => Planned::Undecodable(error),
-            Ok((envelope, _)) => match to_book_event(&envelope) {
-                Ok(event) => Planned::Event {
-                    key: EventKey {
-                        source: envelope.source.clone(),
-                        id: envelope.id.to_string(),
-                        tenant: envelope.tenant.to_string(),
-                        event_type: envelope.event_type.clone(),
-                        payload_sha256: Some(data_sha256(&envelope.data)),
-                    },
-                    event_type: envelope.data.event_type(),
-                    event: Box::new(event),
-                    partitionkey: envelope.partitionkey.clone(),
-                },
-                Err(error) => Planned::Unconvertible {
-                    detail: error.to_string(),
+            Ok((envelope, _)) => match self.refused_payment_url(&envelope) {
+                Some(detail) => Planned::Unconvertible {
                     envelope: Box::new(envelope),
+                    reason: PAYMENT_URL_REFUSED,
+                    detail,
                 },
+                None => convert(envelope),
             },
         }
     }
@@ -203,16 +219,20 @@ impl IngestHandler {
                     ));
                     applied.dead_letters.push((event_type, error.kind.code()));
                 }
-                Planned::Unconvertible { envelope, detail } => {
+                Planned::Unconvertible {
+                    envelope,
+                    reason,
+                    detail,
+                } => {
                     outbox_records.push(self.dead_letter_record(
                         record,
-                        CONVERSION_FAILED,
+                        reason,
                         detail,
                         Some(identity(envelope)),
                     ));
                     applied
                         .dead_letters
-                        .push((envelope.data.event_type(), CONVERSION_FAILED));
+                        .push((envelope.data.event_type(), *reason));
                 }
                 Planned::Event {
                     key, event_type, ..
@@ -450,7 +470,7 @@ fn identity(envelope: &Envelope<BillingEvent>) -> EventIdentity {
 impl BatchHandler for IngestHandler {
     async fn handle(&mut self, batch: &[ConsumedRecord]) -> Result<(), HandlerError> {
         let started = Instant::now();
-        let plans: Vec<Planned> = batch.iter().map(Self::plan).collect();
+        let plans: Vec<Planned> = batch.iter().map(|record| self.plan(record)).collect();
         for (record, plan) in batch.iter().zip(&plans) {
             if let Planned::Event {
                 key, partitionkey, ..
@@ -513,7 +533,7 @@ impl BatchHandler for IngestHandler {
         record: &ConsumedRecord,
         detail: String,
     ) -> Result<(), HandlerError> {
-        let plan = Self::plan(record);
+        let plan = self.plan(record);
         let (event_type, identity) = match &plan {
             Planned::Event {
                 key, event_type, ..
@@ -562,10 +582,37 @@ fn data_sha256(data: &BillingEvent) -> String {
         .collect()
 }
 
+/// The dead-letter reason of an invoice whose payment page is not https or not on a host its
+/// tenant takes payments on.
+pub const PAYMENT_URL_REFUSED: &str = "payment_url_refused";
+
 /// The dead-letter reason of a record the database refused for its content.
 pub const DATABASE_REFUSED: &str = "database_refused";
 
 /// What the database said, for the dead letter and the logs.
 fn refusal(error: &StorageError) -> String {
     format!("{:?}", relance_telemetry::ErrorChain(error))
+}
+
+/// The billing event as the domain's, or why the domain cannot represent it.
+fn convert(envelope: Envelope<BillingEvent>) -> Planned {
+    match to_book_event(&envelope) {
+        Ok(event) => Planned::Event {
+            key: EventKey {
+                source: envelope.source.clone(),
+                id: envelope.id.to_string(),
+                tenant: envelope.tenant.to_string(),
+                event_type: envelope.event_type.clone(),
+                payload_sha256: Some(data_sha256(&envelope.data)),
+            },
+            event_type: envelope.data.event_type(),
+            event: Box::new(event),
+            partitionkey: envelope.partitionkey.clone(),
+        },
+        Err(error) => Planned::Unconvertible {
+            detail: error.to_string(),
+            reason: CONVERSION_FAILED,
+            envelope: Box::new(envelope),
+        },
+    }
 }

@@ -44,7 +44,8 @@ impl Service for Ingestor {
             IngestMetrics::register(registry)?,
             kafka_metrics.clone(),
             relay.waker(),
-        );
+        )
+        .with_payment_hosts(settings.sender.payment_hosts());
         let topics = settings.kafka.topics.billing();
         let runner = ConsumerRunner::new(
             &settings.kafka,

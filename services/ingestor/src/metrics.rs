@@ -101,6 +101,7 @@ impl IngestMetrics {
                 CONVERSION_FAILED,
                 crate::handler::CONFLICTING_DUPLICATE,
                 crate::handler::DATABASE_REFUSED,
+                crate::handler::PAYMENT_URL_REFUSED,
             ]);
         for reason in reasons {
             dead_lettered.with_label_values(&[reason]);

@@ -140,6 +140,11 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
                 invoice.total.currency().as_str(),
                 locale,
             ),
+            partially_settled: settled_minor(invoice) > 0 && invoice.amount_due.amount_minor() > 0,
+            settled: match settled_minor(invoice) {
+                0 => String::new(),
+                settled => money(settled, invoice.total.currency().as_str(), locale),
+            },
             order_reference: invoice
                 .order_reference
                 .as_ref()
@@ -184,6 +189,7 @@ pub fn context(inputs: &Inputs<'_>) -> MessageContext {
         },
         invoice: lines.first().cloned().unwrap_or_default(),
         consolidated: lines.len() > 1,
+        any_partially_settled: lines.iter().any(|line| line.partially_settled),
         invoices: lines,
         total_due: total_due(inputs.invoices, locale),
         days_late: inputs
@@ -307,6 +313,16 @@ pub fn sms(
         body: rendered.text.clone(),
         date: now,
     })
+}
+
+/// What is settled of an invoice (paid or credited): its total less what is due, never
+/// negative (an amount due above the total is late fees or a correction, not a refund).
+fn settled_minor(invoice: &ReminderInvoice) -> i64 {
+    invoice
+        .total
+        .amount_minor()
+        .saturating_sub(invoice.amount_due.amount_minor())
+        .max(0)
 }
 
 #[cfg(test)]

@@ -249,23 +249,45 @@ pub async fn pay(
                     .map(str::to_string)
             })
     });
-    match payment_url.filter(|url| url.starts_with("https://") || url.starts_with("http://")) {
-        Some(url) => Redirect::to(&url).into_response(),
-        None => {
-            let mut context = context(&state, &loaded, "title_unavailable");
-            context.insert(
-                "message",
-                &state.pages.message(&loaded.locale, "pay_unavailable"),
+    // The ingestor refuses such URLs; checked again here because the settings may have
+    // changed since the reminder was sent, and a redirect is the door an attacker wants.
+    let hosts = state.settings.sender.payment_hosts();
+    let checked = payment_url.filter(|url| match hosts.check(&loaded.claims.t, url) {
+        Ok(()) => true,
+        Err(error) => {
+            state.metrics.link("pay", "payment_url_refused");
+            tracing::warn!(
+                reminder_id = %loaded.claims.r,
+                invoice_id = %loaded.claims.i,
+                error = %error,
+                "a payment URL is refused: the customer is shown how to pay instead"
             );
-            page_response(
-                &state,
-                StatusCode::OK,
-                &loaded.locale,
-                "unavailable",
-                &context,
-            )
+            false
         }
+    });
+    match checked {
+        Some(url) => Redirect::to(&url).into_response(),
+        None => how_to_pay_page(&state, &loaded),
     }
+}
+
+/// How to pay an invoice without a payment page: the tenant's payment instructions (bank
+/// details, the reference to quote) and whom to contact.
+fn how_to_pay_page(state: &AppState, loaded: &Loaded) -> Response {
+    let identity = state.settings.sender.identity_of(&loaded.claims.t);
+    let mut context = context(state, loaded, "title_how_to_pay");
+    let instructions = identity.payment_instructions.trim();
+    context.insert(
+        "instructions",
+        &Some(instructions).filter(|text| !text.is_empty()),
+    );
+    page_response(
+        state,
+        StatusCode::OK,
+        &loaded.locale,
+        "how_to_pay",
+        &context,
+    )
 }
 
 /// Which action a page is.
@@ -822,10 +844,12 @@ pub async fn payment_plan(
 /// its guard — at most once a day per reminder.
 pub async fn renew(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let now = state.now();
+    // Only an action page's link that has expired asks for a fresh reminder: a link that still
+    // works needs none, and the pixel's or a tracked link's token (in every message's HTML) must
+    // not re-send the reminder to whoever holds the message.
     let claims = match state.signer.verify(&token, now.timestamp()) {
-        Ok(claims) => claims,
-        Err(relance_links::LinkError::Expired(claims)) => *claims,
-        Err(_) => {
+        Err(relance_links::LinkError::Expired(claims)) if claims.a.is_action_page() => *claims,
+        _ => {
             state.metrics.link("renew", "not_found");
             return not_found();
         }

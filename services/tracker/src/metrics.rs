@@ -75,7 +75,7 @@ impl TrackerMetrics {
             recovered: counter("relance_recovered_amount_minor_total", "Amount of payments credited to reminders, in minor units (cents), by currency.", &labels(&["currency"]))?,
             time_to_payment,
             webhook_events: counter("relance_webhook_events_total", "Provider webhook events, by provider, kind and outcome (handled, duplicate, unknown_message, malformed).", &["provider", "kind", "outcome"])?,
-            link_requests: counter("relance_link_requests_total", "Requests to the links and pages, by route and outcome (ok, not_found, expired, rate_limited, invalid_form).", &["route", "outcome"])?,
+            link_requests: counter("relance_link_requests_total", "Requests to the links and pages, by route and outcome (ok, not_found, expired, rate_limited, invalid_form, payment_url_refused).", &["route", "outcome"])?,
             unreadable: counter("relance_tracker_records_unreadable_total", "Billing records the tracker could not read for attribution, by dead-letter reason (the ingestor dead-letters the same record).", &["reason"])?,
         })
     }

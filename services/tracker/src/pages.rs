@@ -109,6 +109,33 @@ impl Pages {
         }
     }
 
+    /// The locale folder for a request's `Accept-Language` (for pages shown before the link
+    /// is read, such as "too many requests"): the first language by preference that has a
+    /// folder, English otherwise.
+    pub fn locale_for_accept_language(&self, header: Option<&str>) -> String {
+        let mut wanted: Vec<(f32, usize, &str)> = header
+            .unwrap_or_default()
+            .split(',')
+            .enumerate()
+            .filter_map(|(position, part)| {
+                let mut fields = part.split(';');
+                let tag = fields.next()?.trim();
+                let quality = fields
+                    .filter_map(|field| field.trim().strip_prefix("q="))
+                    .find_map(|value| value.trim().parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (!tag.is_empty() && tag != "*" && quality > 0.0).then_some((quality, position, tag))
+            })
+            .collect();
+        wanted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        wanted
+            .into_iter()
+            .filter_map(|(_, _, tag)| tag.split(['-', '_']).next())
+            .map(str::to_ascii_lowercase)
+            .find(|language| self.messages.contains_key(language))
+            .unwrap_or_else(|| "en".into())
+    }
+
     /// A message of the locale (English if the locale lacks it).
     pub fn message(&self, locale: &str, key: &str) -> String {
         self.messages
@@ -131,5 +158,94 @@ impl Pages {
         self.tera
             .render(&format!("{locale}/{page}.html"), context)
             .map_err(|error| error_text(&error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pages() -> Pages {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/pages");
+        Pages::load(dir).unwrap()
+    }
+
+    #[test]
+    fn the_first_preferred_language_with_pages_wins() {
+        let pages = pages();
+        for (header, expected) in [
+            (Some("fr-FR,fr;q=0.9,en;q=0.8"), "fr"),
+            (Some("de-DE, fr;q=0.5, en;q=0.4"), "fr"),
+            (Some("en;q=0.2, fr-CA;q=0.7"), "fr"),
+            (Some("de, it"), "en"),
+            (Some("fr;q=0, en"), "en"),
+            (Some("*"), "en"),
+            (Some(""), "en"),
+            (None, "en"),
+        ] {
+            assert_eq!(
+                pages.locale_for_accept_language(header),
+                expected,
+                "{header:?}"
+            );
+        }
+    }
+
+    /// The colour a rule of `css` gives `property`, as `#rrggbb`.
+    fn colour(css: &str, selector: &str, property: &str) -> [u8; 3] {
+        let rule = css
+            .lines()
+            .find(|line| line.starts_with(&format!("{selector} {{")))
+            .unwrap_or_else(|| panic!("no rule for {selector}"));
+        let value = rule
+            .trim_start_matches(&format!("{selector} {{"))
+            .split(';')
+            .find_map(|declaration| {
+                let (name, value) = declaration.split_once(':')?;
+                (name.trim() == property).then_some(value)
+            })
+            .unwrap_or_else(|| panic!("{selector} has no {property}"));
+        let hex = value
+            .split_whitespace()
+            .find(|word| word.starts_with('#'))
+            .unwrap()
+            .trim_start_matches('#');
+        let byte = |at: usize| u8::from_str_radix(&hex[at..at + 2], 16).unwrap();
+        [byte(0), byte(2), byte(4)]
+    }
+
+    /// WCAG 2.x relative luminance and contrast ratio.
+    fn contrast(a: [u8; 3], b: [u8; 3]) -> f64 {
+        let luminance = |rgb: [u8; 3]| {
+            let channel = |value: u8| {
+                let c = f64::from(value) / 255.0;
+                if c <= 0.040_45 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(rgb[0]) + 0.7152 * channel(rgb[1]) + 0.0722 * channel(rgb[2])
+        };
+        let (l1, l2) = (luminance(a), luminance(b));
+        (l1.max(l2) + 0.05) / (l1.min(l2) + 0.05)
+    }
+
+    /// WCAG 2.2, 1.4.11 and 2.4.13: the focus indicator needs 3:1 against what surrounds it.
+    #[test]
+    fn the_focus_outline_has_three_to_one_contrast_on_every_background() {
+        let css = pages().css;
+        let outline = colour(&css, ":focus-visible", "outline");
+        for (selector, property) in [
+            ("body", "background"),
+            (".card", "background"),
+            ("header", "background"),
+        ] {
+            let background = colour(&css, selector, property);
+            let ratio = contrast(outline, background);
+            assert!(ratio >= 3.0, "focus outline on {selector}: {ratio:.2}:1");
+        }
     }
 }

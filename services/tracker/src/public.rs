@@ -168,13 +168,24 @@ async fn rate_limit(
         next.run(request).await
     } else {
         state.metrics.link("any", "rate_limited");
-        let text = state.pages.message("en", "too_many");
+        let locale = state.pages.locale_for_accept_language(
+            request
+                .headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|value| value.to_str().ok()),
+        );
+        let text = state.pages.message(&locale, "too_many");
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
             text,
         )
             .into_response();
+        if let Ok(language) = HeaderValue::from_str(&locale) {
+            response
+                .headers_mut()
+                .insert(header::CONTENT_LANGUAGE, language);
+        }
         response
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));

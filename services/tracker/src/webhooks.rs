@@ -67,8 +67,15 @@ pub async fn sendgrid(State(state): State<AppState>, headers: HeaderMap, body: B
     };
     let signature = header(&headers, "x-twilio-email-event-webhook-signature").unwrap_or_default();
     let timestamp = header(&headers, "x-twilio-email-event-webhook-timestamp").unwrap_or_default();
-    if verifier.verify(signature, timestamp, &body).is_err() {
+    if let Err(error) = verifier.verify_fresh(
+        signature,
+        timestamp,
+        &body,
+        state.now(),
+        i64::from(state.settings.tracker.sendgrid_webhook_tolerance_seconds),
+    ) {
         state.metrics.webhook("sendgrid", "any", "unauthorized");
+        tracing::warn!(error = %error, "A SendGrid webhook is refused.");
         return StatusCode::FORBIDDEN.into_response();
     }
     let events = match parse_sendgrid(&body) {

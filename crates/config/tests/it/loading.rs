@@ -375,3 +375,33 @@ fn a_provider_concurrency_and_the_reconciliation_escalation_are_checked() {
         "{message}"
     );
 }
+
+#[test]
+fn payment_hosts_come_from_a_list_or_one_comma_separated_variable() {
+    let settings = load_with(
+        "local",
+        &[
+            (
+                "RELANCE__SENDER__IDENTITY__PAYMENT_HOSTS",
+                "pay.acme.example, *.stripe.example",
+            ),
+            (
+                "RELANCE__SENDER__TENANTS__GLOBEX__PAYMENT_HOSTS",
+                "pay.globex.example",
+            ),
+        ],
+    )
+    .unwrap();
+    let hosts = settings.sender.payment_hosts();
+    assert_eq!(hosts.default, ["pay.acme.example", "*.stripe.example"]);
+    assert_eq!(hosts.tenants["globex"], ["pay.globex.example"]);
+    assert!(hosts
+        .check("globex", "https://pay.globex.example/i/1")
+        .is_ok());
+    assert!(hosts
+        .check("globex", "https://pay.acme.example/i/1")
+        .is_err());
+    assert!(hosts.check("acme", "https://a.stripe.example/c").is_ok());
+    let error = error_with(&[("RELANCE__SENDER__IDENTITY__PAYMENT_HOSTS", "pay example")]);
+    assert!(error.contains("sender.identity.payment_hosts"), "{error}");
+}

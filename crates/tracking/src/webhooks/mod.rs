@@ -72,6 +72,12 @@ pub enum WebhookError {
     BadSignature,
     #[error("the public key cannot be read: {0}")]
     BadKey(String),
+    #[error("the signed timestamp is not a number of seconds")]
+    BadTimestamp,
+    #[error(
+        "the signed timestamp is {0} s away from now, beyond the tolerance: a replayed request"
+    )]
+    Stale(i64),
 }
 
 fn text(value: &Value, key: &str) -> Option<String> {
@@ -267,9 +273,34 @@ impl SendGridVerifier {
         Ok(Self { key })
     }
 
+    /// Verifies the signature over timestamp + body, then that the timestamp is within
+    /// `tolerance_seconds` of `now` (a signature never expires by itself: without this, a
+    /// captured request could be replayed forever).
+    ///
+    /// # Errors
+    /// [`WebhookError::BadSignature`] unless the signature is the key's over timestamp + body;
+    /// [`WebhookError::BadTimestamp`] when the timestamp is not digits;
+    /// [`WebhookError::Stale`] when it is too far from now.
+    pub fn verify_fresh(
+        &self,
+        signature: &str,
+        timestamp: &str,
+        body: &[u8],
+        now: DateTime<Utc>,
+        tolerance_seconds: i64,
+    ) -> Result<(), WebhookError> {
+        let seconds = parse_timestamp(timestamp)?;
+        self.verify(signature, timestamp, body)?;
+        let away = (now.timestamp() - seconds).abs();
+        if away > tolerance_seconds {
+            return Err(WebhookError::Stale(away));
+        }
+        Ok(())
+    }
+
     /// # Errors
     /// [`WebhookError::BadSignature`] unless the signature is the key's over timestamp + body.
-    pub fn verify(
+    pub(crate) fn verify(
         &self,
         signature: &str,
         timestamp: &str,
@@ -286,6 +317,20 @@ impl SendGridVerifier {
             .verify(&signed, &signature)
             .map_err(|_| WebhookError::BadSignature)
     }
+}
+
+/// Seconds since the Unix epoch, as SendGrid writes them: ASCII digits only (no sign, no
+/// fraction, no spaces), at most 12 of them.
+fn parse_timestamp(timestamp: &str) -> Result<i64, WebhookError> {
+    if timestamp.is_empty()
+        || timestamp.len() > 12
+        || !timestamp.bytes().all(|byte| byte.is_ascii_digit())
+    {
+        return Err(WebhookError::BadTimestamp);
+    }
+    timestamp
+        .parse::<i64>()
+        .map_err(|_| WebhookError::BadTimestamp)
 }
 
 /// Compares two byte strings in time that depends only on their lengths.

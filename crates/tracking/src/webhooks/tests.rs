@@ -229,3 +229,51 @@ fn basic_auth_and_secrets_compare_exactly() {
     assert!(!secret_matches(Some("token-124"), "token-123"));
     assert!(!secret_matches(None, "token-123"));
 }
+
+#[test]
+fn a_signed_request_is_refused_once_its_timestamp_is_out_of_tolerance() {
+    let signing =
+        SigningKey::from_bytes(&[7u8; 32].into()).unwrap_or_else(|error| panic!("{error}"));
+    let public = signing
+        .verifying_key()
+        .to_public_key_der()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let verifier = SendGridVerifier::from_base64_der(&STANDARD.encode(public.as_bytes()))
+        .unwrap_or_else(|error| panic!("{error}"));
+    let body = sendgrid_batch();
+    let sign = |timestamp: &str| {
+        let signed: Signature = signing.sign(&[timestamp.as_bytes(), body.as_bytes()].concat());
+        STANDARD.encode(signed.to_der().as_bytes())
+    };
+    let now = Utc.timestamp_opt(1_709_290_002, 0).unwrap();
+    let at = |seconds: i64| (now.timestamp() + seconds).to_string();
+    for (offset, expected) in [
+        (0, Ok(())),
+        (-300, Ok(())),
+        (300, Ok(())),
+        (-301, Err(WebhookError::Stale(301))),
+        (-3 * 86_400, Err(WebhookError::Stale(3 * 86_400))),
+        (3_600, Err(WebhookError::Stale(3_600))),
+    ] {
+        let timestamp = at(offset);
+        assert_eq!(
+            verifier.verify_fresh(&sign(&timestamp), &timestamp, body.as_bytes(), now, 300),
+            expected,
+            "{offset} s"
+        );
+    }
+    for timestamp in [
+        "",
+        "soon",
+        "1709290002.5",
+        "-1709290002",
+        " 1709290002",
+        "0x65e1d0d2",
+    ] {
+        assert_eq!(
+            verifier.verify_fresh(&sign(timestamp), timestamp, body.as_bytes(), now, 300),
+            Err(WebhookError::BadTimestamp),
+            "{timestamp:?}"
+        );
+    }
+}

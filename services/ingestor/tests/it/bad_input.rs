@@ -614,3 +614,107 @@ async fn a_payment_in_another_currency_before_its_invoice_is_kept_counted_and_vi
     );
     ingestor.stop().await;
 }
+
+/// Issue 14, item 9: an invoice whose payment page is not https, or not on a host its tenant
+/// takes payments on, would send customers anywhere from a message they trust.
+#[tokio::test]
+async fn a_payment_url_off_the_tenants_hosts_or_not_https_is_dead_lettered() {
+    let mut settings = crate::helpers::fresh_settings("payment_hosts").await;
+    settings.sender.tenants.insert(
+        "acme".into(),
+        relance_config::TenantIdentity {
+            payment_hosts: Some(vec!["pay.acme.example".into(), "*.stripe.example".into()]),
+            ..Default::default()
+        },
+    );
+    let ingestor = TestIngestor::spawn_on(settings).await;
+    let world: &World = &ingestor.world;
+    let invoices = world.settings.kafka.topics.invoices.clone();
+    let with_url = |invoice: &str, tenant: &str, url: &str| {
+        let mut event = issued(invoice, &format!("cus_p_{tenant}"), tenant, "EUR");
+        event["data"]["payment_url"] = json!(url);
+        bytes(&event)
+    };
+    let cases = [
+        ("inv_http", "acme", "http://pay.acme.example/i/1", false),
+        ("inv_evil", "acme", "https://evil.example/i/1", false),
+        (
+            "inv_userinfo",
+            "acme",
+            "https://pay.acme.example@evil.example/",
+            false,
+        ),
+        (
+            "inv_lookalike",
+            "acme",
+            "https://pay.acme.example.evil.example/",
+            false,
+        ),
+        ("inv_ok", "acme", "https://pay.acme.example/i/1", true),
+        (
+            "inv_stripe",
+            "acme",
+            "https://checkout.stripe.example/c/1",
+            true,
+        ),
+        // A tenant with no list takes any https host, never http.
+        (
+            "inv_other_ok",
+            "globex",
+            "https://anything.example/pay",
+            true,
+        ),
+        (
+            "inv_other_http",
+            "globex",
+            "http://anything.example/pay",
+            false,
+        ),
+    ];
+    for (invoice, tenant, url, _) in &cases {
+        world
+            .publish_raw(&invoices, b"cus_p", &with_url(invoice, tenant, url))
+            .await;
+    }
+    let refused: Vec<&str> = cases
+        .iter()
+        .filter(|case| !case.3)
+        .map(|case| case.0)
+        .collect();
+    let dead = world
+        .read_topic(
+            &world.settings.kafka.topics.dlq,
+            refused.len(),
+            Duration::from_secs(30),
+        )
+        .await;
+    for record in &dead {
+        assert_eq!(
+            record.header("relance_dlq_reason"),
+            Some(&b"payment_url_refused"[..])
+        );
+    }
+    relance_testkit::wait_for(
+        Duration::from_secs(30),
+        "the allowed invoices to apply",
+        || async {
+            let applied = world.invoices().await;
+            cases
+                .iter()
+                .filter(|case| case.3)
+                .all(|case| applied.contains_key(case.0))
+                .then_some(())
+        },
+    )
+    .await;
+    let applied = world.invoices().await;
+    for invoice in refused {
+        assert!(!applied.contains_key(invoice), "{invoice} must not apply");
+    }
+    let metrics = World::metrics_text(ingestor.ops).await;
+    assert!(
+        metrics.contains(r#"relance_ingest_dead_lettered_total{reason="payment_url_refused"} 5"#),
+        "{metrics}"
+    );
+    ingestor.stop().await;
+}

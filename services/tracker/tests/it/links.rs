@@ -337,6 +337,42 @@ async fn an_expired_link_offers_a_fresh_reminder_once_a_day() {
         .unwrap();
     assert_eq!(post.status(), 410);
     assert_eq!(invoice_state(&pool, "inv_expired").await.1, None);
+    // Only an expired action link renews: not one that still works, not the pixel's token (it
+    // is in every message's HTML), expired or not, nor a forged one.
+    let signer = crate::helpers::signer();
+    let token_of = |claims: &relance_links::LinkClaims| signer.sign(claims);
+    let mut pixel = claims(&sent, LinkAction::Open);
+    let mut expired_pixel = pixel.clone();
+    expired_pixel.exp = chrono::Utc::now().timestamp() - 60;
+    pixel.exp = chrono::Utc::now().timestamp() + 3_600;
+    for (what, token) in [
+        (
+            "a working action link",
+            token_of(&claims(&sent, LinkAction::Dispute)),
+        ),
+        ("the pixel", token_of(&pixel)),
+        ("an expired pixel", token_of(&expired_pixel)),
+        ("a forged token", "v1.k.e30.AAAA".to_string()),
+    ] {
+        let response = http
+            .post(format!("{base}/l/renew/{token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 404, "{what}");
+    }
+    assert_eq!(
+        count(
+            &pool,
+            &format!(
+                "SELECT count(*) FROM outbox WHERE topic = '{}'",
+                settings.kafka.topics.reminders
+            ),
+        )
+        .await,
+        0,
+        "nothing re-sent"
+    );
     let renew = link.replace("/l/dispute/", "/l/renew/");
     for _ in 0..2 {
         let response = http.post(&renew).send().await.unwrap();
@@ -876,6 +912,93 @@ async fn outlook_and_gmail_opens_are_people_and_apple_privacy_prefetches_are_not
         1.0,
         "{metrics}"
     );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+/// Issue 14, items 9 and 13: a pay link never redirects off the hosts the tenant takes
+/// payments on, and an invoice without a usable payment page tells the customer how to pay.
+#[tokio::test]
+async fn a_pay_link_off_the_tenants_payment_hosts_shows_how_to_pay_instead() {
+    let settings = fresh_settings("pay_hosts").await;
+    let sent = sent_reminder(&settings, "cus_hosts", "inv_hosts").await;
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[
+            (
+                "RELANCE__SENDER__TENANTS__ACME__PAYMENT_HOSTS",
+                "pay.elsewhere.example".into(),
+            ),
+            (
+                "RELANCE__SENDER__TENANTS__ACME__PAYMENT_INSTRUCTIONS",
+                "Bank transfer to IBAN FR76 3000 6000 0112 3456 7890 189\nBIC AGRIFRPP".into(),
+            ),
+        ],
+    )
+    .await;
+    let http = client();
+    let pay = http
+        .get(url(&base, &claims(&sent, LinkAction::Pay)))
+        .header(
+            "user-agent",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X)",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pay.status(), 200, "no redirect to pay.acme.example");
+    let page = pay.text().await.unwrap();
+    assert!(
+        page.contains("IBAN FR76 3000 6000 0112 3456 7890 189"),
+        "{page}"
+    );
+    assert!(page.contains("inv_hosts") || page.contains("F-"), "{page}");
+    assert!(
+        !page.contains("Nothing to do") && !page.contains("Rien à faire"),
+        "{page}"
+    );
+    let (_, metrics) = tracker.get("/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"relance_link_requests_total{outcome="payment_url_refused",route="pay"} 1"#
+        ),
+        "{metrics}"
+    );
+    tracker
+        .signal_and_wait("TERM", std::time::Duration::from_secs(20))
+        .await;
+}
+
+/// Issue 14, item 13: "too many requests" speaks the customer's language.
+#[tokio::test]
+async fn the_too_many_requests_answer_is_in_the_customers_language() {
+    let settings = fresh_settings("ratelimit_locale").await;
+    let sent = sent_reminder(&settings, "cus_rate_fr", "inv_rate_fr").await;
+    let (mut tracker, base) = spawn_tracker(
+        &settings,
+        &[("RELANCE__TRACKER__RATE_LIMIT_PER_MINUTE", "20".into())],
+    )
+    .await;
+    let http = client();
+    let link = url(&base, &claims(&sent, LinkAction::Dispute));
+    let mut refused = None;
+    for _ in 0..12 {
+        let response = http
+            .get(&link)
+            .header("accept-language", "fr-FR,fr;q=0.9,en;q=0.5")
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 429 {
+            refused = Some(response);
+            break;
+        }
+    }
+    let refused = refused.expect("the limit is reached");
+    assert_eq!(refused.headers()["content-language"], "fr");
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("Réessayez"), "{text}");
     tracker
         .signal_and_wait("TERM", std::time::Duration::from_secs(20))
         .await;

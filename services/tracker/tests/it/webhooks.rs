@@ -164,13 +164,15 @@ async fn sendgrid_webhooks_are_accepted_only_with_a_valid_signature() {
          "sg_message_id": "R1.filter0001", "relance_send": sent.delivery_id.to_string()}
     ]))
     .unwrap();
-    let timestamp = "1795000300";
-    let sign = |body: &str| {
+    let now = chrono::Utc::now().timestamp().to_string();
+    let timestamp = now.as_str();
+    let sign_at = |timestamp: &str, body: &str| {
         let signature: Signature = signing.sign(&[timestamp.as_bytes(), body.as_bytes()].concat());
         STANDARD.encode(signature.to_der().as_bytes())
     };
+    let sign = |body: &str| sign_at(timestamp, body);
     let hook = format!("{base}/webhooks/sendgrid");
-    let post = |body: String, signature: String| {
+    let post_at = |timestamp: String, body: String, signature: String| {
         http.post(&hook)
             .header("content-type", "application/json")
             .header("X-Twilio-Email-Event-Webhook-Signature", signature)
@@ -178,6 +180,25 @@ async fn sendgrid_webhooks_are_accepted_only_with_a_valid_signature() {
             .body(body)
             .send()
     };
+    let post = |body: String, signature: String| post_at(timestamp.to_string(), body, signature);
+    // Correctly signed, but three days old: a captured request replayed.
+    let old = (chrono::Utc::now().timestamp() - 3 * 86_400).to_string();
+    assert_eq!(
+        post_at(old.clone(), body.clone(), sign_at(&old, &body))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "a stale timestamp"
+    );
+    assert_eq!(
+        post_at("soon".into(), body.clone(), sign_at("soon", &body))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "a timestamp that is not a number"
+    );
     let changed = body.replace("spamreport", "delivered");
     assert_eq!(
         post(changed, sign(&body)).await.unwrap().status(),

@@ -140,13 +140,11 @@ impl IngestHandler {
             .iter()
             .map(|plan| match plan {
                 Planned::Event { key, .. } => {
-                    let first = seen
-                        .insert(
-                            (key.source.clone(), key.id.clone()),
-                            key.payload_sha256.clone(),
-                        )
-                        .is_none();
+                    // Keep the first copy's digest: later copies are judged against it.
+                    let id = (key.source.clone(), key.id.clone());
+                    let first = !seen.contains_key(&id);
                     if first {
+                        seen.insert(id, key.payload_sha256.clone());
                         candidates.push(key.clone());
                     }
                     first

@@ -718,3 +718,65 @@ async fn a_payment_url_off_the_tenants_hosts_or_not_https_is_dead_lettered() {
     );
     ingestor.stop().await;
 }
+
+/// Found by `make chaos` (issue 13): when the original and a copy with other data arrive in one
+/// batch, the copy must be dead-lettered `conflicting_duplicate`, and a harmless redelivery in
+/// the same batch must not be.
+#[tokio::test]
+async fn a_conflicting_copy_in_the_same_batch_as_its_original_is_dead_lettered() {
+    let settings = crate::helpers::fresh_settings("conflicting_batch").await;
+    let world = World::on(settings.clone());
+    let invoices = settings.kafka.topics.invoices.clone();
+    let payments = settings.kafka.topics.payments.clone();
+    world
+        .publish_raw(
+            &invoices,
+            b"cus_b",
+            &bytes(&issued("inv_b", "cus_b", "acme", "EUR")),
+        )
+        .await;
+    let first = payment(
+        "p-batch",
+        "inv_b",
+        "cus_b",
+        "acme",
+        json!({"amount_minor": 1_000, "currency": "EUR"}),
+    );
+    let mut layout = first.clone();
+    layout["data"] =
+        serde_json::from_str(&serde_json::to_string_pretty(&first["data"]).unwrap()).unwrap();
+    let other = payment(
+        "p-batch",
+        "inv_b",
+        "cus_b",
+        "acme",
+        json!({"amount_minor": 9_000, "currency": "EUR"}),
+    );
+    // Published before the ingestor starts, so that it reads them in one batch.
+    for event in [&first, &layout, &other] {
+        world.publish_raw(&payments, b"cus_b", &bytes(event)).await;
+    }
+    let ingestor = TestIngestor::spawn_on(settings).await;
+    let dead = world
+        .read_topic(&world.settings.kafka.topics.dlq, 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        dead[0].header("relance_dlq_reason"),
+        Some(&b"conflicting_duplicate"[..])
+    );
+    let body: Value = serde_json::from_slice(dead[0].payload.as_deref().unwrap()).unwrap();
+    assert!(
+        body.to_string().contains("9000") || body.to_string().contains("9_000"),
+        "the dead letter is the 9,000 copy: {body}"
+    );
+    // Nothing else is dead-lettered: the redelivery laid out differently is a duplicate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM dead_letters")
+        .fetch_one(&world.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, 1);
+    assert_eq!(world.invoices().await["inv_b"].1.amount_due_minor, 9_000);
+    ingestor.stop().await;
+}

@@ -92,7 +92,7 @@ proptest! {
         let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
         let candidates: Vec<Candidate<'_>> = commands
             .iter()
-            .map(|command| Candidate { tenant: "acme", command, today, suppression: None })
+            .map(|command| Candidate { tenant: "acme", command, today, suppression: None, reminder_cancelled: false })
             .collect();
         let verdicts = decide_wave(&candidates, &invoices, &[customer], cap);
         let sent = verdicts.iter().filter(|verdict| matches!(verdict, Verdict::Send { .. })).count();

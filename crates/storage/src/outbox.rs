@@ -209,8 +209,8 @@ pub struct PendingRecord {
 /// Claims up to `limit` unpublished records of `producer` (the application name of the
 /// service that wrote them), oldest first, if no other relay of that service holds its relay
 /// lock (then returns nothing). The lock lasts as long as `transaction`; no row is locked, so
-/// cancelling a queued command never waits for a publication in flight (publishing a command
-/// cancelled meanwhile is harmless: the sender's guard skips it).
+/// cancelling a queued command never waits for a publication in flight (a command cancelled
+/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`).
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored record is unreadable.
@@ -329,7 +329,10 @@ pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, Storage
 
 /// Deletes the unpublished records about any of `invoice_ids` (queued reminders and tasks) and
 /// returns the reminders they were the commands of. Call it in the transaction that records
-/// the payment, void, credit or dispute: what it deletes is never published.
+/// the payment, void, credit or dispute. A relay may have published a record it deletes and
+/// not yet marked it (relays hold no row lock, so that cancelling never waits for a broker):
+/// `scheduling::cancel_reminders` then keeps a reminder whose message may have left, and the
+/// sender's guard skips a cancelled one that arrives.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the delete fails.

@@ -428,9 +428,17 @@ pub async fn cancel_reminders(
     if invoice_ids.is_empty() && deleted_commands.is_empty() {
         return Ok(0);
     }
+    // A command deleted from the outbox may still have left: a relay can have published it
+    // and not yet marked it. Once its message may have gone (an attempt in flight, sent, or
+    // in doubt), the reminder stays: it was sent, and the gap counts from it. Otherwise it is
+    // cancelled, and the sender's guard skips a copy that reaches it (`reminder_cancelled`).
     sqlx::query(
         "UPDATE reminders SET status = 'cancelled', updated_at = now()
-         WHERE reminder_id = ANY($2)
+         WHERE (reminder_id = ANY($2)
+                AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                WHERE d.reminder_id = reminders.reminder_id
+                                  AND (d.status IN ('in_flight', 'sent', 'unknown')
+                                       OR d.sending_since IS NOT NULL)))
             OR (status = 'awaiting_approval' AND invoice_ids && $1)",
     )
     .bind(invoice_ids)
@@ -439,6 +447,26 @@ pub async fn cancel_reminders(
     .await
     .map(|result| result.rows_affected())
     .map_err(StorageError::query("cancelling reminders"))
+}
+
+/// Which of `reminder_ids` are cancelled now (the sender's guard, after its locks).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn cancelled_among(
+    connection: &mut PgConnection,
+    reminder_ids: &[Uuid],
+) -> Result<Vec<Uuid>, StorageError> {
+    if reminder_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar(
+        "SELECT reminder_id FROM reminders WHERE reminder_id = ANY($1) AND status = 'cancelled'",
+    )
+    .bind(reminder_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("reading cancelled reminders"))
 }
 
 /// Reminders awaiting approval, oldest first, optionally of one tenant.

@@ -521,6 +521,11 @@ impl Dispatcher {
                     Some(GuardInvoice::of(invoice, *today))
                 })
                 .collect();
+        // After the invoices' share locks: a payment that cancelled a reminder has committed
+        // by now, or waits for this transaction and then sees its attempt.
+        let reminder_ids: Vec<Uuid> = wave.iter().map(|job| job.command().reminder_id).collect();
+        let cancelled =
+            relance_storage::scheduling::cancelled_among(&mut transaction, &reminder_ids).await?;
         let suppressed: HashMap<(String, String, String), String> =
             deliveries::suppressions(&mut transaction, &addresses)
                 .await?
@@ -547,6 +552,7 @@ impl Dispatcher {
                 command: job.command(),
                 today: job.today(now),
                 suppression: suppression_of(job),
+                reminder_cancelled: cancelled.contains(&job.command().reminder_id),
             })
             .collect();
         let verdicts = guard::decide_wave(

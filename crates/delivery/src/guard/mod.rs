@@ -62,6 +62,10 @@ pub enum SkipReason {
     ContactInactive,
     NoContactAddress,
     FrequencyCap,
+    /// The reminder was cancelled (a payment, void, credit or dispute of one of its invoices
+    /// removed its command) after the command had already left: the scheduler plans what is
+    /// still due, so sending this one would be a second reminder.
+    ReminderCancelled,
 }
 
 impl SkipReason {
@@ -83,6 +87,7 @@ impl SkipReason {
             Self::ContactInactive => "contact_inactive",
             Self::NoContactAddress => "no_contact_address",
             Self::FrequencyCap => "frequency_cap",
+            Self::ReminderCancelled => "reminder_cancelled",
         }
     }
 
@@ -97,7 +102,7 @@ impl SkipReason {
     }
 
     /// Every reason, so their counters exist from the start.
-    pub const ALL: [SkipReason; 16] = [
+    pub const ALL: [SkipReason; 17] = [
         Self::InvoicePaid,
         Self::InvoiceVoided,
         Self::InvoiceCredited,
@@ -114,6 +119,7 @@ impl SkipReason {
         Self::ContactInactive,
         Self::NoContactAddress,
         Self::FrequencyCap,
+        Self::ReminderCancelled,
     ];
 }
 
@@ -297,6 +303,8 @@ pub struct Candidate<'a> {
     /// The customer's local date now.
     pub today: NaiveDate,
     pub suppression: Option<&'a str>,
+    /// Whether the reminder is cancelled in the database now.
+    pub reminder_cancelled: bool,
 }
 
 /// Decides a wave of reminders at once, in order: a reminder the guard lets through counts
@@ -320,6 +328,12 @@ pub fn decide_wave(
                         + let_through.get(customer_id).copied().unwrap_or(0),
                     ..customer.clone()
                 });
+            if candidate.reminder_cancelled {
+                return Verdict::Skip {
+                    reason: SkipReason::ReminderCancelled,
+                    detail: "the reminder was cancelled after its command left: the scheduler plans what is still due".into(),
+                };
+            }
             let verdict = decide(&Facts {
                 tenant: candidate.tenant,
                 command: candidate.command,

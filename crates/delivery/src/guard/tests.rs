@@ -412,3 +412,26 @@ proptest! {
         }
     }
 }
+
+/// Found by `make chaos` (issue 13): a payment cancelled a two-invoice reminder whose command
+/// was already on its way; the sender sent it about the other invoice and the scheduler, which
+/// counts cancelled reminders as never sent, planned another: two reminders hours apart.
+#[test]
+fn a_reminder_cancelled_after_its_command_left_is_skipped_for_good() {
+    let command = two_invoice_command();
+    let invoices = [open_invoice("inv_2026_0412"), open_invoice("inv_2026_0450")];
+    let candidate = |reminder_cancelled| Candidate {
+        tenant: "acme",
+        command: &command,
+        today: today(),
+        suppression: None,
+        reminder_cancelled,
+    };
+    let verdicts = decide_wave(&[candidate(true), candidate(false)], &invoices, &[], 0);
+    assert_eq!(
+        skip_reason(&verdicts[0]),
+        Some(SkipReason::ReminderCancelled)
+    );
+    assert!(SkipReason::ReminderCancelled.is_final());
+    assert_eq!(skip_reason(&verdicts[1]), None);
+}

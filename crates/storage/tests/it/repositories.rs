@@ -355,3 +355,70 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
     relay.commit().await.unwrap();
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 0);
 }
+
+/// Found by `make chaos` (issue 13): a payment deletes a command a relay has just published;
+/// the reminder is cancelled only while no message of it may have left.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn a_reminder_whose_message_may_have_left_is_never_cancelled(pool: PgPool) {
+    use relance_storage::scheduling;
+    let mut connection = pool.acquire().await.unwrap();
+    let mut reminders = Vec::new();
+    for (name, delivery) in [
+        ("no_delivery", None),
+        ("pending", Some(("pending", false))),
+        ("skipped", Some(("skipped", false))),
+        ("in_flight", Some(("in_flight", false))),
+        ("sent", Some(("sent", false))),
+        ("unknown", Some(("unknown", false))),
+        ("in_doubt", Some(("pending", true))),
+    ] {
+        let reminder = uuid::Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO reminders (reminder_id, idempotency_key, tenant, customer_id, invoice_ids,
+                                    kind, trigger, step_id, channel, segment, status,
+                                    scheduled_for, policy_id, policy_version, topic, command)
+             VALUES ($1, $2, 'acme', 'cus_1', ARRAY['inv_1'], 'message', '{}', 'courtesy',
+                     'email', 'standard', 'queued', now(), 'default', 1, 'relance.reminders', '{}')",
+        )
+        .bind(reminder)
+        .bind(name)
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+        if let Some((status, reconcile)) = delivery {
+            let pending = matches!(status, "pending" | "in_flight");
+            sqlx::query(
+                "INSERT INTO deliveries (delivery_id, idempotency_key, reminder_id, tenant,
+                                         customer_id, invoice_ids, channel, segment, step_id,
+                                         template, status, next_attempt_at, sending_since,
+                                         command, source, received_at)
+                 VALUES ($1, $2, $3, 'acme', 'cus_1', ARRAY['inv_1'], 'email', 'standard',
+                         'courtesy', 'courtesy', $4, CASE WHEN $5 THEN now() END,
+                         CASE WHEN $6 THEN now() END, '{}', '{}', now())",
+            )
+            .bind(uuid::Uuid::new_v4())
+            .bind(name)
+            .bind(reminder)
+            .bind(status)
+            .bind(pending)
+            .bind(reconcile)
+            .execute(&mut *connection)
+            .await
+            .unwrap();
+        }
+        reminders.push((name, reminder));
+    }
+    let ids: Vec<uuid::Uuid> = reminders.iter().map(|(_, id)| *id).collect();
+    scheduling::cancel_reminders(&mut connection, &["inv_1".to_string()], &ids)
+        .await
+        .unwrap();
+    let cancelled = scheduling::cancelled_among(&mut connection, &ids)
+        .await
+        .unwrap();
+    let names: Vec<&str> = reminders
+        .iter()
+        .filter(|(_, id)| cancelled.contains(id))
+        .map(|(name, _)| *name)
+        .collect();
+    assert_eq!(names, ["no_delivery", "pending", "skipped"]);
+}

@@ -520,3 +520,44 @@ async fn a_sender_killed_during_a_batch_loses_no_message_and_doubles_none() {
         .signal_and_wait("TERM", Duration::from_secs(20))
         .await;
 }
+
+/// Found by `make chaos` (issue 13): a payment of one invoice cancelled a two-invoice reminder
+/// while a relay was publishing its command. The scheduler plans the other invoice again, so
+/// this copy must not go out about it: it would be a second reminder within the gap.
+#[tokio::test]
+async fn a_command_whose_reminder_was_cancelled_meanwhile_is_skipped() {
+    let settings = fresh_settings("cancelled").await;
+    let fake = FakePostmark::default();
+    let server = fake.clone().start().await;
+    seed_invoice(&settings, "cus_cancel", "inv_cancel").await;
+    let command = command("cus_cancel", "inv_cancel", "cancel@example.fr");
+    sqlx::query(
+        "INSERT INTO reminders (reminder_id, idempotency_key, tenant, customer_id, invoice_ids,
+                                kind, trigger, step_id, channel, segment, status, scheduled_for,
+                                policy_id, policy_version, topic, command)
+         VALUES ($1::uuid, $2, $3, 'cus_cancel', ARRAY['inv_cancel'], 'message', '{}',
+                 'first_reminder', 'email', 'standard', 'cancelled', now(), 'default', 1,
+                 'relance.reminders', $4)",
+    )
+    .bind(command["data"]["reminder_id"].as_str().unwrap())
+    .bind(command["data"]["idempotency_key"].as_str().unwrap())
+    .bind(TENANT)
+    .bind(&command)
+    .execute(&pool(&settings))
+    .await
+    .unwrap();
+    publish(&settings, &[command]).await;
+    let mut sender = spawn_sender(&settings, &postmark_env(&server.uri())).await;
+    let rows = settled(&pool(&settings), 1, SETTLE).await;
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].skip_reason.as_deref()),
+        ("skipped", Some("reminder_cancelled"))
+    );
+    assert!(
+        fake.accepted_counts().is_empty(),
+        "nothing reached the provider"
+    );
+    sender
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .await;
+}

@@ -26,7 +26,10 @@ build: ## Build every binary.
 	cargo build --workspace --bins
 
 .PHONY: run
-run: build up ## Run the four services locally (Ctrl-C stops them).
+run: ## Run the four services locally (Ctrl-C stops them).
+	scripts/install-deps.sh --no-browser
+	cargo build --workspace --bins
+	scripts/up.sh
 	scripts/run.sh
 
 .PHONY: fmt
@@ -39,7 +42,8 @@ lint: ## Check formatting and clippy lints.
 	cargo clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: ## Bring up what the tests need, then format check, clippy, and every test.
+test: ## Install and bring up what the tests need; format check, clippy, every test, the short chaos run.
+	scripts/install-deps.sh
 	scripts/up.sh --no-migrate
 	scripts/install-python-tools.sh
 	scripts/check-deploy.sh
@@ -47,6 +51,21 @@ test: ## Bring up what the tests need, then format check, clippy, and every test
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	source scripts/env.sh && cargo nextest run --workspace --profile $(NEXTEST_PROFILE)
+	cargo build --quiet --workspace --bins
+	scripts/fuzz-admin-api.sh
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/chaos.py --short --build debug
+
+.PHONY: fuzz-api
+fuzz-api: ## Fuzz the admin API against docs/admin-api.yaml with schemathesis (needs a build).
+	scripts/up.sh --no-migrate
+	cargo build --quiet --bin scheduler
+	scripts/fuzz-admin-api.sh
+
+.PHONY: chaos
+chaos: ## The full chaos run: 100,000 events, kills and outages; asserts the guarantees (chaos/results.md).
+	scripts/install-deps.sh --no-browser
+	cargo build --release --workspace --bins
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/chaos.py --build release
 
 .PHONY: check-deploy
 check-deploy: ## Lint, render and validate deploy/ and helm/ (installs its tools into the cache).

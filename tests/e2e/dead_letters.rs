@@ -153,7 +153,7 @@ async fn a_dead_letter_replayed_once_its_cause_is_fixed_is_applied() {
     .await;
     assert!(ok, "{stderr}");
     assert!(
-        stdout.starts_with("1 dead letters published again by dev-credit-manager"),
+        stdout.starts_with("1 dead letters published again by dev-operator"),
         "{stdout}"
     );
 
@@ -179,7 +179,7 @@ async fn a_dead_letter_replayed_once_its_cause_is_fixed_is_applied() {
     assert_eq!(
         (actor.as_str(), note.as_deref()),
         (
-            "dev-credit-manager",
+            "dev-operator",
             Some("Removed the invoice created under cus_typo")
         )
     );

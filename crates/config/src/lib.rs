@@ -11,7 +11,9 @@ mod load;
 mod sections;
 mod validate;
 
-pub use admin_tokens::{read_admin_tokens, AdminToken};
+pub use admin_tokens::{
+    read_admin_tokens, token_line, AdminRole, AdminToken, TenantScope, MIN_TOKEN_LENGTH,
+};
 pub use load::{ConfigSource, LoadError, DEFAULT_TOML, ENV_PREFIX};
 pub use sections::*;
 pub use validate::{InvalidSetting, ServiceName};

@@ -35,7 +35,7 @@ impl Client {
             .request(method, format!("{}{path}", self.base))
             .bearer_auth(token);
         if let Some(body) = body {
-            request = request.json(&body);
+            request = request.json(&without_unset(body));
         }
         let response = request
             .send()
@@ -133,11 +133,6 @@ impl Client {
     }
 
     pub async fn edit(&self, reminder_id: &str, body: Value) -> Result<(), String> {
-        let body = json!(body.as_object().map(|fields| fields
-            .iter()
-            .filter(|(_, value)| !value.is_null())
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect::<serde_json::Map<_, _>>()));
         let result = self
             .call(
                 reqwest::Method::PATCH,
@@ -314,4 +309,22 @@ pub fn percent_encode(value: &str) -> String {
         }
     }
     encoded
+}
+
+/// The body without the options left unset: the API documents absent fields, not nulls or
+/// empty lists.
+fn without_unset(body: Value) -> Value {
+    match body {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .filter(|(_, value)| match value {
+                    Value::Null => false,
+                    Value::Array(items) => !items.is_empty(),
+                    _ => true,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
 }

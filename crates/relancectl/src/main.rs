@@ -62,6 +62,27 @@ enum Command {
     /// cause is fixed.
     #[command(subcommand)]
     Dlq(DeadLetterCommand),
+    /// Admin API tokens, offline: mint one and the line of the tokens file that accepts it.
+    #[command(subcommand)]
+    Tokens(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Make a random token and print it, with the line to add to the scheduler's admin tokens
+    /// file (which holds its SHA-256, never the token). Give the token to its holder only.
+    Mint {
+        /// Who holds it: a person or a system; recorded on everything it changes.
+        #[arg(long)]
+        holder: String,
+        /// read_only (reads), credit_manager (approves, pauses, resumes), operator (also dead
+        /// letters).
+        #[arg(long, value_parser = ["read_only", "credit_manager", "operator"])]
+        role: String,
+        /// The tenants it may act for, comma-separated, or * for all.
+        #[arg(long)]
+        tenants: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +240,11 @@ async fn main() -> ExitCode {
             Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
                 templates::run_render(&arguments)
             }
+            Command::Tokens(TokenCommand::Mint {
+                holder,
+                role,
+                tenants,
+            }) => mint(&holder, &role, &tenants),
             command => {
                 let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
                 match command {
@@ -310,7 +336,7 @@ async fn main() -> ExitCode {
                         }))
                         .await
                 }
-                Command::Policy(_) | Command::Templates(_) => Ok(()),
+                Command::Policy(_) | Command::Templates(_) | Command::Tokens(_) => Ok(()),
             }
             }
         };
@@ -410,4 +436,41 @@ fn check(files: &[PathBuf], templates: &std::path::Path, set: &str) -> ExitCode 
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `relancectl tokens mint`.
+fn mint(holder: &str, role: &str, tenants: &str) -> Result<(), String> {
+    if holder.is_empty() || holder.contains(char::is_whitespace) {
+        return Err("--holder must be one word (a name or an email address)".into());
+    }
+    let role = relance_config::AdminRole::parse(role)
+        .ok_or("--role must be read_only, credit_manager or operator")?;
+    let scope = if tenants == "*" {
+        relance_config::TenantScope::All
+    } else {
+        let list: Vec<String> = tenants
+            .split(',')
+            .map(|tenant| tenant.trim().to_string())
+            .collect();
+        if list
+            .iter()
+            .any(|tenant| tenant.is_empty() || tenant.contains(char::is_whitespace))
+        {
+            return Err("--tenants must be tenant ids separated by commas, or *".into());
+        }
+        relance_config::TenantScope::Only(list)
+    };
+    // 244 random bits from the operating system's generator.
+    let token = format!(
+        "rlc_{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    println!("token (give it to {holder} only; it is not stored anywhere):\n  {token}");
+    println!("line for the admin tokens file (scheduler.admin_tokens_file):");
+    println!(
+        "  {}",
+        relance_config::token_line(holder, role, &scope, &token)
+    );
+    Ok(())
 }

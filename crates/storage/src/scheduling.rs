@@ -469,22 +469,26 @@ pub async fn cancelled_among(
     .map_err(StorageError::query("reading cancelled reminders"))
 }
 
-/// Reminders awaiting approval, oldest first, optionally of one tenant.
+/// Reminders awaiting approval, oldest first, optionally of one tenant, and only of `tenants`
+/// when given (the tenants an admin token may see).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
 pub async fn awaiting_approval(
     pool: &PgPool,
     tenant: Option<&str>,
+    tenants: Option<&[String]>,
     limit: i64,
 ) -> Result<Vec<ReminderRow>, StorageError> {
     sqlx::query_as(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders
          WHERE status = 'awaiting_approval' AND ($1::text IS NULL OR tenant = $1)
+           AND ($3::text[] IS NULL OR tenant = ANY($3))
          ORDER BY created_at LIMIT $2"
     ))
     .bind(tenant)
     .bind(limit)
+    .bind(tenants)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("listing approvals"))

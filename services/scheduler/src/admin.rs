@@ -4,27 +4,27 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
-use relance_config::{AdminToken, TopicSettings};
+use relance_config::{AdminRole, AdminToken, TenantScope, TopicSettings};
 use relance_domain::{Invoice, InvoiceFact};
 use relance_events::{ApplyError, FactSource};
 use relance_runtime::Clock;
 use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::scheduling::{self, CustomerHold, ManualAction, ReminderRow};
 use relance_storage::{customers, invoices, StorageError};
-use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 
 use crate::commands::{record_of, with_approval, SOURCE};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::metrics::SchedulerMetrics;
 use crate::policies::PolicySet;
 
@@ -40,9 +40,55 @@ pub struct AdminState {
     pub policies: Arc<PolicySet>,
 }
 
-/// The holder of the token of the current request.
+/// The token of the current request: its holder, its role and the tenants it may act for.
 #[derive(Debug, Clone)]
-pub(crate) struct Actor(pub(crate) String);
+pub(crate) struct Actor(
+    pub(crate) String,
+    pub(crate) AdminRole,
+    pub(crate) TenantScope,
+);
+
+impl Actor {
+    /// Refuses (403) a token whose role is below `role`.
+    pub(crate) fn require(&self, role: AdminRole) -> Result<(), ApiError> {
+        if self.1 >= role {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the token of {} is {}: this needs {}",
+                    self.0,
+                    self.1.as_str(),
+                    role.as_str()
+                ),
+            ))
+        }
+    }
+
+    /// Whether the token may see `tenant`'s data. What it may not see does not exist for it
+    /// (404), so a token learns nothing of other tenants.
+    pub(crate) fn sees(&self, tenant: &str) -> bool {
+        self.2.allows(tenant)
+    }
+
+    /// Refuses (403) a token that is not for every tenant.
+    pub(crate) fn require_all_tenants(&self) -> Result<(), ApiError> {
+        if self.2 == TenantScope::All {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "the token of {} is not for every tenant (*): this spans tenants",
+                    self.0
+                ),
+            ))
+        }
+    }
+}
 
 /// An API error: a status, a code and a message.
 #[derive(Debug)]
@@ -53,7 +99,7 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -71,6 +117,28 @@ impl ApiError {
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub(crate) fn too_large() -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the body is larger than the admin API accepts",
+        )
+    }
+
+    pub(crate) fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -122,17 +190,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Compares without stopping at the first difference, so timing does not reveal a token.
-fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
-    }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
-}
-
 async fn authenticate(
     State(state): State<AdminState>,
     mut request: Request,
@@ -144,18 +201,16 @@ async fn authenticate(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    let holder = presented.and_then(|presented| {
+    let actor = presented.and_then(|presented| {
         state
             .tokens
             .iter()
-            .find(|token| {
-                constant_time_equal(token.token.expose_secret().as_bytes(), presented.as_bytes())
-            })
-            .map(|token| token.holder.clone())
+            .find(|token| token.matches(presented))
+            .map(|token| Actor(token.holder.clone(), token.role, token.tenants.clone()))
     });
-    match holder {
-        Some(holder) => {
-            request.extensions_mut().insert(Actor(holder));
+    match actor {
+        Some(actor) => {
+            request.extensions_mut().insert(actor);
             next.run(request).await
         }
         None => ApiError::new(
@@ -166,6 +221,9 @@ async fn authenticate(
         .into_response(),
     }
 }
+
+/// The largest request body the admin API reads (docs/admin-api.yaml: 413 beyond).
+const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The admin API's routes.
 pub fn router(state: AdminState) -> Router {
@@ -187,6 +245,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/policies", get(list_policies))
         .route("/v1/dead-letters", get(crate::dead_letters::list))
         .route("/v1/dead-letters/replay", post(crate::dead_letters::replay))
+        // A reason or a note is at most 2,000 characters: nothing needs more than this.
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -240,20 +300,32 @@ struct ApprovalQuery {
 
 async fn list_approvals(
     State(state): State<AdminState>,
-    Query(query): Query<ApprovalQuery>,
+    Extension(actor): Extension<Actor>,
+    ApiQuery(query): ApiQuery<ApprovalQuery>,
 ) -> Result<Json<Vec<Approval>>, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
-    let rows = scheduling::awaiting_approval(&state.pool, query.tenant.as_deref(), limit).await?;
+    let limit = crate::extract::page_limit(query.limit)?;
+    let visible = match &actor.2 {
+        TenantScope::All => None,
+        TenantScope::Only(tenants) => Some(tenants.as_slice()),
+    };
+    let rows =
+        scheduling::awaiting_approval(&state.pool, query.tenant.as_deref(), visible, limit).await?;
     Ok(Json(rows.into_iter().map(Approval::from).collect()))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Decision {
+struct Approve {
     #[serde(default)]
     note: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Reject {
+    reason: Reason,
     #[serde(default)]
-    reason: Option<String>,
+    note: Option<String>,
 }
 
 fn parse_reminder_id(text: &str) -> Result<uuid::Uuid, ApiError> {
@@ -263,9 +335,12 @@ fn parse_reminder_id(text: &str) -> Result<uuid::Uuid, ApiError> {
 async fn awaiting(
     connection: &mut PgConnection,
     reminder_id: uuid::Uuid,
+    actor: &Actor,
 ) -> Result<ReminderRow, ApiError> {
+    actor.require(AdminRole::CreditManager)?;
     let row = scheduling::reminder_for_update(connection, reminder_id)
         .await?
+        .filter(|row| actor.sees(&row.tenant))
         .ok_or_else(|| ApiError::not_found("reminder"))?;
     if row.status != "awaiting_approval" {
         return Err(ApiError::new(
@@ -318,6 +393,10 @@ pub(crate) fn manual_action(
     now: DateTime<Utc>,
 ) -> ManualAction {
     let [tenant, kind, id] = subject;
+    let mut details = details;
+    if let Some(fields) = details.as_object_mut() {
+        fields.insert("actor_role".into(), json!(actor.1.as_str()));
+    }
     ManualAction {
         tenant: tenant.to_string(),
         subject_kind: kind.to_string(),
@@ -333,13 +412,13 @@ pub(crate) fn manual_action(
 async fn approve(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(reminder_id): Path<String>,
-    Json(decision): Json<Decision>,
+    ApiPath(reminder_id): ApiPath<String>,
+    ApiJson(decision): ApiJson<Approve>,
 ) -> Result<Json<Approval>, ApiError> {
     let reminder_id = parse_reminder_id(&reminder_id)?;
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    let mut row = awaiting(&mut transaction, reminder_id, &actor).await?;
     with_approval(&mut row.command, &actor.0, now, decision.note.as_deref())?;
     row.status = "queued".into();
     row.decided_by = Some(actor.0.clone());
@@ -388,18 +467,18 @@ async fn approve(
 async fn reject(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(reminder_id): Path<String>,
-    Json(decision): Json<Decision>,
+    ApiPath(reminder_id): ApiPath<String>,
+    ApiJson(decision): ApiJson<Reject>,
 ) -> Result<Json<Approval>, ApiError> {
     let reminder_id = parse_reminder_id(&reminder_id)?;
-    let reason = decision
-        .reason
-        .clone()
-        .or(decision.note.clone())
-        .ok_or_else(|| ApiError::bad_request("a reason is required to reject"))?;
+    let reason = decision.reason.0;
+    let reason = match decision.note {
+        Some(note) if !note.trim().is_empty() => format!("{reason} ({note})"),
+        _ => reason,
+    };
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    let mut row = awaiting(&mut transaction, reminder_id, &actor).await?;
     row.status = "rejected".into();
     row.decided_by = Some(actor.0.clone());
     row.decided_at = Some(now);
@@ -447,17 +526,18 @@ struct Edit {
 async fn edit_approval(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(reminder_id): Path<String>,
-    Json(edit): Json<Edit>,
+    ApiPath(reminder_id): ApiPath<String>,
+    ApiJson(edit): ApiJson<Edit>,
 ) -> Result<Json<Approval>, ApiError> {
     let reminder_id = parse_reminder_id(&reminder_id)?;
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let mut row = awaiting(&mut transaction, reminder_id).await?;
+    let mut row = awaiting(&mut transaction, reminder_id, &actor).await?;
     if row.kind != "message" {
-        return Err(ApiError::bad_request(
-            "only messages (email, SMS) can be edited",
-        ));
+        return Err(ApiError::conflict(format!(
+            "only messages (email, SMS) can be edited; this reminder is a {}",
+            row.kind
+        )));
     }
     let mut changes = serde_json::Map::new();
     if let Some(template) = &edit.template {
@@ -503,7 +583,7 @@ async fn edit_approval(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Pause {
-    reason: String,
+    reason: Reason,
     #[serde(default)]
     until: Option<NaiveDate>,
 }
@@ -511,7 +591,24 @@ struct Pause {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Resume {
-    reason: String,
+    reason: Reason,
+}
+
+/// Why a person acts: required, not blank (recorded with the token's holder).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "String")]
+struct Reason(String);
+
+impl TryFrom<String> for Reason {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        if text.trim().is_empty() {
+            Err("must not be empty: say why".into())
+        } else {
+            Ok(Self(text))
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -524,27 +621,30 @@ struct Done {
 async fn tenant_of_invoice(
     connection: &mut PgConnection,
     invoice_id: &str,
+    actor: &Actor,
 ) -> Result<Invoice, ApiError> {
+    actor.require(AdminRole::CreditManager)?;
     invoices::load_for_update_with_customers(connection, &[invoice_id.to_string()])
         .await?
         .1
         .remove(invoice_id)
+        .filter(|invoice| actor.sees(&invoice.tenant))
         .ok_or_else(|| ApiError::not_found("invoice"))
 }
 
 async fn pause_invoice(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(invoice_id): Path<String>,
-    Json(pause): Json<Pause>,
+    ApiPath(invoice_id): ApiPath<String>,
+    ApiJson(pause): ApiJson<Pause>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, &actor).await?;
     let fact = InvoiceFact::HoldPlaced {
         until: pause.until,
         by: actor.0.clone(),
-        note: Some(pause.reason.clone()),
+        note: Some(pause.reason.0.clone()),
     };
     let cause = uuid::Uuid::new_v4().to_string();
     let ids = vec![invoice_id.clone()];
@@ -558,7 +658,7 @@ async fn pause_invoice(
             [&invoice.tenant, "invoice", &invoice_id],
             "pause",
             &actor,
-            Some(pause.reason),
+            Some(pause.reason.0),
             json!({"until": pause.until}),
             now,
         ),
@@ -587,7 +687,7 @@ async fn apply_manual_fact(
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let invoice = tenant_of_invoice(&mut transaction, &invoice_id).await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, actor).await?;
     let cause = uuid::Uuid::new_v4().to_string();
     let records = apply_facts(
         state,
@@ -623,8 +723,8 @@ async fn apply_manual_fact(
 async fn settle_claim(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(invoice_id): Path<String>,
-    Json(resume): Json<Resume>,
+    ApiPath(invoice_id): ApiPath<String>,
+    ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
@@ -633,7 +733,7 @@ async fn settle_claim(
         InvoiceFact::PaymentClaimSettled,
         "settle_claim",
         "claim_settled",
-        resume.reason,
+        resume.reason.0,
     )
     .await
 }
@@ -641,8 +741,8 @@ async fn settle_claim(
 async fn cancel_promise(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(invoice_id): Path<String>,
-    Json(resume): Json<Resume>,
+    ApiPath(invoice_id): ApiPath<String>,
+    ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
@@ -651,7 +751,7 @@ async fn cancel_promise(
         InvoiceFact::PromiseCancelled,
         "cancel_promise",
         "promise_cancelled",
-        resume.reason,
+        resume.reason.0,
     )
     .await
 }
@@ -659,8 +759,8 @@ async fn cancel_promise(
 async fn resume_invoice(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(invoice_id): Path<String>,
-    Json(resume): Json<Resume>,
+    ApiPath(invoice_id): ApiPath<String>,
+    ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
@@ -669,7 +769,7 @@ async fn resume_invoice(
         InvoiceFact::HoldReleased,
         "resume",
         "resumed",
-        resume.reason,
+        resume.reason.0,
     )
     .await
 }
@@ -677,27 +777,30 @@ async fn resume_invoice(
 async fn customer_tenant(
     connection: &mut PgConnection,
     customer_id: &str,
+    actor: &Actor,
 ) -> Result<String, ApiError> {
+    actor.require(AdminRole::CreditManager)?;
     customers::load_for_update(connection, &[customer_id.to_string()])
         .await?
         .remove(customer_id)
         .map(|facts| facts.tenant)
+        .filter(|tenant| actor.sees(tenant))
         .ok_or_else(|| ApiError::not_found("customer"))
 }
 
 async fn pause_customer(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(customer_id): Path<String>,
-    Json(pause): Json<Pause>,
+    ApiPath(customer_id): ApiPath<String>,
+    ApiJson(pause): ApiJson<Pause>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id).await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
     let hold = CustomerHold {
         until: pause.until,
         by: actor.0.clone(),
-        reason: Some(pause.reason.clone()),
+        reason: Some(pause.reason.0.clone()),
     };
     scheduling::set_customer_hold(&mut transaction, &customer_id, Some(&hold)).await?;
     let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
@@ -710,7 +813,7 @@ async fn pause_customer(
             [&tenant, "customer", &customer_id],
             "pause",
             &actor,
-            Some(pause.reason),
+            Some(pause.reason.0),
             json!({"until": pause.until}),
             now,
         ),
@@ -727,12 +830,12 @@ async fn pause_customer(
 async fn resume_customer(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Path(customer_id): Path<String>,
-    Json(resume): Json<Resume>,
+    ApiPath(customer_id): ApiPath<String>,
+    ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id).await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
     scheduling::set_customer_hold(&mut transaction, &customer_id, None).await?;
     let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
     scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
@@ -742,7 +845,7 @@ async fn resume_customer(
             [&tenant, "customer", &customer_id],
             "resume",
             &actor,
-            Some(resume.reason),
+            Some(resume.reason.0),
             json!({}),
             now,
         ),
@@ -896,10 +999,12 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
 
 async fn timeline(
     State(state): State<AdminState>,
-    Path(invoice_id): Path<String>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(invoice_id): ApiPath<String>,
 ) -> Result<Json<Timeline>, ApiError> {
     let overview = scheduling::invoice_overview(&state.pool, &invoice_id)
         .await?
+        .filter(|overview| actor.sees(&overview.invoice.tenant))
         .ok_or_else(|| ApiError::not_found("invoice"))?;
     let mut entries = fact_entries(&overview.invoice);
     let reminders = scheduling::reminders_of_invoice(&state.pool, &invoice_id).await?;
@@ -935,6 +1040,12 @@ async fn timeline(
             });
         }
     }
+    for entry in &mut entries {
+        // The spec promises an object: a fact without details has an empty one.
+        if !entry.details.is_object() {
+            entry.details = json!({});
+        }
+    }
     entries.sort_by_key(|entry| entry.at);
     let invoice = overview.invoice;
     Ok(Json(Timeline {
@@ -951,10 +1062,14 @@ async fn timeline(
     }))
 }
 
-async fn list_policies(State(state): State<AdminState>) -> Json<serde_json::Value> {
+async fn list_policies(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+) -> Json<serde_json::Value> {
     let policies: Vec<_> = state
         .policies
         .all()
+        .filter(|(tenant, _)| *tenant == "*" || tenant.is_empty() || actor.sees(tenant))
         .map(|(tenant, policy)| json!({"tenant": tenant, "policy": policy.policy, "version": policy.version, "segments": policy.segments.iter().map(|segment| &segment.id).collect::<Vec<_>>()}))
         .collect();
     Json(json!(policies))

@@ -3,7 +3,7 @@
 //! `relance_replay_of` header), through the outbox; the consumer then processes it as any
 //! record — applied if the cause is gone, dead-lettered again with the reason otherwise.
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use relance_storage::dead_letters::{self, DeadLetterFilter, DeadLetterSummary};
@@ -30,8 +30,12 @@ pub(crate) struct ListQuery {
 /// `GET /v1/dead-letters`: newest first.
 pub(crate) async fn list(
     State(state): State<AdminState>,
-    Query(query): Query<ListQuery>,
+    Extension(actor): Extension<Actor>,
+    crate::extract::ApiQuery(query): crate::extract::ApiQuery<ListQuery>,
 ) -> Result<Json<Vec<DeadLetterSummary>>, ApiError> {
+    // Dead letters are records the services could not read: many have no tenant at all.
+    actor.require(relance_config::AdminRole::Operator)?;
+    actor.require_all_tenants()?;
     let filter = DeadLetterFilter {
         ids: Vec::new(),
         reason: query.reason,
@@ -39,7 +43,7 @@ pub(crate) async fn list(
         until: query.until,
         not_replayed: query.not_replayed,
     };
-    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = crate::extract::page_limit(query.limit)?;
     Ok(Json(dead_letters::list(&state.pool, &filter, limit).await?))
 }
 
@@ -47,7 +51,7 @@ pub(crate) async fn list(
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReplayRequest {
     #[serde(default)]
-    ids: Vec<i64>,
+    ids: Option<Vec<i64>>,
     reason: Option<String>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
@@ -66,10 +70,17 @@ pub(crate) struct Replayed {
 pub(crate) async fn replay(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
-    Json(request): Json<ReplayRequest>,
+    crate::extract::ApiJson(request): crate::extract::ApiJson<ReplayRequest>,
 ) -> Result<Json<Replayed>, ApiError> {
+    actor.require(relance_config::AdminRole::Operator)?;
+    actor.require_all_tenants()?;
+    if request.ids.as_ref().is_some_and(Vec::is_empty) {
+        return Err(ApiError::bad_request(
+            "ids: name at least one, or leave it out",
+        ));
+    }
     let filter = DeadLetterFilter {
-        ids: request.ids,
+        ids: request.ids.unwrap_or_default(),
         reason: request.reason,
         since: request.since,
         until: request.until,

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod commands;
 pub mod dead_letters;
+mod extract;
 pub mod metrics;
 pub mod planner;
 pub mod policies;

@@ -238,21 +238,47 @@ fn the_clock_is_checked_for_every_service() {
 }
 
 #[test]
-fn short_or_malformed_admin_tokens_are_rejected() {
+fn admin_tokens_files_hold_digests_roles_and_tenants_never_tokens() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let short = dir.path().join("short");
-    std::fs::write(&short, "marie abc\n").expect("write");
-    let error = relance_config::read_admin_tokens(&short.to_string_lossy()).unwrap_err();
-    assert!(error.contains("fewer than 24 characters"), "{error}");
-    let malformed = dir.path().join("malformed");
-    std::fs::write(&malformed, "just-one-word-without-a-token\n").expect("write");
-    let error = relance_config::read_admin_tokens(&malformed.to_string_lossy()).unwrap_err();
-    assert!(error.contains("line 1"), "{error}");
+    let digest = "sha256:45c238e1da47f97f486a75e0b10de3014301ec3784b0287ee2dbe9015610ee25";
+    for (content, expected) in [
+        (
+            "marie dev-only-admin-token-not-for-production\n",
+            "no longer read",
+        ),
+        ("just-one-word\n", "line 1"),
+        (&*format!("marie boss * {digest}\n"), "role \"boss\""),
+        (
+            &*format!("marie operator acme,,globex {digest}\n"),
+            "tenant \"\"",
+        ),
+        (
+            "marie operator * dev-only-admin-token-not-for-production\n",
+            "not in clear",
+        ),
+        (
+            &*format!("marie operator * {digest}\nmarie read_only * {digest}\n"),
+            "listed twice",
+        ),
+    ] {
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, content).expect("write");
+        let error = relance_config::read_admin_tokens(&path.to_string_lossy()).unwrap_err();
+        assert!(error.contains(expected), "{content:?}: {error}");
+    }
     let tokens = relance_config::read_admin_tokens(
         &crate::repo_config_dir()
             .join("dev-admin-tokens")
             .to_string_lossy(),
     )
     .expect("dev tokens");
-    assert_eq!(tokens[0].holder, "dev-credit-manager");
+    assert_eq!(tokens[0].holder, "dev-operator");
+    assert!(tokens[0].matches("dev-only-admin-token-not-for-production"));
+    assert!(
+        !std::fs::read_to_string(crate::repo_config_dir().join("dev-admin-tokens"))
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .any(|line| line.contains("dev-only"))
+    );
 }

@@ -258,7 +258,7 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
             };
         }
     }
-    let Some(address) = crate::recipient::address(command) else {
+    let Some(_address) = crate::recipient::address(command) else {
         return Verdict::Skip {
             reason: SkipReason::NoContactAddress,
             detail: "the command has no address for its channel".into(),
@@ -273,7 +273,8 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
         };
         return Verdict::Skip {
             reason,
-            detail: format!("{address} is suppressed ({suppression})"),
+            // The reason, never the address: details are logged and published.
+            detail: format!("the recipient's address is suppressed ({suppression})"),
         };
     }
     if facts.cap_count > 0 {

@@ -164,7 +164,7 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
     )
     .await;
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("queued by dev-credit-manager"), "{stdout}");
+    assert!(stdout.contains("queued by dev-operator"), "{stdout}");
     let (code, _, stderr) = relancectl(&url, TOKEN, &["approvals", "approve", &reminder_id]).await;
     assert_eq!(code, 1, "approving twice is refused");
     assert!(stderr.contains("409"), "{stderr}");
@@ -179,12 +179,9 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         .unwrap();
     assert_eq!(
         (status.as_str(), decided_by.as_deref()),
-        ("queued", Some("dev-credit-manager"))
+        ("queued", Some("dev-operator"))
     );
-    assert_eq!(
-        command["data"]["approval"]["approved_by"],
-        "dev-credit-manager"
-    );
+    assert_eq!(command["data"]["approval"]["approved_by"], "dev-operator");
     assert_eq!(command["data"]["template"]["id"], "first_reminder_personal");
     relance_contracts_check(&command);
     let queued: i64 = sqlx::query_scalar(
@@ -249,10 +246,10 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         "Invoice issued",
         // Paused before the relay published it: the approved command was cancelled.
         "message first_reminder (email) cancelled",
-        "approve reminder by dev-credit-manager",
-        "edit reminder by dev-credit-manager",
-        "pause invoice by dev-credit-manager",
-        "pause customer by dev-credit-manager",
+        "approve reminder by dev-operator",
+        "edit reminder by dev-operator",
+        "pause invoice by dev-operator",
+        "pause customer by dev-operator",
     ] {
         assert!(
             stdout.contains(expected),
@@ -265,7 +262,7 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         .unwrap();
     assert_eq!(
         actors,
-        vec!["dev-credit-manager".to_string()],
+        vec!["dev-operator".to_string()],
         "every change records who made it"
     );
 }

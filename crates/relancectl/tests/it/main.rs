@@ -3,4 +3,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod approvals;
+mod conformance;
 mod policy;
+mod tenancy;

@@ -561,3 +561,63 @@ async fn a_command_whose_reminder_was_cancelled_meanwhile_is_skipped() {
         .signal_and_wait("TERM", Duration::from_secs(20))
         .await;
 }
+
+/// Issue 14, item 3: no address, name or phone in the logs above DEBUG, whether a reminder is
+/// sent or skipped because its address is suppressed.
+#[tokio::test]
+async fn no_personal_data_reaches_the_logs() {
+    let settings = fresh_settings("no_pii").await;
+    let fake = FakePostmark::default();
+    let server = fake.clone().start().await;
+    seed_invoice(&settings, "cus_pii_sent", "inv_pii_sent").await;
+    seed_invoice(&settings, "cus_pii_bounced", "inv_pii_bounced").await;
+    sqlx::query(
+        "INSERT INTO contact_suppressions (tenant, channel, address, reason, source)
+         VALUES ($1, 'email', 'bounced.person@example.fr', 'hard_bounce', 'test')",
+    )
+    .bind(TENANT)
+    .execute(&pool(&settings))
+    .await
+    .unwrap();
+    publish(
+        &settings,
+        &[
+            command("cus_pii_sent", "inv_pii_sent", "sent.person@example.fr"),
+            command(
+                "cus_pii_bounced",
+                "inv_pii_bounced",
+                "bounced.person@example.fr",
+            ),
+        ],
+    )
+    .await;
+    let mut sender = spawn_sender(&settings, &postmark_env(&server.uri())).await;
+    let rows = settled(&pool(&settings), 2, SETTLE).await;
+    let mut outcomes: Vec<(String, Option<String>)> = rows
+        .iter()
+        .map(|row| (row.status.clone(), row.skip_reason.clone()))
+        .collect();
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [
+            ("sent".to_string(), None),
+            ("skipped".to_string(), Some("contact_bounced".to_string()))
+        ]
+    );
+    sender
+        .signal_and_wait("TERM", Duration::from_secs(20))
+        .await;
+    let logs = sender.logs().join("\n");
+    assert!(logs.contains("Reminder skipped by the guard"), "{logs}");
+    for personal in [
+        "sent.person@",
+        "bounced.person@",
+        "example.fr",
+        "Camille",
+        "Durand",
+        "+33612345678",
+    ] {
+        assert!(!logs.contains(personal), "{personal} in the logs:\n{logs}");
+    }
+}

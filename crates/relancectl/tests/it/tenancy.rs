@@ -1,0 +1,216 @@
+//! Issue 14, item 1: an admin token acts only for its tenants and within its role. A token of
+//! another tenant gets 404 on every route about acme's data (what it may not see does not
+//! exist for it) and changes nothing; a read-only token changes nothing; dead letters need an
+//! operator for every tenant.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use relance_config::ServiceName;
+use relance_domain::{Currency, InvoiceFact, Money};
+use relance_runtime::ManualClock;
+use relance_scheduler::admin::{router, AdminState};
+use relance_scheduler::metrics::SchedulerMetrics;
+use relance_scheduler::planner::Scheduler;
+use relance_scheduler::policies::PolicySet;
+use relance_testkit::{
+    create_unique_database, create_unique_topics, customer_event, invoice_event, seed,
+    test_settings,
+};
+
+const OPERATOR: &str = "dev-only-admin-token-not-for-production";
+const ACME: &str = "dev-only-credit-manager-acme-token-0001";
+const GLOBEX: &str = "dev-only-credit-manager-globex-token-0001";
+const VIEWER: &str = "dev-only-read-only-token-not-for-production";
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+#[tokio::test]
+async fn a_token_acts_only_for_its_tenants_and_within_its_role() {
+    let mut settings = create_unique_database(&test_settings(ServiceName::Scheduler)).await;
+    settings.kafka.topics = create_unique_topics(&settings, "tenancy", 1).await;
+    let now = utc("2026-12-10T09:00:00Z");
+    seed(
+        &settings,
+        vec![
+            customer_event("acme", "cus_vip", true, now),
+            invoice_event(
+                "acme",
+                "cus_vip",
+                "inv_vip",
+                "issued",
+                now,
+                InvoiceFact::Issued {
+                    number: "F-VIP".into(),
+                    issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+                    due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                    total: Money::new(250_000, Currency::parse("EUR").unwrap()).unwrap(),
+                    order_reference: None,
+                    payment_url: None,
+                    contact: None,
+                    description: None,
+                },
+            ),
+        ],
+        now,
+    )
+    .await;
+    let metrics = SchedulerMetrics::register(&prometheus::Registry::new()).unwrap();
+    let policies = Arc::new(PolicySet::load(&settings.scheduler.policies_dir).unwrap());
+    let pool = relance_storage::lazy_pool(&settings.database, "test");
+    let relay = Arc::new(tokio::sync::Notify::new());
+    let scheduler = Scheduler {
+        pool: pool.clone(),
+        policies: policies.clone(),
+        settings: settings.scheduler.clone(),
+        topics: settings.kafka.topics.clone(),
+        metrics: metrics.clone(),
+        relay: relay.clone(),
+    };
+    assert_eq!(scheduler.tick(now).await.unwrap().awaiting_approval, 1);
+    let reminder: uuid::Uuid =
+        sqlx::query_scalar("SELECT reminder_id FROM reminders WHERE status = 'awaiting_approval'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(AdminState {
+        pool: pool.clone(),
+        tokens: Arc::new(
+            relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file).unwrap(),
+        ),
+        topics: settings.kafka.topics.clone(),
+        clock: Arc::new(ManualClock::new(now)),
+        metrics,
+        relay,
+        policies,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    let call = |token: &'static str,
+                method: &'static str,
+                path: String,
+                body: Option<serde_json::Value>| {
+        let http = http.clone();
+        let url = url.clone();
+        async move {
+            let mut request = http
+                .request(method.parse().unwrap(), format!("{url}{path}"))
+                .bearer_auth(token);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    let reason = Some(serde_json::json!({"reason": "checking"}));
+    // Every route about acme's data, as the admin API lists them.
+    let routes: Vec<(&'static str, String, Option<serde_json::Value>)> = vec![
+        (
+            "PATCH",
+            format!("/v1/approvals/{reminder}"),
+            Some(serde_json::json!({"channel": "sms"})),
+        ),
+        (
+            "POST",
+            format!("/v1/approvals/{reminder}/approve"),
+            Some(serde_json::json!({})),
+        ),
+        (
+            "POST",
+            format!("/v1/approvals/{reminder}/reject"),
+            reason.clone(),
+        ),
+        ("POST", "/v1/invoices/inv_vip/pause".into(), reason.clone()),
+        ("POST", "/v1/invoices/inv_vip/resume".into(), reason.clone()),
+        (
+            "POST",
+            "/v1/invoices/inv_vip/settle-claim".into(),
+            reason.clone(),
+        ),
+        (
+            "POST",
+            "/v1/invoices/inv_vip/cancel-promise".into(),
+            reason.clone(),
+        ),
+        ("GET", "/v1/invoices/inv_vip/timeline".into(), None),
+        ("POST", "/v1/customers/cus_vip/pause".into(), reason.clone()),
+        (
+            "POST",
+            "/v1/customers/cus_vip/resume".into(),
+            reason.clone(),
+        ),
+    ];
+    for (method, path, body) in &routes {
+        let (status, answer) = call(GLOBEX, method, path.clone(), body.clone()).await;
+        assert_eq!(status, 404, "globex on {method} {path}: {answer}");
+    }
+    // Lists show nothing of acme to globex.
+    let (status, approvals) = call(GLOBEX, "GET", "/v1/approvals".into(), None).await;
+    assert_eq!((status, approvals), (200, serde_json::json!([])));
+    let (status, approvals) = call(GLOBEX, "GET", "/v1/approvals?tenant=acme".into(), None).await;
+    assert_eq!((status, approvals), (200, serde_json::json!([])));
+    // Dead letters span tenants: only an operator for every tenant.
+    for token in [GLOBEX, ACME, VIEWER] {
+        let (status, _) = call(token, "GET", "/v1/dead-letters".into(), None).await;
+        assert_eq!(status, 403);
+        let (status, _) = call(
+            token,
+            "POST",
+            "/v1/dead-letters/replay".into(),
+            Some(serde_json::json!({"reason": "invalid_json", "note": "fixed"})),
+        )
+        .await;
+        assert_eq!(status, 403);
+    }
+    // A read-only token reads but changes nothing.
+    for (method, path, body) in routes.iter().filter(|route| route.0 != "GET") {
+        let (status, answer) = call(VIEWER, method, path.clone(), body.clone()).await;
+        assert_eq!(status, 403, "viewer on {method} {path}: {answer}");
+    }
+    let (status, timeline) =
+        call(VIEWER, "GET", "/v1/invoices/inv_vip/timeline".into(), None).await;
+    assert_eq!(status, 200, "{timeline}");
+    let changed: i64 = sqlx::query_scalar("SELECT count(*) FROM manual_actions")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(changed, 0, "nothing was changed by a token that may not");
+    let status: String = sqlx::query_scalar("SELECT status FROM reminders WHERE reminder_id = $1")
+        .bind(reminder)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "awaiting_approval");
+
+    // acme's credit manager approves; the action records tenant, holder and role.
+    let (status, answer) = call(
+        ACME,
+        "POST",
+        format!("/v1/approvals/{reminder}/approve"),
+        Some(serde_json::json!({"note": "called the customer"})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let (tenant, actor, role): (String, String, Option<String>) = sqlx::query_as(
+        "SELECT tenant, actor, details->>'actor_role' FROM manual_actions WHERE action = 'approve'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (tenant.as_str(), actor.as_str(), role.as_deref()),
+        ("acme", "dev-credit-manager-acme", Some("credit_manager"))
+    );
+    let (status, _) = call(OPERATOR, "GET", "/v1/dead-letters".into(), None).await;
+    assert_eq!(status, 200);
+}

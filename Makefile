@@ -61,6 +61,12 @@ fuzz-api: ## Fuzz the admin API against docs/admin-api.yaml with schemathesis (n
 	cargo build --quiet --bin scheduler
 	scripts/fuzz-admin-api.sh
 
+.PHONY: demo
+demo: ## relance at work: 2,000 customers, 90 simulated days in 5 minutes, then the report (.local/demo/report.html).
+	scripts/install-deps.sh --no-browser
+	cargo build --release --workspace --bins
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/demo.py --build release $(DEMO_ARGS)
+
 .PHONY: chaos
 chaos: ## The full chaos run: 100,000 events, kills and outages; asserts the guarantees (chaos/results.md).
 	scripts/install-deps.sh --no-browser

@@ -55,6 +55,7 @@ pub struct Settings {
     pub tracker: TrackerSettings,
     pub outbox: OutboxSettings,
     pub links: LinkSettings,
+    pub retention: RetentionSettings,
 }
 
 impl Settings {
@@ -276,6 +277,19 @@ pub struct IngestorSettings {
     pub batch_max_wait_ms: u64,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+}
+
+/// `[retention]`: how long relance keeps what it records about people and messages; the
+/// scheduler deletes what is older.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSettings {
+    pub deliveries_days: u32,
+    pub interactions_days: u32,
+    pub processed_events_days: u32,
+    pub dead_letters_days: u32,
+    pub interval_minutes: u32,
+    pub batch_size: u32,
 }
 
 /// `[outbox]`: the relay that publishes what transactions wrote to the outbox.

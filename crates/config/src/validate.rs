@@ -269,6 +269,9 @@ impl Settings {
             self.ops_listen_address(service),
         );
         if service == ServiceName::Scheduler {
+            self.validate_retention(&mut findings);
+        }
+        if service == ServiceName::Scheduler {
             self.validate_scheduler(&mut findings);
         }
         if matches!(
@@ -636,6 +639,36 @@ impl Settings {
             findings.not_blank(&format!("{key}.company_name"), &identity.company_name);
             findings.not_blank(&format!("{key}.from_name"), &identity.from_name);
         }
+    }
+
+    fn validate_retention(&self, findings: &mut Findings) {
+        let retention = &self.retention;
+        for (key, days) in [
+            ("retention.deliveries_days", retention.deliveries_days),
+            ("retention.interactions_days", retention.interactions_days),
+            ("retention.dead_letters_days", retention.dead_letters_days),
+        ] {
+            findings.range(key, u64::from(days), 1, 3_650);
+        }
+        // Shorter than a topic's retention, a redelivered event would be taken for new.
+        findings.range(
+            "retention.processed_events_days",
+            u64::from(retention.processed_events_days),
+            7,
+            3_650,
+        );
+        findings.range(
+            "retention.interval_minutes",
+            u64::from(retention.interval_minutes),
+            1,
+            10_080,
+        );
+        findings.range(
+            "retention.batch_size",
+            u64::from(retention.batch_size),
+            1,
+            1_000_000,
+        );
     }
 
     /// The payment hosts and instructions, which the ingestor and the tracker read as well as

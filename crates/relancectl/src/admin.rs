@@ -173,6 +173,15 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/customers/{id}/erase`.
+    pub async fn erase_customer(&self, id: &str, legal_basis: &str) -> Result<(), String> {
+        self.change(
+            &format!("/v1/customers/{}/erase", percent_encode(id)),
+            json!({"legal_basis": legal_basis}),
+        )
+        .await
+    }
+
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
     pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
         self.change(

@@ -52,8 +52,9 @@ enum Command {
     /// Pause, resume and inspect an invoice's dunning.
     #[command(subcommand)]
     Invoices(InvoiceCommand),
-    /// Pause and resume dunning of all of a customer's invoices.
-    #[command(subcommand)]
+    /// Pause and resume dunning of all of a customer's invoices; erase a customer's personal
+    /// data.
+    #[command(subcommand, alias = "customer")]
     Customers(CustomerCommand),
     /// Reminder templates, offline: the writing-rules lint and previews.
     #[command(subcommand)]
@@ -217,6 +218,16 @@ enum InvoiceCommand {
 
 #[derive(Debug, Subcommand)]
 enum CustomerCommand {
+    /// The right to erasure: remove the customer's contact data from everything relance keeps
+    /// (amounts, dates and the audit stay) and hold its dunning for good. Needs an operator
+    /// token; recorded with the legal basis.
+    Erase {
+        customer_id: String,
+        /// Why the data may or must go, as the audit will show it (for example "GDPR art. 17,
+        /// request of 2026-11-28, ticket DPO-112").
+        #[arg(long)]
+        legal_basis: String,
+    },
     Pause(PauseArgs),
     Resume(ResumeArgs),
 }
@@ -306,6 +317,10 @@ async fn main() -> ExitCode {
                         )
                         .await
                 }
+                Command::Customers(CustomerCommand::Erase {
+                    customer_id,
+                    legal_basis,
+                }) => client.erase_customer(&customer_id, &legal_basis).await,
                 Command::Customers(CustomerCommand::Resume(resume)) => {
                     client.resume("customers", &resume.id, &resume.reason).await
                 }

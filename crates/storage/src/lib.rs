@@ -13,10 +13,12 @@ use sqlx::PgPool;
 pub mod customers;
 pub mod dead_letters;
 pub mod deliveries;
+pub mod erasure;
 mod error;
 pub mod invoices;
 pub mod outbox;
 pub mod processed;
+pub mod retention;
 pub mod scheduling;
 pub mod tracking;
 

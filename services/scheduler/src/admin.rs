@@ -242,6 +242,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/invoices/{invoice_id}/timeline", get(timeline))
         .route("/v1/customers/{customer_id}/pause", post(pause_customer))
         .route("/v1/customers/{customer_id}/resume", post(resume_customer))
+        .route("/v1/customers/{customer_id}/erase", post(erase_customer))
         .route("/v1/policies", get(list_policies))
         .route("/v1/dead-letters", get(crate::dead_letters::list))
         .route("/v1/dead-letters/replay", post(crate::dead_letters::replay))
@@ -856,6 +857,59 @@ async fn resume_customer(
         status: "resumed",
         subject: customer_id,
         actor: actor.0,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Erase {
+    /// Why the data may or must go (GDPR article 17: the customer's request of <date>...).
+    legal_basis: Reason,
+}
+
+#[derive(Debug, Serialize)]
+struct ErasedAnswer {
+    status: &'static str,
+    subject: String,
+    actor: String,
+    erased: relance_storage::erasure::Erased,
+}
+
+/// `POST /v1/customers/{id}/erase`: the right to erasure. An operator's act, recorded with the
+/// legal basis; the customer's dunning is held for good.
+async fn erase_customer(
+    State(state): State<AdminState>,
+    Extension(actor): Extension<Actor>,
+    ApiPath(customer_id): ApiPath<String>,
+    ApiJson(erase): ApiJson<Erase>,
+) -> Result<Json<ErasedAnswer>, ApiError> {
+    actor.require(AdminRole::Operator)?;
+    let now = state.clock.now();
+    let mut transaction = state.pool.begin().await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
+    let erased =
+        relance_storage::erasure::erase_customer(&mut transaction, &tenant, &customer_id, &actor.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("customer"))?;
+    scheduling::record_manual_action(
+        &mut transaction,
+        &manual_action(
+            [&tenant, "customer", &customer_id],
+            "erase",
+            &actor,
+            Some(erase.legal_basis.0),
+            json!(erased),
+            now,
+        ),
+    )
+    .await?;
+    transaction.commit().await?;
+    tracing::info!(customer_id = %customer_id, actor = %actor.0, "Customer's personal data erased.");
+    Ok(Json(ErasedAnswer {
+        status: "erased",
+        subject: customer_id,
+        actor: actor.0,
+        erased,
     }))
 }
 

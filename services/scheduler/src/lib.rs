@@ -10,6 +10,7 @@ mod extract;
 pub mod metrics;
 pub mod planner;
 pub mod policies;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +60,7 @@ impl Service for SchedulerService {
             })?;
         let registry = context.metrics.registry();
         let metrics = SchedulerMetrics::register(registry)?;
+        let metrics_for_retention = metrics.clone();
         let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let clock = context.clock.clone();
         let scheduler = Scheduler {
@@ -90,11 +92,19 @@ impl Service for SchedulerService {
         tracing::info!(address = %address, "Serving the admin API.");
         let relay_shutdown = CancellationToken::new();
         let relay_task = tokio::spawn(relay.run(relay_shutdown.clone()));
+        let retention_task = tokio::spawn(retention::run(
+            context.pool.clone(),
+            settings.retention.clone(),
+            clock.clone(),
+            metrics_for_retention,
+            context.shutdown.clone(),
+        ));
 
         let result = run_ticks(&scheduler, clock.as_ref(), &context.shutdown).await;
         relay_shutdown.cancel();
         let _ = relay_task.await;
         let _ = admin_task.await;
+        let _ = retention_task.await;
         result
     }
 }

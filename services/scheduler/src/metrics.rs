@@ -10,6 +10,7 @@ pub struct SchedulerMetrics {
     quarantined: IntCounter,
     tick_duration: Histogram,
     approvals: IntCounterVec,
+    retention_deleted: IntCounterVec,
 }
 
 impl SchedulerMetrics {
@@ -49,6 +50,23 @@ impl SchedulerMetrics {
             "relance_scheduler_customers_quarantined_total",
             "Customers the scheduler could not plan because their data cannot form a valid command (a malformed id or currency); each is retried an hour later and logged with the reason.",
         )?;
+        let retention_deleted = IntCounterVec::new(
+            Opts::new(
+                "relance_retention_deleted_total",
+                "Rows deleted by the retention job ([retention]), by table (deliveries, delivery_attempts, interactions, processed_events, dead_letters).",
+            ),
+            &["table"],
+        )?;
+        for table in [
+            "deliveries",
+            "delivery_attempts",
+            "interactions",
+            "processed_events",
+            "dead_letters",
+        ] {
+            retention_deleted.with_label_values(&[table]);
+        }
+        registry.register(Box::new(retention_deleted.clone()))?;
         registry.register(Box::new(quarantined.clone()))?;
         registry.register(Box::new(decided.clone()))?;
         registry.register(Box::new(customers.clone()))?;
@@ -60,7 +78,14 @@ impl SchedulerMetrics {
             quarantined,
             tick_duration,
             approvals,
+            retention_deleted,
         })
+    }
+
+    pub fn record_retention(&self, table: &str, deleted: u64) {
+        self.retention_deleted
+            .with_label_values(&[table])
+            .inc_by(deleted);
     }
 
     pub fn record_decided(&self, kind: &str, channel: &str, step: &str, status: &str) {

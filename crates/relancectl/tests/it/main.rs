@@ -4,5 +4,6 @@
 
 mod approvals;
 mod conformance;
+mod hostile_ids;
 mod policy;
 mod tenancy;

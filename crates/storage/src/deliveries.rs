@@ -598,7 +598,7 @@ pub async fn for_invoice(
         "SELECT delivery_id, idempotency_key, reminder_id, tenant, customer_id, invoice_ids, channel,
                 status, attempts, provider, provider_message_id, recipient, subject, body_sha256,
                 skip_reason, error_class, error_code, error_message, sent_at
-         FROM deliveries WHERE $1 = ANY(invoice_ids) ORDER BY received_at, delivery_id",
+         FROM deliveries WHERE invoice_ids @> ARRAY[$1::text] ORDER BY received_at, delivery_id",
     )
     .bind(invoice_id)
     .fetch_all(pool)

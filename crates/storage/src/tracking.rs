@@ -75,7 +75,7 @@ pub async fn sent_for_invoice(
 ) -> Result<Vec<TrackedDelivery>, StorageError> {
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE $1 = ANY(invoice_ids) AND status = 'sent' ORDER BY sent_at"
+         WHERE invoice_ids @> ARRAY[$1::text] AND status = 'sent' ORDER BY sent_at"
     ))
     .bind(invoice_id)
     .fetch_all(pool)

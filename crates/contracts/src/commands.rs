@@ -181,5 +181,8 @@ pub struct CreateTaskV1 {
     /// What the customer wrote, for tasks that come from a customer action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer_note: Option<Text>,
+    /// Present when a person approved the task; their note is for whoever does it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
 }
 payload!(CreateTaskV1, "relance.task.create", 1);

@@ -352,6 +352,7 @@ pub fn reminder_for_group(
             segment: Some(Code::parse(&group.segment).map_err(&fail)?),
             step: Some(step_ref(step)?),
             customer_note: None,
+            approval: None,
         };
         (ReminderKind::Task, Payload::Task(Box::new(task)))
     } else {
@@ -493,6 +494,7 @@ pub fn escalation_task(
         segment: Code::parse(segment).ok(),
         step: None,
         customer_note: None,
+        approval: None,
     };
     Ok(DecidedReminder {
         reminder_id: task_id,

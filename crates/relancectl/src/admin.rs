@@ -40,7 +40,7 @@ impl Client {
         let response = request
             .send()
             .await
-            .map_err(|error| format!("{}: {error}", self.base))?;
+            .map_err(|error| unreachable_message(&self.base, &error))?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if status.is_success() {
@@ -50,7 +50,16 @@ impl Client {
                 .get("message")
                 .and_then(Value::as_str)
                 .unwrap_or("no details");
-            Err(format!("{status}: {message}"))
+            Err(match status.as_u16() {
+                401 => format!("{status}: the token is not accepted by {} (check --token or RELANCE_ADMIN_TOKEN)", self.base),
+                403 => format!("{status}: {message}"),
+                404 if body.get("error").is_none() => format!(
+                    "{status}: {} has no such route; is --url (RELANCE_ADMIN_URL) the scheduler's admin API?",
+                    self.base
+                ),
+                503 => format!("{status}: the scheduler cannot reach its database; try again shortly ({message})"),
+                _ => format!("{status}: {message}"),
+            })
         }
     }
 
@@ -71,39 +80,8 @@ impl Client {
             None => "/v1/approvals".to_string(),
         };
         let approvals = self.call(reqwest::Method::GET, &path, None).await?;
-        self.print(&approvals, |approvals| {
-            let rows: Vec<String> = approvals
-                .as_array()
-                .map(|rows| {
-                    rows.iter()
-                        .map(|row| {
-                            format!(
-                                "{}  {}  {}  {} {} ({})  invoices {}",
-                                row["reminder_id"].as_str().unwrap_or_default(),
-                                row["tenant"].as_str().unwrap_or_default(),
-                                row["customer_id"].as_str().unwrap_or_default(),
-                                row["step_id"].as_str().unwrap_or_default(),
-                                row["channel"].as_str().unwrap_or_default(),
-                                row["template"].as_str().unwrap_or("-"),
-                                row["invoice_ids"]
-                                    .as_array()
-                                    .map(|ids| ids
-                                        .iter()
-                                        .filter_map(Value::as_str)
-                                        .collect::<Vec<_>>()
-                                        .join(","))
-                                    .unwrap_or_default(),
-                            )
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
-            if rows.is_empty() {
-                "No reminder awaits approval.".to_string()
-            } else {
-                rows.join("\n")
-            }
-        });
+        let now = chrono::Utc::now();
+        self.print(&approvals, |approvals| approvals_table(approvals, now));
         Ok(())
     }
 
@@ -214,13 +192,15 @@ impl Client {
             .await?;
         self.print(&timeline, |timeline| {
             let mut lines = vec![format!(
-                "{} ({}, customer {}): {}, {} minor units {} due, due on {}, next action {}",
+                "{} ({}, customer {}): {}, {} due, due on {}, next action {}",
                 timeline["invoice_id"].as_str().unwrap_or_default(),
                 timeline["tenant"].as_str().unwrap_or_default(),
                 timeline["customer_id"].as_str().unwrap_or_default(),
                 timeline["state"].as_str().unwrap_or_default(),
-                timeline["amount_due_minor"],
-                timeline["currency"].as_str().unwrap_or_default(),
+                crate::amounts::format_amount(
+                    timeline["amount_due_minor"].as_i64().unwrap_or_default(),
+                    timeline["currency"].as_str().unwrap_or("EUR")
+                ),
                 timeline["due_on"].as_str().unwrap_or("-"),
                 timeline["next_action_at"].as_str().unwrap_or("none"),
             )];
@@ -335,5 +315,124 @@ fn without_unset(body: Value) -> Value {
                 .collect(),
         ),
         other => other,
+    }
+}
+
+/// What a person sees when the admin API cannot be reached at all.
+fn unreachable_message(base: &str, error: &reqwest::Error) -> String {
+    if error.is_connect() {
+        format!("cannot connect to the admin API at {base}: is the scheduler running, and is --url (RELANCE_ADMIN_URL) right?")
+    } else if error.is_timeout() {
+        format!("the admin API at {base} did not answer in time")
+    } else if error.is_builder() {
+        format!("{base} is not a usable URL for --url (RELANCE_ADMIN_URL): {error}")
+    } else {
+        format!("the admin API at {base} could not be asked: {error}")
+    }
+}
+
+/// The reminders awaiting approval as a table: who, how much, which step, since when.
+pub(crate) fn approvals_table(approvals: &Value, now: chrono::DateTime<chrono::Utc>) -> String {
+    let rows: Vec<[String; 6]> = approvals
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|row| {
+            let invoices = row["command"]["data"]["invoices"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let mut totals: std::collections::BTreeMap<String, i64> =
+                std::collections::BTreeMap::new();
+            for invoice in &invoices {
+                let currency = invoice["amount_due"]["currency"]
+                    .as_str()
+                    .unwrap_or("EUR")
+                    .to_string();
+                *totals.entry(currency).or_default() += invoice["amount_due"]["amount_minor"]
+                    .as_i64()
+                    .unwrap_or_default();
+            }
+            let amount = totals
+                .iter()
+                .map(|(currency, minor)| crate::amounts::format_amount(*minor, currency))
+                .collect::<Vec<_>>()
+                .join(" + ");
+            let customer = row["command"]["data"]["recipient"]["company"]
+                .as_str()
+                .map(|company| {
+                    format!(
+                        "{} ({company})",
+                        row["customer_id"].as_str().unwrap_or_default()
+                    )
+                })
+                .unwrap_or_else(|| row["customer_id"].as_str().unwrap_or_default().to_string());
+            let waiting = row["scheduled_for"]
+                .as_str()
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+                .map(|at| waiting_for(now.signed_duration_since(at.with_timezone(&chrono::Utc))))
+                .unwrap_or_default();
+            [
+                row["reminder_id"].as_str().unwrap_or_default().to_string(),
+                customer,
+                if amount.is_empty() {
+                    "-".into()
+                } else {
+                    amount
+                },
+                format!(
+                    "{} {}",
+                    row["step_id"].as_str().unwrap_or_default(),
+                    row["channel"].as_str().unwrap_or_default()
+                ),
+                format!(
+                    "{} invoice(s)",
+                    invoices
+                        .len()
+                        .max(row["invoice_ids"].as_array().map_or(0, Vec::len))
+                ),
+                waiting,
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return "No reminder is waiting for approval.".into();
+    }
+    let header = [
+        "REMINDER".to_string(),
+        "CUSTOMER".into(),
+        "AMOUNT DUE".into(),
+        "STEP".into(),
+        "INVOICES".into(),
+        "WAITING".into(),
+    ];
+    let mut widths = [0usize; 6];
+    for row in std::iter::once(&header).chain(rows.iter()) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    std::iter::once(&header)
+        .chain(rows.iter())
+        .map(|row| {
+            row.iter()
+                .zip(widths)
+                .map(|(cell, width)| format!("{cell:<width$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// "3 h", "2 days": how long a reminder has waited.
+fn waiting_for(elapsed: chrono::Duration) -> String {
+    let minutes = elapsed.num_minutes().max(0);
+    match minutes {
+        0..=59 => format!("{minutes} min"),
+        60..=2879 => format!("{} h", minutes / 60),
+        _ => format!("{} days", minutes / 1440),
     }
 }

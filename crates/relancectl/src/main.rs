@@ -26,7 +26,8 @@ struct Cli {
         global = true
     )]
     url: String,
-    /// Bearer token for the admin API (a line of the scheduler's admin tokens file).
+    /// Bearer token for the admin API (its digest is a line of the scheduler's admin tokens
+    /// file; `relancectl tokens mint` makes one).
     #[arg(
         long,
         env = "RELANCE_ADMIN_TOKEN",
@@ -187,7 +188,9 @@ enum ApprovalCommand {
 
 #[derive(Debug, Args)]
 struct PauseArgs {
+    /// The invoice or customer id, as the billing system knows it (any characters; encoded).
     id: String,
+    /// Why, recorded with your name on the timeline.
     #[arg(long)]
     reason: String,
     /// Last day of the pause (YYYY-MM-DD); without it, until resumed.
@@ -197,14 +200,19 @@ struct PauseArgs {
 
 #[derive(Debug, Args)]
 struct ResumeArgs {
+    /// The invoice or customer id, as the billing system knows it (any characters; encoded).
     id: String,
+    /// Why, recorded with your name on the timeline.
     #[arg(long)]
     reason: String,
 }
 
 #[derive(Debug, Subcommand)]
 enum InvoiceCommand {
+    /// Hold an invoice's dunning, until a date or until resumed; its queued reminders are
+    /// cancelled.
     Pause(PauseArgs),
+    /// Lift an invoice's hold: it is planned again at once.
     Resume(ResumeArgs),
     /// Settle a customer's "already paid" claim after checking it: dunning resumes.
     SettleClaim(ResumeArgs),
@@ -228,7 +236,9 @@ enum CustomerCommand {
         #[arg(long)]
         legal_basis: String,
     },
+    /// Hold dunning of all of a customer's invoices; their queued reminders are cancelled.
     Pause(PauseArgs),
+    /// Lift a customer's hold.
     Resume(ResumeArgs),
 }
 

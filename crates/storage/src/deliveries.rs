@@ -584,6 +584,8 @@ pub struct DeliveryRecord {
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
 }
 
 /// Every delivery of a reminder or of an invoice, oldest first (tests and the admin API).
@@ -597,7 +599,8 @@ pub async fn for_invoice(
     sqlx::query_as(
         "SELECT delivery_id, idempotency_key, reminder_id, tenant, customer_id, invoice_ids, channel,
                 status, attempts, provider, provider_message_id, recipient, subject, body_sha256,
-                skip_reason, error_class, error_code, error_message, sent_at
+                skip_reason, error_class, error_code, error_message, sent_at, received_at,
+                finished_at
          FROM deliveries WHERE invoice_ids @> ARRAY[$1::text] ORDER BY received_at, delivery_id",
     )
     .bind(invoice_id)

@@ -469,6 +469,28 @@ pub async fn cancelled_among(
     .map_err(StorageError::query("reading cancelled reminders"))
 }
 
+/// When each reminder of an invoice was decided and last changed status, for its timeline.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn reminder_changes_of_invoice(
+    pool: &PgPool,
+    invoice_id: &str,
+) -> Result<std::collections::HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>, StorageError> {
+    let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+        "SELECT reminder_id, created_at, updated_at FROM reminders
+         WHERE invoice_ids @> ARRAY[$1]::text[]",
+    )
+    .bind(invoice_id)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("reading when reminders changed"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, created, updated)| (id, (created, updated)))
+        .collect())
+}
+
 /// Reminders awaiting approval, oldest first, optionally of one tenant, and only of `tenants`
 /// when given (the tenants an admin token may see).
 ///

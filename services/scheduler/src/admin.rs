@@ -935,6 +935,11 @@ struct Timeline {
     entries: Vec<TimelineEntry>,
 }
 
+/// An amount as a person reads it (`€400.00`), not minor units.
+fn amount(minor: i64, currency: &str) -> String {
+    relance_templates::format::money(minor, currency, "en")
+}
+
 /// The events an invoice's facts record, oldest first.
 fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
     let mut entries = Vec::new();
@@ -947,9 +952,17 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         });
     };
     if let Some(issued) = &invoice.issued {
+        let total = invoice
+            .total
+            .as_ref()
+            .map(|total| amount(total.value.amount_minor, total.value.currency.as_str()));
+        let due = invoice.due_on.as_ref().map(|due| due.value.to_string());
         push(
             issued.time,
-            "Invoice issued".into(),
+            match (total, due) {
+                (Some(total), Some(due)) => format!("Invoice issued: {total}, due on {due}"),
+                _ => "Invoice issued".into(),
+            },
             json!({"event_id": issued.event_id}),
         );
     }
@@ -965,9 +978,8 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         push(
             credit.at,
             format!(
-                "Credit note {id}: {} {}{}",
-                credit.amount.amount_minor,
-                credit.amount.currency,
+                "Credit note {id}: {}{}",
+                amount(credit.amount.amount_minor, credit.amount.currency.as_str()),
                 note(&credit.amount.currency)
             ),
             json!({"event_id": credit.version.event_id}),
@@ -977,9 +989,11 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         push(
             payment.at,
             format!(
-                "Payment {id}: {} {}{}",
-                payment.amount.amount_minor,
-                payment.amount.currency,
+                "Payment {id}: {}{}",
+                amount(
+                    payment.amount.amount_minor,
+                    payment.amount.currency.as_str()
+                ),
                 note(&payment.amount.currency)
             ),
             json!({"event_id": payment.version.event_id}),
@@ -989,10 +1003,9 @@ fn fact_entries(invoice: &Invoice) -> Vec<TimelineEntry> {
         push(
             refund.at,
             format!(
-                "{:?} {id}: {} {}{}",
+                "{:?} {id}: {}{}",
                 refund.kind,
-                refund.amount.amount_minor,
-                refund.amount.currency,
+                amount(refund.amount.amount_minor, refund.amount.currency.as_str()),
                 note(&refund.amount.currency)
             ),
             json!({"event_id": refund.version.event_id}),
@@ -1066,18 +1079,99 @@ async fn timeline(
         ("invoice", invoice_id.clone()),
         ("customer", overview.invoice.customer_id.clone()),
     ];
+    let changes = scheduling::reminder_changes_of_invoice(&state.pool, &invoice_id).await?;
     for reminder in reminders {
         subjects.push(("reminder", reminder.reminder_id.to_string()));
+        let (decided_at, changed_at) = changes
+            .get(&reminder.reminder_id)
+            .copied()
+            .unwrap_or((reminder.scheduled_for, reminder.scheduled_for));
+        let what = format!(
+            "{} {} ({}{})",
+            reminder.kind,
+            reminder.step_id,
+            reminder.channel,
+            reminder
+                .template
+                .as_deref()
+                .map(|template| format!(", template {template}"))
+                .unwrap_or_default()
+        );
+        let details = json!({
+            "reminder_id": reminder.reminder_id, "template": reminder.template, "variant": reminder.variant,
+            "scheduled_for": reminder.scheduled_for, "decided_by": reminder.decided_by,
+            "decision_note": reminder.decision_note,
+        });
         entries.push(TimelineEntry {
-            at: reminder.scheduled_for,
+            at: decided_at,
             kind: "reminder",
             summary: format!(
-                "{} {} ({}) {}",
-                reminder.kind, reminder.step_id, reminder.channel, reminder.status
+                "Reminder decided: {what}, for {}",
+                reminder.scheduled_for.format("%Y-%m-%d %H:%M UTC")
             ),
+            details: details.clone(),
+        });
+        // A change of status is told when it happened: a reminder cancelled by a payment comes
+        // after the payment.
+        let outcome = match reminder.status.as_str() {
+            "cancelled" => Some(
+                "Reminder cancelled (a payment, void, credit, dispute or pause came first)"
+                    .to_string(),
+            ),
+            "rejected" => Some(format!(
+                "Reminder rejected by {}{}",
+                reminder.decided_by.as_deref().unwrap_or("a person"),
+                reminder
+                    .decision_note
+                    .as_deref()
+                    .map(|note| format!(": {note}"))
+                    .unwrap_or_default()
+            )),
+            "awaiting_approval" => Some("Reminder waiting for a person's approval".to_string()),
+            _ => None,
+        };
+        if let Some(summary) = outcome {
+            entries.push(TimelineEntry {
+                at: changed_at,
+                kind: "reminder",
+                summary,
+                details,
+            });
+        }
+    }
+    for delivery in relance_storage::deliveries::for_invoice(&state.pool, &invoice_id).await? {
+        let summary = match delivery.status.as_str() {
+            "sent" => format!(
+                "Message sent by {} through {}",
+                delivery.channel,
+                delivery.provider.as_deref().unwrap_or("the provider")
+            ),
+            "skipped" => format!(
+                "Message not sent: {}",
+                delivery.skip_reason.as_deref().unwrap_or("skipped")
+            ),
+            "failed" => format!(
+                "Message failed: {}",
+                delivery
+                    .error_code
+                    .as_deref()
+                    .or(delivery.error_class.as_deref())
+                    .unwrap_or("refused by the provider")
+            ),
+            "unknown" => "Message in doubt: a person must check with the provider".to_string(),
+            other => format!("Message {other}"),
+        };
+        entries.push(TimelineEntry {
+            at: delivery
+                .sent_at
+                .or(delivery.finished_at)
+                .unwrap_or(delivery.received_at),
+            kind: "delivery",
+            summary,
             details: json!({
-                "reminder_id": reminder.reminder_id, "template": reminder.template, "variant": reminder.variant,
-                "decided_by": reminder.decided_by, "decision_note": reminder.decision_note,
+                "delivery_id": delivery.delivery_id, "reminder_id": delivery.reminder_id,
+                "status": delivery.status, "attempts": delivery.attempts,
+                "provider_message_id": delivery.provider_message_id,
             }),
         });
     }

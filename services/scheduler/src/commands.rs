@@ -3,7 +3,7 @@
 //! (`relance_policy::commands`); this only wraps and stores.
 
 use chrono::{DateTime, Utc};
-use relance_contracts::commands::{Approval, SendReminderV1};
+use relance_contracts::commands::{Approval, CreateTaskV1, SendReminderV1};
 use relance_contracts::{Envelope, EventPayload, Id, Name, Text};
 use relance_events::{cloudevent_headers, EventBuildError};
 use relance_policy::commands::{DecidedReminder, Payload};
@@ -146,8 +146,37 @@ pub fn with_approval(
         approved_at: at,
         note: note.map(Text::parse).transpose().map_err(&fail)?,
     };
-    if command.get("type").and_then(serde_json::Value::as_str) == Some(SendReminderV1::EVENT_TYPE) {
+    // Reminders and tasks both carry who approved them and the note, for the message's audit
+    // and for the person who does the task.
+    let kind = command.get("type").and_then(serde_json::Value::as_str);
+    if kind == Some(SendReminderV1::EVENT_TYPE) || kind == Some(CreateTaskV1::EVENT_TYPE) {
         command["data"]["approval"] = serde_json::to_value(approval).unwrap_or_default();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// Issue 14, item 10: the approval note reaches the task it approves, not only reminders.
+    #[test]
+    fn an_approved_task_carries_who_approved_it_and_the_note() {
+        let example = include_str!("../../../proto/examples/relance.task.create.v1.json");
+        let mut command: serde_json::Value = serde_json::from_str(example).unwrap();
+        command["data"].as_object_mut().unwrap().remove("approval");
+        let at = DateTime::parse_from_rfc3339("2026-12-04T09:12:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        with_approval(&mut command, "marie.dupont", at, Some("Call before noon")).unwrap();
+        assert_eq!(command["data"]["approval"]["approved_by"], "marie.dupont");
+        assert_eq!(command["data"]["approval"]["note"], "Call before noon");
+        let task: Envelope<CreateTaskV1> = serde_json::from_value(command).unwrap();
+        assert_eq!(
+            task.data.approval.unwrap().note.unwrap().as_str(),
+            "Call before noon"
+        );
+    }
 }

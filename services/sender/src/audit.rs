@@ -240,6 +240,7 @@ pub fn task(
         segment: Some(command.segment.clone()),
         step: Some(command.step.clone()),
         customer_note: None,
+        approval: None,
     };
     record(topic, tenant, &command.customer_id, task_id, now, data)
 }

@@ -561,6 +561,7 @@ fn task(
             serde_json::from_value(delivery.command["data"]["step"].clone()).ok()
         }),
         customer_note: note.and_then(|note| Text::parse(note).ok()),
+        approval: None,
     };
     events::record(
         &state.settings.kafka.topics.tasks,

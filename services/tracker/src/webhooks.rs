@@ -141,6 +141,7 @@ fn undeliverable_task(
         segment: Code::parse(&delivery.segment).ok(),
         step: serde_json::from_value(delivery.command["data"]["step"].clone()).ok(),
         customer_note: None,
+        approval: None,
     };
     events::record(
         &state.settings.kafka.topics.tasks,

@@ -127,11 +127,17 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
 
     let (code, stdout, stderr) = relancectl(&url, TOKEN, &["approvals", "list"]).await;
     assert_eq!(code, 0, "{stderr}");
+    // A table a credit manager reads: who, how much, which step, since when.
+    let header = stdout.lines().next().unwrap();
+    for column in ["CUSTOMER", "AMOUNT DUE", "STEP", "WAITING"] {
+        assert!(header.contains(column), "{stdout}");
+    }
+    let row = stdout.lines().nth(1).unwrap();
     assert!(
-        stdout.contains("first_reminder email (first_reminder_vip)"),
+        row.contains("2,500.00 EUR") && row.contains("first_reminder email"),
         "{stdout}"
     );
-    let reminder_id = stdout.split_whitespace().next().unwrap().to_string();
+    let reminder_id = row.split_whitespace().next().unwrap().to_string();
 
     let (code, stdout, stderr) = relancectl(
         &url,
@@ -242,10 +248,12 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         relancectl(&url, TOKEN, &["invoices", "timeline", "inv_vip"]).await;
     assert_eq!(code, 0, "{stderr}");
     for expected in [
-        "inv_vip (acme, customer cus_vip): paused",
-        "Invoice issued",
-        // Paused before the relay published it: the approved command was cancelled.
-        "message first_reminder (email) cancelled",
+        "inv_vip (acme, customer cus_vip): paused, 2,500.00 EUR due",
+        "Invoice issued: €2,500.00, due on 2026-12-02",
+        "Reminder decided: message first_reminder (email, template first_reminder_personal)",
+        // Paused before the relay published it: the approved command was cancelled, and the
+        // story says so after the pause, not at the reminder's planned time.
+        "Reminder cancelled",
         "approve reminder by dev-operator",
         "edit reminder by dev-operator",
         "pause invoice by dev-operator",

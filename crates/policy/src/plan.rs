@@ -314,8 +314,11 @@ impl Planner<'_> {
         };
         for _ in 0..64 {
             let before = at;
-            if let Some(last) = self.contacts().filter(|contact| *contact <= at).max() {
-                let earliest = last + Duration::days(i64::from(rules.min_days_between_reminders));
+            // Both sides of `at`: a reminder decided a moment ago by another replica, whose
+            // clock read later than this one, may lie just after `at`.
+            let gap = Duration::days(i64::from(rules.min_days_between_reminders));
+            if let Some(last) = self.contacts().filter(|contact| *contact < at + gap).max() {
+                let earliest = last + gap;
                 if at < earliest {
                     at = earliest;
                     note(Adjustment::MinimumGap { last_at: last });
@@ -325,7 +328,8 @@ impl Planner<'_> {
                 let window = Duration::days(i64::from(cap.window_days));
                 let mut recent: Vec<DateTime<Utc>> = self
                     .contacts()
-                    .filter(|contact| *contact > at - window && *contact <= at)
+                    // Later contacts count too: they will be in a window with this one.
+                    .filter(|contact| *contact > at - window)
                     .collect();
                 let allowed = cap.count as usize;
                 if recent.len() >= allowed {

@@ -219,9 +219,7 @@ enum InvoiceCommand {
     /// Withdraw a customer's promise to pay: dunning resumes.
     CancelPromise(ResumeArgs),
     /// The invoice's events, reminders and manual actions, oldest first.
-    Timeline {
-        invoice_id: String,
-    },
+    Timeline { invoice_id: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -310,6 +310,63 @@ fn the_minimum_gap_and_the_cap_hold_across_a_customers_invoices() {
         .any(|adjustment| matches!(adjustment, Adjustment::MinimumGap { .. })));
 }
 
+/// Found by `make chaos` (issue 13): two scheduler replicas planned one customer milliseconds
+/// apart; the one whose clock read earlier locked the customer second, saw the other's reminder
+/// a few minutes *after* its own "now", and planned another at once: the gap only looked back.
+#[test]
+fn a_reminder_planned_just_after_now_counts_for_the_gap_and_the_cap() {
+    let policy = default_policy();
+    let reminder = |at: &str, invoice: &str| PastAction {
+        invoice_ids: vec![invoice.into()],
+        trigger: Trigger::DueDate,
+        step_id: "first_reminder".into(),
+        at: utc(at),
+        kind: PastActionKind::Reminder,
+    };
+    let now = utc("2026-12-03T09:00:00Z");
+    // The other replica's reminder, five minutes ahead of this replica's clock.
+    let history = vec![reminder("2026-12-03T09:05:00Z", "inv_other")];
+    let planned = plan(
+        &policy,
+        &customer("cus_1"),
+        &invoice("inv_1", 10_000, "2026-12-03"),
+        &history,
+        now,
+    );
+    match planned.decision {
+        Decision::Send { step } => {
+            assert!(
+                step.at >= utc("2026-12-06T09:05:00Z"),
+                "{} is within the gap of the reminder at 09:05",
+                step.at
+            );
+        }
+        Decision::Wait { until, .. } => assert!(until >= utc("2026-12-06T09:05:00Z"), "{until}"),
+        other => panic!("{other:?}"),
+    }
+    // The cap counts it too: three before now and this one make four in thirty days.
+    let history = vec![
+        reminder("2026-11-10T08:00:00Z", "inv_a"),
+        reminder("2026-11-15T08:00:00Z", "inv_b"),
+        reminder("2026-11-20T08:00:00Z", "inv_c"),
+        reminder("2026-12-03T09:05:00Z", "inv_other"),
+    ];
+    let planned = plan(
+        &policy,
+        &customer("cus_1"),
+        &invoice("inv_1", 10_000, "2026-12-03"),
+        &history,
+        now,
+    );
+    if let Decision::Send { step } = planned.decision {
+        assert!(
+            step.at >= utc("2026-12-10T08:00:00Z"),
+            "{}: over the cap",
+            step.at
+        );
+    }
+}
+
 #[test]
 fn a_reply_after_a_stop_on_reply_step_hands_over_to_a_person() {
     let policy = default_policy();

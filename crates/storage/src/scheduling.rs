@@ -491,6 +491,35 @@ pub async fn reminder_changes_of_invoice(
         .collect())
 }
 
+/// The queued message nearest to `at` among a customer's other reminders, within `gap` on
+/// either side: what an approval "now" would come too close to.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn reminder_within_gap(
+    connection: &mut PgConnection,
+    tenant: &str,
+    customer_id: &str,
+    except: Uuid,
+    at: DateTime<Utc>,
+    gap: chrono::Duration,
+) -> Result<Option<DateTime<Utc>>, StorageError> {
+    sqlx::query_scalar(
+        "SELECT max(scheduled_for) FROM reminders
+         WHERE tenant = $1 AND customer_id = $2 AND reminder_id <> $3
+           AND status = 'queued' AND kind = 'message'
+           AND scheduled_for > $4 - $5 AND scheduled_for < $4 + $5",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .bind(except)
+    .bind(at)
+    .bind(gap)
+    .fetch_one(connection)
+    .await
+    .map_err(StorageError::query("looking for reminders within the gap"))
+}
+
 /// Reminders awaiting approval, oldest first, optionally of one tenant, and only of `tenants`
 /// when given (the tenants an admin token may see).
 ///

@@ -420,6 +420,36 @@ async fn approve(
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
     let mut row = awaiting(&mut transaction, reminder_id, &actor).await?;
+    // Going out now must not break the policy's gap with a reminder that went out meanwhile
+    // (two reminders approved together would leave together).
+    let gap_days = state
+        .policies
+        .for_tenant(&row.tenant)
+        .rules
+        .min_days_between_reminders;
+    let gap = chrono::Duration::days(i64::from(gap_days));
+    if row.kind == "message" && gap_days > 0 {
+        if let Some(other) = scheduling::reminder_within_gap(
+            &mut transaction,
+            &row.tenant,
+            &row.customer_id,
+            row.reminder_id,
+            now,
+            gap,
+        )
+        .await?
+        {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "too_soon",
+                format!(
+                    "another reminder to this customer is due {}; the policy keeps {gap_days} days between reminders: approve it from {}, or reject it",
+                    other.format("%Y-%m-%d %H:%M UTC"),
+                    (other + gap).format("%Y-%m-%d %H:%M UTC")
+                ),
+            ));
+        }
+    }
     with_approval(&mut row.command, &actor.0, now, decision.note.as_deref())?;
     row.status = "queued".into();
     row.decided_by = Some(actor.0.clone());

@@ -192,6 +192,36 @@ async fn a_token_acts_only_for_its_tenants_and_within_its_role() {
         .unwrap();
     assert_eq!(status, "awaiting_approval");
 
+    // Found by `make chaos` (issue 13): two reminders of one customer approved together left
+    // together. An approval that would break the policy's gap is refused with when it may go.
+    sqlx::query(
+        "INSERT INTO reminders (reminder_id, idempotency_key, tenant, customer_id, invoice_ids,
+                                kind, trigger, step_id, channel, segment, status, scheduled_for,
+                                policy_id, policy_version, topic, command)
+         VALUES ($1, 'other-step', 'acme', 'cus_vip', ARRAY['inv_other'], 'message', '{}',
+                 'courtesy', 'email', 'vip', 'queued', $2, 'default', 1, 'relance.reminders',
+                 '{}')",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(now - chrono::Duration::days(1))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, answer) = call(
+        ACME,
+        "POST",
+        format!("/v1/approvals/{reminder}/approve"),
+        Some(serde_json::json!({})),
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "too_soon", "{answer}");
+    sqlx::query("UPDATE reminders SET scheduled_for = $1 WHERE idempotency_key = 'other-step'")
+        .bind(now - chrono::Duration::days(4))
+        .execute(&pool)
+        .await
+        .unwrap();
+
     // acme's credit manager approves; the action records tenant, holder and role.
     let (status, answer) = call(
         ACME,

@@ -98,15 +98,15 @@ impl Pages {
 
     /// The locale folder to use for a customer's locale (`fr-FR` → `fr`), English otherwise.
     pub fn locale(&self, wanted: Option<&str>) -> String {
-        let language = wanted
-            .and_then(|locale| locale.split(['-', '_']).next())
-            .map(str::to_ascii_lowercase)
-            .unwrap_or_default();
-        if self.messages.contains_key(&language) {
-            language
-        } else {
-            "en".into()
-        }
+        wanted
+            .and_then(|locale| self.language_with_pages(locale))
+            .unwrap_or_else(|| "en".into())
+    }
+
+    /// The language of `locale` (`fr-FR` → `fr`) when it has pages.
+    fn language_with_pages(&self, locale: &str) -> Option<String> {
+        let language = locale.split(['-', '_']).next()?.to_ascii_lowercase();
+        self.messages.contains_key(&language).then_some(language)
     }
 
     /// The locale folder for a request's `Accept-Language` (for pages shown before the link
@@ -130,9 +130,7 @@ impl Pages {
         wanted.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         wanted
             .into_iter()
-            .filter_map(|(_, _, tag)| tag.split(['-', '_']).next())
-            .map(str::to_ascii_lowercase)
-            .find(|language| self.messages.contains_key(language))
+            .find_map(|(_, _, tag)| self.language_with_pages(tag))
             .unwrap_or_else(|| "en".into())
     }
 

@@ -2,13 +2,7 @@
 //! documents, with its status: 400 for what cannot be read, 413 for a body too large; never
 //! axum's plain-text 415 or 422, never a 500 for a character PostgreSQL refuses.
 
-use std::sync::Arc;
-
 use relance_config::ServiceName;
-use relance_runtime::ManualClock;
-use relance_scheduler::admin::{router, AdminState};
-use relance_scheduler::metrics::SchedulerMetrics;
-use relance_scheduler::policies::PolicySet;
 use relance_testkit::{create_unique_database, create_unique_topics, test_settings};
 
 const TOKEN: &str = "dev-only-admin-token-not-for-production";
@@ -17,21 +11,7 @@ async fn admin_api() -> String {
     let mut settings = create_unique_database(&test_settings(ServiceName::Scheduler)).await;
     settings.kafka.topics = create_unique_topics(&settings, "conformance", 1).await;
     let pool = relance_storage::lazy_pool(&settings.database, "test");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AdminState {
-        pool,
-        tokens: Arc::new(
-            relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file).unwrap(),
-        ),
-        topics: settings.kafka.topics.clone(),
-        clock: Arc::new(ManualClock::new(chrono::Utc::now())),
-        metrics: SchedulerMetrics::register(&prometheus::Registry::new()).unwrap(),
-        relay: Arc::new(tokio::sync::Notify::new()),
-        policies: Arc::new(PolicySet::load(&settings.scheduler.policies_dir).unwrap()),
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
+    crate::serve_admin_api(&settings, pool, chrono::Utc::now()).await
 }
 
 #[tokio::test]

@@ -2,15 +2,9 @@
 //! relancectl command must reach exactly the object it names, never another route or object.
 //! Also item 3: `relancectl customers erase` through the admin API.
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Utc};
 use relance_config::ServiceName;
 use relance_domain::{Currency, InvoiceFact, Money};
-use relance_runtime::ManualClock;
-use relance_scheduler::admin::{router, AdminState};
-use relance_scheduler::metrics::SchedulerMetrics;
-use relance_scheduler::policies::PolicySet;
 use relance_testkit::{
     create_unique_database, create_unique_topics, customer_event, invoice_event, seed,
     test_settings,
@@ -88,20 +82,7 @@ async fn hostile_ids_reach_exactly_their_object_through_every_command() {
     )
     .await;
     let pool = relance_storage::lazy_pool(&settings.database, "test");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AdminState {
-        pool: pool.clone(),
-        tokens: Arc::new(
-            relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file).unwrap(),
-        ),
-        topics: settings.kafka.topics.clone(),
-        clock: Arc::new(ManualClock::new(now)),
-        metrics: SchedulerMetrics::register(&prometheus::Registry::new()).unwrap(),
-        relay: Arc::new(tokio::sync::Notify::new()),
-        policies: Arc::new(PolicySet::load(&settings.scheduler.policies_dir).unwrap()),
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = crate::serve_admin_api(&settings, pool.clone(), now).await;
 
     let bystander_before = bystander_state(&pool).await;
     let commands: Vec<Vec<&str>> = vec![

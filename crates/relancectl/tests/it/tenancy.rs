@@ -8,8 +8,6 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use relance_config::ServiceName;
 use relance_domain::{Currency, InvoiceFact, Money};
-use relance_runtime::ManualClock;
-use relance_scheduler::admin::{router, AdminState};
 use relance_scheduler::metrics::SchedulerMetrics;
 use relance_scheduler::planner::Scheduler;
 use relance_scheduler::policies::PolicySet;
@@ -78,20 +76,7 @@ async fn a_token_acts_only_for_its_tenants_and_within_its_role() {
             .await
             .unwrap();
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let app = router(AdminState {
-        pool: pool.clone(),
-        tokens: Arc::new(
-            relance_config::read_admin_tokens(&settings.scheduler.admin_tokens_file).unwrap(),
-        ),
-        topics: settings.kafka.topics.clone(),
-        clock: Arc::new(ManualClock::new(now)),
-        metrics,
-        relay,
-        policies,
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = crate::serve_admin_api(&settings, pool.clone(), now).await;
     let http = reqwest::Client::new();
     let call = |token: &'static str,
                 method: &'static str,

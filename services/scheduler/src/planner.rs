@@ -200,24 +200,58 @@ impl Scheduler {
     ) -> Result<TickReport, SchedulerError> {
         let started = Instant::now();
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+        let planned = self.plan_claimed(&mut transaction, now, only).await;
+        let (report, outbox) = match planned {
+            Ok(planned) => planned,
+            Err(error) => {
+                // Rolled back here, not when the connection is dropped: a dropped transaction
+                // keeps its row locks until the pool gets round to it, and the round that
+                // isolates customers one by one would then skip them as held elsewhere.
+                if let Err(rollback) = transaction.rollback().await {
+                    tracing::warn!(error = %rollback, "Rolling back a failed scheduling batch failed; the connection is closed.");
+                }
+                return Err(error);
+            }
+        };
+        transaction
+            .commit()
+            .await
+            .map_err(|source| StorageError::Query {
+                context: "committing the scheduling batch",
+                source,
+            })?;
+        if outbox {
+            self.relay.notify_one();
+        }
+        if report.customers > 0 {
+            self.metrics
+                .record_tick(report.customers, started.elapsed().as_secs_f64());
+        }
+        Ok(report)
+    }
+
+    /// Claims and plans the due customers (among `only`) inside `transaction`; tells whether
+    /// anything was put in the outbox.
+    async fn plan_claimed(
+        &self,
+        transaction: &mut sqlx::PgConnection,
+        now: DateTime<Utc>,
+        only: Option<&[String]>,
+    ) -> Result<(TickReport, bool), SchedulerError> {
         let customer_ids = scheduling::claim_due_customers_among(
-            &mut transaction,
+            transaction,
             now,
             i64::from(self.settings.batch_customers),
             only,
         )
         .await?;
         if customer_ids.is_empty() {
-            transaction
-                .commit()
-                .await
-                .map_err(StorageError::Unreachable)?;
-            return Ok(TickReport::default());
+            return Ok((TickReport::default(), false));
         }
-        let customers = scheduling::load_customers(&mut transaction, &customer_ids).await?;
-        let loaded = scheduling::load_schedulable_invoices(&mut transaction, &customer_ids).await?;
+        let customers = scheduling::load_customers(transaction, &customer_ids).await?;
+        let loaded = scheduling::load_schedulable_invoices(transaction, &customer_ids).await?;
         let since = now - Duration::days(i64::from(self.settings.history_days));
-        let history = scheduling::reminder_history(&mut transaction, &customer_ids, since).await?;
+        let history = scheduling::reminder_history(transaction, &customer_ids, since).await?;
         let mut book = Book {
             invoices: loaded
                 .into_iter()
@@ -242,21 +276,9 @@ impl Scheduler {
             self.plan(customer, &book, &rows, now, &mut writes, &mut report)?;
         }
         let outbox = self
-            .record(&mut transaction, &mut book, writes, now, &mut report)
+            .record(transaction, &mut book, writes, now, &mut report)
             .await?;
-        transaction
-            .commit()
-            .await
-            .map_err(|source| StorageError::Query {
-                context: "committing the scheduling batch",
-                source,
-            })?;
-        if outbox {
-            self.relay.notify_one();
-        }
-        self.metrics
-            .record_tick(report.customers, started.elapsed().as_secs_f64());
-        Ok(report)
+        Ok((report, outbox))
     }
 
     /// Asks the planning loop about one customer and gathers what it decided.

@@ -144,7 +144,7 @@ SELECT d.step_id, d.template, coalesce(d.variant, '') AS variant, d.channel, c.c
        count(DISTINCT d.reminder_id) FILTER (WHERE c.payments > 0) AS converted,
        coalesce(sum(c.minor), 0) AS recovered_minor,
        count(DISTINCT d.reminder_id) FILTER (WHERE EXISTS (
-           SELECT 1 FROM invoices v WHERE v.invoice_id = ANY (d.invoice_ids)
+           SELECT 1 FROM invoices v WHERE v.tenant = d.tenant AND v.invoice_id = ANY (d.invoice_ids)
              AND v.paid_at IS NOT NULL AND v.paid_at::date <= v.due_on)) AS paid_by_due_date
 FROM deliveries d LEFT JOIN credited c ON c.reminder_id = d.reminder_id
 WHERE d.tenant = %s AND d.status = 'sent'

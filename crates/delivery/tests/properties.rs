@@ -83,6 +83,7 @@ proptest! {
             })
             .collect();
         let customer = GuardCustomer {
+            tenant: "acme".into(),
             customer_id: commands[0].customer_id.as_str().to_string(),
             held: false,
             held_until: None,

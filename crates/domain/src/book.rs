@@ -11,7 +11,7 @@ use crate::customer::{
     apply_customer_event, payment_behaviour, CustomerEvent, CustomerFacts, PaymentBehaviour,
 };
 use crate::invoice::{apply_invoice_event, DunningState, DunningView, Invoice, InvoiceEvent};
-use crate::{reject, Rejection, RejectionReason};
+use crate::Rejection;
 
 /// An event for the book.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,20 +31,30 @@ pub struct StateChange {
     pub to: DunningView,
 }
 
-/// Invoices and customers by id.
+/// An invoice's or a customer's key: `(tenant, id)`. Ids are each tenant's own (two billing
+/// entities may both number an invoice `F-2026-0001`), so nothing is ever looked up by id alone.
+pub type Scoped = (String, String);
+
+/// The key of `id` in `tenant`.
+#[must_use]
+pub fn scoped(tenant: &str, id: &str) -> Scoped {
+    (tenant.to_string(), id.to_string())
+}
+
+/// Invoices and customers by `(tenant, id)`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Book {
-    pub invoices: BTreeMap<String, Invoice>,
-    pub customers: BTreeMap<String, CustomerFacts>,
+    pub invoices: BTreeMap<Scoped, Invoice>,
+    pub customers: BTreeMap<Scoped, CustomerFacts>,
 }
 
 impl Book {
     /// Applies `event`; returns the state change it caused, if any, judged on `today`.
     ///
     /// # Errors
-    /// [`Rejection`] when the event contradicts what the book holds (another tenant's customer
-    /// or invoice, another customer's invoice, another currency, an overflowing sum). The book
-    /// is unchanged then.
+    /// [`Rejection`] when the event contradicts what the book holds (another customer's invoice,
+    /// another currency, an overflowing sum). The book is unchanged then. Another tenant's
+    /// records are never in the way: each tenant's ids are its own.
     pub fn apply(
         &mut self,
         event: &BookEvent,
@@ -52,34 +62,25 @@ impl Book {
     ) -> Result<Option<StateChange>, Rejection> {
         match event {
             BookEvent::Customer(event) => {
-                let facts = apply_customer_event(self.customers.get(&event.customer_id), event)?;
-                self.customers.insert(event.customer_id.clone(), facts);
+                let key = scoped(&event.tenant, &event.customer_id);
+                let facts = apply_customer_event(self.customers.get(&key), event)?;
+                self.customers.insert(key, facts);
                 Ok(None)
             }
             BookEvent::Invoice(event) => {
-                if let Some(customer) = self.customers.get(&event.customer_id) {
-                    if customer.tenant != event.tenant {
-                        return Err(reject(
-                            RejectionReason::TenantMismatch,
-                            format!(
-                                "customer {} belongs to tenant {}, not {}",
-                                event.customer_id, customer.tenant, event.tenant
-                            ),
-                        ));
-                    }
-                }
-                let current = self.invoices.get(&event.invoice_id);
+                let key = scoped(&event.tenant, &event.invoice_id);
+                let current = self.invoices.get(&key);
                 let before = current.map(|invoice| invoice.view(today));
                 let invoice = apply_invoice_event(current, event)?;
                 let after = invoice.view(today);
                 self.customers
-                    .entry(event.customer_id.clone())
+                    .entry(scoped(&event.tenant, &event.customer_id))
                     .or_insert_with(|| CustomerFacts {
                         tenant: event.tenant.clone(),
                         customer_id: event.customer_id.clone(),
                         profile: None,
                     });
-                self.invoices.insert(event.invoice_id.clone(), invoice);
+                self.invoices.insert(key, invoice);
                 let from = before.filter(|view| view.state != DunningState::AwaitingInvoice);
                 let changed = after.state != DunningState::AwaitingInvoice
                     && from.as_ref().is_none_or(|from| {
@@ -109,30 +110,51 @@ impl Book {
         now: chrono::DateTime<chrono::Utc>,
         fallback: chrono_tz::Tz,
     ) -> Result<Option<StateChange>, Rejection> {
-        let customer_id = match event {
-            BookEvent::Customer(event) => &event.customer_id,
-            BookEvent::Invoice(event) => &event.customer_id,
+        let (tenant, customer_id) = match event {
+            BookEvent::Customer(event) => (&event.tenant, &event.customer_id),
+            BookEvent::Invoice(event) => (&event.tenant, &event.customer_id),
         };
-        let today = self.today_of(customer_id, now, fallback);
+        let today = self.today_of(tenant, customer_id, now, fallback);
         self.apply(event, today)
     }
 
     /// The customer's date at `now`.
     pub fn today_of(
         &self,
+        tenant: &str,
         customer_id: &str,
         now: chrono::DateTime<chrono::Utc>,
         fallback: chrono_tz::Tz,
     ) -> NaiveDate {
-        crate::calendar::customer_today(self.customers.get(customer_id), fallback, now)
+        crate::calendar::customer_today(
+            self.customers.get(&scoped(tenant, customer_id)),
+            fallback,
+            now,
+        )
     }
 
-    /// The payment behaviour of `customer_id` from the invoices in the book, on `today`.
-    pub fn behaviour_of(&self, customer_id: &str, today: NaiveDate) -> PaymentBehaviour {
+    /// The customer's date at `now`, for one of their invoices.
+    pub fn today_of_invoice(
+        &self,
+        invoice: &Invoice,
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> NaiveDate {
+        self.today_of(&invoice.tenant, &invoice.customer_id, now, fallback)
+    }
+
+    /// The payment behaviour of `customer_id` of `tenant` from the invoices in the book, on
+    /// `today`.
+    pub fn behaviour_of(
+        &self,
+        tenant: &str,
+        customer_id: &str,
+        today: NaiveDate,
+    ) -> PaymentBehaviour {
         let outcomes: Vec<_> = self
             .invoices
             .values()
-            .filter(|invoice| invoice.customer_id == customer_id)
+            .filter(|invoice| invoice.tenant == tenant && invoice.customer_id == customer_id)
             .filter_map(|invoice| invoice.outcome(today))
             .collect();
         payment_behaviour(&outcomes)

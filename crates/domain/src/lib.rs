@@ -22,7 +22,7 @@ mod invoice;
 mod money;
 mod version;
 
-pub use book::{Book, BookEvent, StateChange};
+pub use book::{scoped, Book, BookEvent, Scoped, StateChange};
 pub use customer::{
     apply_customer_event, payment_behaviour, Contact, CustomerEvent, CustomerFacts,
     CustomerProfile, InvoiceOutcome, PaymentBehaviour, PreferredChannel, RiskLevel, Segment,

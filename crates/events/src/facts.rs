@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use relance_domain::calendar::UNKNOWN_ZONE;
-use relance_domain::{Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact};
+use relance_domain::{scoped, Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact, Scoped};
 use relance_storage::outbox::OutboxRecord;
 use relance_storage::{invoices, scheduling, StorageError};
 use sqlx::PgConnection;
@@ -31,13 +31,15 @@ pub struct FactSource<'a> {
     pub cause_type: &'a str,
 }
 
-/// Applies `fact` to each of `invoice_ids` (those that exist), in `transaction`: stores the
-/// invoices, marks them for planning, and returns the `state_changed` records to enqueue.
+/// Applies `fact` to each of `invoice_ids` of `tenant` (those that exist), in `transaction`:
+/// stores the invoices, marks them for planning, and returns the `state_changed` records to
+/// enqueue.
 ///
 /// # Errors
 /// [`ApplyError`] when the database fails or the domain refuses the fact.
 pub async fn apply_invoice_fact(
     transaction: &mut PgConnection,
+    tenant: &str,
     invoice_ids: &[String],
     fact: &InvoiceFact,
     origin: &FactSource<'_>,
@@ -45,8 +47,12 @@ pub async fn apply_invoice_fact(
     events_topic: &str,
 ) -> Result<Vec<OutboxRecord>, ApplyError> {
     // Customers before invoices, as everywhere (docs/operations.md#lock-order).
+    let keys: Vec<Scoped> = invoice_ids
+        .iter()
+        .map(|invoice_id| scoped(tenant, invoice_id))
+        .collect();
     let (locked_customers, loaded) =
-        invoices::load_for_update_with_customers(transaction, invoice_ids).await?;
+        invoices::load_for_update_with_customers(transaction, &keys).await?;
     if loaded.is_empty() {
         return Ok(Vec::new());
     }
@@ -55,11 +61,12 @@ pub async fn apply_invoice_fact(
         customers: locked_customers.into_iter().collect(),
     };
     let mut records = Vec::new();
-    let ids: Vec<String> = book.invoices.keys().cloned().collect();
-    for invoice_id in &ids {
-        let Some(invoice) = book.invoices.get(invoice_id) else {
+    let ids: Vec<Scoped> = book.invoices.keys().cloned().collect();
+    for key in &ids {
+        let Some(invoice) = book.invoices.get(key) else {
             continue;
         };
+        let invoice_id = &key.1;
         let event_id = format!("{}:{}:{invoice_id}", fact.name(), origin.cause_id);
         let event = BookEvent::Invoice(InvoiceEvent {
             event_id: event_id.clone(),
@@ -90,7 +97,7 @@ pub async fn apply_invoice_fact(
         .invoices
         .values()
         .map(|invoice| {
-            let today = book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE);
+            let today = book.today_of_invoice(invoice, now, UNKNOWN_ZONE);
             (invoice, invoice.view(today), today)
         })
         .collect();

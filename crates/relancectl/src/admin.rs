@@ -7,6 +7,8 @@ pub struct Client {
     base: String,
     token: Option<String>,
     json: bool,
+    /// `?tenant=` on the routes about one invoice or customer.
+    tenant: Option<String>,
     http: reqwest::Client,
 }
 
@@ -16,7 +18,23 @@ impl Client {
             base: base.trim_end_matches('/').to_string(),
             token: token.map(str::to_string),
             json,
+            tenant: None,
             http: reqwest::Client::new(),
+        }
+    }
+
+    /// Names `tenant` on the routes about one invoice or customer.
+    #[must_use]
+    pub fn for_tenant(mut self, tenant: Option<&str>) -> Self {
+        self.tenant = tenant.map(str::to_string);
+        self
+    }
+
+    /// `path` about one invoice or customer, with `?tenant=` when one is named.
+    fn scoped(&self, path: String) -> String {
+        match &self.tenant {
+            Some(tenant) => format!("{path}?tenant={}", percent_encode(tenant)),
+            None => path,
         }
     }
 
@@ -137,7 +155,7 @@ impl Client {
         until: Option<&str>,
     ) -> Result<(), String> {
         self.change(
-            &format!("/v1/{kind}/{}/pause", percent_encode(id)),
+            &self.scoped(format!("/v1/{kind}/{}/pause", percent_encode(id))),
             json!({"reason": reason, "until": until}),
         )
         .await
@@ -145,7 +163,7 @@ impl Client {
 
     pub async fn resume(&self, kind: &str, id: &str, reason: &str) -> Result<(), String> {
         self.change(
-            &format!("/v1/{kind}/{}/resume", percent_encode(id)),
+            &self.scoped(format!("/v1/{kind}/{}/resume", percent_encode(id))),
             json!({"reason": reason}),
         )
         .await
@@ -154,7 +172,7 @@ impl Client {
     /// `POST /v1/customers/{id}/erase`.
     pub async fn erase_customer(&self, id: &str, legal_basis: &str) -> Result<(), String> {
         self.change(
-            &format!("/v1/customers/{}/erase", percent_encode(id)),
+            &self.scoped(format!("/v1/customers/{}/erase", percent_encode(id))),
             json!({"legal_basis": legal_basis}),
         )
         .await
@@ -163,7 +181,7 @@ impl Client {
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
     pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
         self.change(
-            &format!("/v1/invoices/{}/{action}", percent_encode(id)),
+            &self.scoped(format!("/v1/invoices/{}/{action}", percent_encode(id))),
             json!({"reason": reason}),
         )
         .await
@@ -186,7 +204,10 @@ impl Client {
         let timeline = self
             .call(
                 reqwest::Method::GET,
-                &format!("/v1/invoices/{}/timeline", percent_encode(invoice_id)),
+                &self.scoped(format!(
+                    "/v1/invoices/{}/timeline",
+                    percent_encode(invoice_id)
+                )),
                 None,
             )
             .await?;

@@ -38,6 +38,11 @@ struct Cli {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// The tenant whose invoice or customer an id names (ids are each tenant's own). Needed
+    /// only when the token sees that id in several tenants; for `approvals list`, the tenant
+    /// to list.
+    #[arg(long, env = "RELANCE_TENANT", global = true)]
+    tenant: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -158,10 +163,7 @@ enum PolicyCommand {
 #[derive(Debug, Subcommand)]
 enum ApprovalCommand {
     /// List reminders awaiting approval.
-    List {
-        #[arg(long)]
-        tenant: Option<String>,
-    },
+    List,
     /// Approve a reminder: it goes out now.
     Approve {
         reminder_id: String,
@@ -265,10 +267,11 @@ async fn main() -> ExitCode {
                 tenants,
             }) => mint(&holder, &role, &tenants),
             command => {
-                let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json);
+                let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json)
+                    .for_tenant(cli.tenant.as_deref());
                 match command {
-                Command::Approvals(ApprovalCommand::List { tenant }) => {
-                    client.list_approvals(tenant.as_deref()).await
+                Command::Approvals(ApprovalCommand::List) => {
+                    client.list_approvals(cli.tenant.as_deref()).await
                 }
                 Command::Approvals(ApprovalCommand::Approve { reminder_id, note }) => {
                     client

@@ -6,33 +6,34 @@ use relance_domain::{CustomerFacts, PaymentBehaviour, PreferredChannel, RiskLeve
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
+use crate::{key_columns, Scoped};
 
-/// Loads and locks the customers among `customer_ids` that exist.
+/// Loads and locks the customers among `keys` (tenant, customer id) that exist.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored customer is unreadable.
 pub async fn load_for_update(
     connection: &mut PgConnection,
-    customer_ids: &[String],
-) -> Result<HashMap<String, CustomerFacts>, StorageError> {
-    if customer_ids.is_empty() {
+    keys: &[Scoped],
+) -> Result<HashMap<Scoped, CustomerFacts>, StorageError> {
+    if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut sorted = customer_ids.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT customer_id, facts FROM customers WHERE customer_id = ANY($1)
-         ORDER BY customer_id FOR UPDATE",
+    let (tenants, ids) = key_columns(keys);
+    let rows: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT tenant, customer_id, facts FROM customers
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, customer_id FOR UPDATE",
     )
-    .bind(&sorted)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading customers"))?;
     rows.into_iter()
-        .map(|(id, facts)| {
+        .map(|(tenant, id, facts)| {
             serde_json::from_value(facts)
-                .map(|facts| (id.clone(), facts))
+                .map(|facts| ((tenant, id.clone()), facts))
                 .map_err(|source| StorageError::Corrupt {
                     what: "customer",
                     id,
@@ -144,7 +145,7 @@ pub async fn upsert(
                   timezone, country, vip, risk_level, customer_since, tags, preferred_channel,
                   paid_invoices, paid_on_time, total_days_late, open_invoices, overdue_invoices,
                   open_balance, lifetime_paid, first_invoice_on, facts)
-         ON CONFLICT (customer_id) DO UPDATE SET
+         ON CONFLICT (tenant, customer_id) DO UPDATE SET
              legal_name = EXCLUDED.legal_name, first_name = EXCLUDED.first_name,
              last_name = EXCLUDED.last_name, email = EXCLUDED.email, phone = EXCLUDED.phone,
              locale = EXCLUDED.locale, timezone = EXCLUDED.timezone, country = EXCLUDED.country,

@@ -388,6 +388,7 @@ pub async fn lock_customers_for_guard(
 /// A customer's hold and recent messages, as the database has them now.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GuardCustomer {
+    pub tenant: String,
     pub customer_id: String,
     pub held: bool,
     pub held_until: Option<NaiveDate>,
@@ -413,20 +414,19 @@ pub async fn guard_customers(
     if customers.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sorted = customers.to_vec();
-    sorted.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
-    sorted.dedup();
-    let tenants: Vec<&str> = sorted.iter().map(|key| key.0.as_str()).collect();
-    let ids: Vec<&str> = sorted.iter().map(|key| key.1.as_str()).collect();
+    let (tenants, ids) = crate::key_columns(customers);
     sqlx::query(
-        "SELECT 1 FROM customers WHERE customer_id = ANY($1) ORDER BY customer_id FOR SHARE",
+        "SELECT 1 FROM customers
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, customer_id FOR SHARE",
     )
+    .bind(&tenants)
     .bind(&ids)
     .execute(&mut *connection)
     .await
     .map_err(StorageError::query("locking customers for the guard"))?;
     sqlx::query_as(
-        "SELECT ids.customer_id, coalesce(c.held, false) AS held, c.held_until,
+        "SELECT ids.tenant, ids.customer_id, coalesce(c.held, false) AS held, c.held_until,
                 (SELECT count(*) FROM deliveries d
                  WHERE d.customer_id = ids.customer_id AND d.tenant = ids.tenant
                    AND d.delivery_id <> ALL($4)
@@ -438,7 +438,7 @@ pub async fn guard_customers(
                    AND ((d.status = 'sent' AND d.sent_at >= $3) OR d.sending_since IS NOT NULL))
                  AS oldest_recent
          FROM unnest($1::text[], $2::text[]) AS ids(tenant, customer_id)
-         LEFT JOIN customers c ON c.customer_id = ids.customer_id",
+         LEFT JOIN customers c ON c.tenant = ids.tenant AND c.customer_id = ids.customer_id",
     )
     .bind(&tenants)
     .bind(&ids)
@@ -594,6 +594,7 @@ pub struct DeliveryRecord {
 /// [`StorageError::Query`] when the query fails.
 pub async fn for_invoice(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Vec<DeliveryRecord>, StorageError> {
     sqlx::query_as(
@@ -601,9 +602,11 @@ pub async fn for_invoice(
                 status, attempts, provider, provider_message_id, recipient, subject, body_sha256,
                 skip_reason, error_class, error_code, error_message, sent_at, received_at,
                 finished_at
-         FROM deliveries WHERE invoice_ids @> ARRAY[$1::text] ORDER BY received_at, delivery_id",
+         FROM deliveries WHERE invoice_ids @> ARRAY[$1::text] AND tenant = $2
+         ORDER BY received_at, delivery_id",
     )
     .bind(invoice_id)
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("reading deliveries"))

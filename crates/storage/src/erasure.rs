@@ -117,7 +117,8 @@ pub async fn erase_customer(
     // Commands not yet published would carry the data out: they go.
     erased.queued_commands = run(
         "DELETE FROM outbox WHERE published_at IS NULL AND cancel_keys && ARRAY(
-             SELECT invoice_id FROM invoices WHERE tenant = $1 AND customer_id = $2)",
+             SELECT tenant || ' ' || invoice_id FROM invoices
+             WHERE tenant = $1 AND customer_id = $2)",
     )
     .execute(&mut *connection)
     .await

@@ -7,6 +7,13 @@ use relance_domain::{DunningState, DunningView, Invoice};
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
+use crate::{key_columns, Scoped};
+
+type Row = (String, String, serde_json::Value);
+
+fn decode_keyed((tenant, id, facts): Row) -> Result<(Scoped, Invoice), StorageError> {
+    decode(&id, facts).map(|invoice| ((tenant, id), invoice))
+}
 
 fn decode(invoice_id: &str, facts: serde_json::Value) -> Result<Invoice, StorageError> {
     serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
@@ -16,154 +23,164 @@ fn decode(invoice_id: &str, facts: serde_json::Value) -> Result<Invoice, Storage
     })
 }
 
-/// Loads and locks the invoices among `invoice_ids` that exist, for the rest of the transaction.
-/// Their customers must be locked first ([`load_for_update_with_customers`]) by any
-/// transaction that may also lock customers.
+/// Loads and locks the invoices among `keys` (tenant, invoice id) that exist, for the rest of
+/// the transaction. Their customers must be locked first ([`load_for_update_with_customers`])
+/// by any transaction that may also lock customers.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
 pub async fn load_for_update(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
-) -> Result<HashMap<String, Invoice>, StorageError> {
-    if invoice_ids.is_empty() {
+    keys: &[Scoped],
+) -> Result<HashMap<Scoped, Invoice>, StorageError> {
+    if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut sorted = invoice_ids.to_vec();
     // Locking in one order everywhere keeps concurrent batches from deadlocking.
-    sorted.sort();
-    sorted.dedup();
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)
-         ORDER BY invoice_id FOR UPDATE",
+    let (tenants, ids) = key_columns(keys);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant, invoice_id, facts FROM invoices
+         WHERE (tenant, invoice_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, invoice_id FOR UPDATE",
     )
-    .bind(&sorted)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading invoices"))?;
-    rows.into_iter()
-        .map(|(id, facts)| decode(&id, facts).map(|invoice| (id, invoice)))
-        .collect()
+    rows.into_iter().map(decode_keyed).collect()
 }
 
-/// Locks the customers of the invoices among `invoice_ids`, then those invoices, in the one
-/// lock order (docs/operations.md#lock-order), and returns both.
+/// Locks the customers of the invoices among `keys`, then those invoices, in the one lock
+/// order (docs/operations.md#lock-order), and returns both.
 ///
 /// # Errors
 /// [`StorageError`] when a query fails or a stored record is unreadable.
 pub async fn load_for_update_with_customers(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
+    keys: &[Scoped],
 ) -> Result<
     (
-        HashMap<String, relance_domain::CustomerFacts>,
-        HashMap<String, Invoice>,
+        HashMap<Scoped, relance_domain::CustomerFacts>,
+        HashMap<Scoped, Invoice>,
     ),
     StorageError,
 > {
     // An invoice never changes customer, so the unlocked read names the right rows.
-    let customer_ids = customers_of(connection, invoice_ids).await?;
-    let customers = crate::customers::load_for_update(connection, &customer_ids).await?;
-    let invoices = load_for_update(connection, invoice_ids).await?;
+    let customer_keys = customers_of(connection, keys).await?;
+    let customers = crate::customers::load_for_update(connection, &customer_keys).await?;
+    let invoices = load_for_update(connection, keys).await?;
     Ok((customers, invoices))
 }
 
-/// The customers of the invoices among `invoice_ids` that exist, sorted, without locking
-/// anything (to lock customers before their invoices).
+/// The customers (tenant, customer id) of the invoices among `keys` that exist, sorted,
+/// without locking anything (to lock customers before their invoices).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
 pub async fn customers_of(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
-) -> Result<Vec<String>, StorageError> {
-    if invoice_ids.is_empty() {
+    keys: &[Scoped],
+) -> Result<Vec<Scoped>, StorageError> {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
-    sqlx::query_scalar(
-        "SELECT DISTINCT customer_id FROM invoices WHERE invoice_id = ANY($1) ORDER BY customer_id",
+    let (tenants, ids) = key_columns(keys);
+    sqlx::query_as(
+        "SELECT DISTINCT tenant, customer_id FROM invoices
+         WHERE (tenant, invoice_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, customer_id",
     )
-    .bind(invoice_ids)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("finding the customers of invoices"))
 }
 
-/// The invoices among `invoice_ids` that exist, share-locked for the rest of the transaction:
-/// a change to them (a payment) either committed before this read or waits until the
-/// transaction ends (the sender's guard records its attempt in it).
+/// The invoices among `keys` (tenant, invoice id) that exist, share-locked for the rest of
+/// the transaction: a change to them (a payment) either committed before this read or waits
+/// until the transaction ends (the sender's guard records its attempt in it).
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
 pub async fn load_for_share(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
+    keys: &[Scoped],
 ) -> Result<Vec<Invoice>, StorageError> {
-    if invoice_ids.is_empty() {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut sorted = invoice_ids.to_vec();
-    sorted.sort();
-    sorted.dedup();
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)
-         ORDER BY invoice_id FOR SHARE",
+    let (tenants, ids) = key_columns(keys);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant, invoice_id, facts FROM invoices
+         WHERE (tenant, invoice_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, invoice_id FOR SHARE",
     )
-    .bind(&sorted)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading invoices"))?;
     rows.into_iter()
-        .map(|(id, facts)| decode(&id, facts))
+        .map(|row| decode_keyed(row).map(|(_, invoice)| invoice))
         .collect()
 }
 
-/// The invoices among `invoice_ids` that exist, without locking them (readers that decide from
-/// what the facts say now).
+/// The invoices of `tenant` among `invoice_ids` that exist, without locking them (readers that
+/// decide from what the facts say now).
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
 pub async fn load(
     pool: &sqlx::PgPool,
+    tenant: &str,
     invoice_ids: &[String],
 ) -> Result<Vec<Invoice>, StorageError> {
     if invoice_ids.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(String, serde_json::Value)> =
-        sqlx::query_as("SELECT invoice_id, facts FROM invoices WHERE invoice_id = ANY($1)")
-            .bind(invoice_ids)
-            .fetch_all(pool)
-            .await
-            .map_err(StorageError::query("loading invoices"))?;
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant, invoice_id, facts FROM invoices WHERE tenant = $1 AND invoice_id = ANY($2)",
+    )
+    .bind(tenant)
+    .bind(invoice_ids)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("loading invoices"))?;
     rows.into_iter()
-        .map(|(id, facts)| decode(&id, facts))
+        .map(|row| decode_keyed(row).map(|(_, invoice)| invoice))
         .collect()
 }
 
-/// The invoices of `customer_ids` other than `except`, for payment behaviour.
+/// The invoices of the customers `customer_keys` other than `except`, for payment behaviour.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
 pub async fn load_of_customers(
     connection: &mut PgConnection,
-    customer_ids: &[String],
-    except: &[String],
+    customer_keys: &[Scoped],
+    except: &[Scoped],
 ) -> Result<Vec<Invoice>, StorageError> {
-    if customer_ids.is_empty() {
+    if customer_keys.is_empty() {
         return Ok(Vec::new());
     }
-    let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
-        "SELECT invoice_id, facts FROM invoices
-         WHERE customer_id = ANY($1) AND NOT (invoice_id = ANY($2))",
+    let (tenants, customer_ids) = key_columns(customer_keys);
+    let (except_tenants, except_ids) = key_columns(except);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT tenant, invoice_id, facts FROM invoices
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           AND (tenant, invoice_id) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))",
     )
-    .bind(customer_ids)
-    .bind(except)
+    .bind(&tenants)
+    .bind(&customer_ids)
+    .bind(&except_tenants)
+    .bind(&except_ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading the invoices of customers"))?;
     rows.into_iter()
-        .map(|(id, facts)| decode(&id, facts))
+        .map(|row| decode_keyed(row).map(|(_, invoice)| invoice))
         .collect()
 }
 
@@ -199,7 +216,7 @@ pub async fn upsert(
              AS t(invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
                   closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
                   net_paid_minor, number, issued_on, due_on, paid_at, as_of, facts, conflicting)
-         ON CONFLICT (invoice_id) DO UPDATE SET
+         ON CONFLICT (tenant, invoice_id) DO UPDATE SET
              state = EXCLUDED.state, pause_reason = EXCLUDED.pause_reason,
              pause_until = EXCLUDED.pause_until, escalated_to = EXCLUDED.escalated_to,
              closed_reason = EXCLUDED.closed_reason, currency = EXCLUDED.currency,

@@ -23,6 +23,16 @@ pub mod scheduling;
 pub mod tracking;
 
 pub use error::StorageError;
+pub use relance_domain::{scoped, Scoped};
+
+/// The tenants and ids of `keys` as the two arrays a query unnests, sorted and without
+/// repeats: rows are always locked in `(tenant, id)` order.
+pub(crate) fn key_columns(keys: &[Scoped]) -> (Vec<String>, Vec<String>) {
+    let mut sorted = keys.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    sorted.into_iter().unzip()
+}
 
 /// The migrations of `crates/storage/migrations`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");

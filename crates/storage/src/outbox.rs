@@ -327,8 +327,15 @@ pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, Storage
     .map_err(StorageError::query("counting pending outbox records"))
 }
 
-/// Deletes the unpublished records about any of `invoice_ids` (queued reminders and tasks) and
-/// returns the reminders they were the commands of. Call it in the transaction that records
+/// How an outbox record names an invoice it is about ([`OutboxRecord::cancel_keys`]): tenant and
+/// invoice id, which never contain a space.
+#[must_use]
+pub fn cancel_key(tenant: &str, invoice_id: &str) -> String {
+    format!("{tenant} {invoice_id}")
+}
+
+/// Deletes the unpublished records about any of the invoices `keys` (queued reminders and
+/// tasks) and returns the reminders they were the commands of. Call it in the transaction that records
 /// the payment, void, credit or dispute. A relay may have published a record it deletes and
 /// not yet marked it (relays hold no row lock, so that cancelling never waits for a broker):
 /// `scheduling::cancel_reminders` then keeps a reminder whose message may have left, and the
@@ -338,15 +345,19 @@ pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, Storage
 /// [`StorageError::Query`] when the delete fails.
 pub async fn cancel_pending_for_invoices(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
+    keys: &[crate::Scoped],
 ) -> Result<Vec<uuid::Uuid>, StorageError> {
-    if invoice_ids.is_empty() {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
+    let cancel_keys: Vec<String> = keys
+        .iter()
+        .map(|(tenant, invoice_id)| cancel_key(tenant, invoice_id))
+        .collect();
     let cancelled: Vec<Option<uuid::Uuid>> = sqlx::query_scalar(
         "DELETE FROM outbox WHERE published_at IS NULL AND cancel_keys && $1 RETURNING reminder_id",
     )
-    .bind(invoice_ids)
+    .bind(&cancel_keys)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("cancelling queued commands"))?;

@@ -8,6 +8,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::StorageError;
+use crate::{key_columns, Scoped};
 
 /// Marks invoices for planning again at `at` (the ingestor does it on every change).
 ///
@@ -15,18 +16,23 @@ use crate::error::StorageError;
 /// [`StorageError::Query`] when the update fails.
 pub async fn mark_for_replanning(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
+    keys: &[Scoped],
     at: DateTime<Utc>,
 ) -> Result<(), StorageError> {
-    if invoice_ids.is_empty() {
+    if keys.is_empty() {
         return Ok(());
     }
-    sqlx::query("UPDATE invoices SET next_action_at = $2 WHERE invoice_id = ANY($1)")
-        .bind(invoice_ids)
-        .bind(at)
-        .execute(connection)
-        .await
-        .map_err(StorageError::query("marking invoices for planning"))?;
+    let (tenants, ids) = key_columns(keys);
+    sqlx::query(
+        "UPDATE invoices SET next_action_at = $3
+         WHERE (tenant, invoice_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(at)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("marking invoices for planning"))?;
     Ok(())
 }
 
@@ -40,7 +46,7 @@ pub async fn claim_due_customers(
     connection: &mut PgConnection,
     now: DateTime<Utc>,
     limit: i64,
-) -> Result<Vec<String>, StorageError> {
+) -> Result<Vec<Scoped>, StorageError> {
     claim_due_customers_among(connection, now, limit, None).await
 }
 
@@ -52,20 +58,24 @@ pub async fn claim_due_customers_among(
     connection: &mut PgConnection,
     now: DateTime<Utc>,
     limit: i64,
-    only: Option<&[String]>,
-) -> Result<Vec<String>, StorageError> {
-    sqlx::query_scalar(
-        "SELECT c.customer_id FROM customers c
-         JOIN (SELECT customer_id, min(next_action_at) AS due FROM invoices
-               WHERE next_action_at <= $1 AND ($3::text[] IS NULL OR customer_id = ANY($3))
-               GROUP BY customer_id) d USING (customer_id)
-         ORDER BY d.due, c.customer_id
+    only: Option<&[Scoped]>,
+) -> Result<Vec<Scoped>, StorageError> {
+    let (tenants, ids) = only.map(key_columns).unzip();
+    sqlx::query_as(
+        "SELECT c.tenant, c.customer_id FROM customers c
+         JOIN (SELECT tenant, customer_id, min(next_action_at) AS due FROM invoices
+               WHERE next_action_at <= $1
+                 AND ($3::text[] IS NULL
+                      OR (tenant, customer_id) IN (SELECT * FROM unnest($3::text[], $4::text[])))
+               GROUP BY tenant, customer_id) d USING (tenant, customer_id)
+         ORDER BY d.due, c.tenant, c.customer_id
          LIMIT $2
          FOR UPDATE OF c SKIP LOCKED",
     )
     .bind(now)
     .bind(limit)
-    .bind(only)
+    .bind(tenants)
+    .bind(ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("claiming due customers"))
@@ -112,14 +122,17 @@ type CustomerRow = (
 /// [`StorageError`] when the query fails or a stored customer is unreadable.
 pub async fn load_customers(
     connection: &mut PgConnection,
-    customer_ids: &[String],
+    keys: &[Scoped],
 ) -> Result<Vec<SchedulingCustomer>, StorageError> {
+    let (tenants, ids) = key_columns(keys);
     let rows: Vec<CustomerRow> = sqlx::query_as(
         "SELECT customer_id, tenant, facts, paid_invoices, paid_on_time, total_days_late,
                 customer_since, held, held_until, held_by, hold_reason
-         FROM customers WHERE customer_id = ANY($1)",
+         FROM customers
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
     )
-    .bind(customer_ids)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading customers to schedule"))?;
@@ -170,15 +183,17 @@ pub async fn load_customers(
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
 pub async fn load_schedulable_invoices(
     connection: &mut PgConnection,
-    customer_ids: &[String],
+    customer_keys: &[Scoped],
 ) -> Result<Vec<Invoice>, StorageError> {
+    let (tenants, ids) = key_columns(customer_keys);
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT invoice_id, facts FROM invoices
-         WHERE customer_id = ANY($1)
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
            AND (state NOT IN ('closed', 'awaiting_invoice') OR next_action_at IS NOT NULL)
-         ORDER BY invoice_id FOR UPDATE",
+         ORDER BY tenant, invoice_id FOR UPDATE",
     )
-    .bind(customer_ids)
+    .bind(&tenants)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading invoices to schedule"))?;
@@ -199,22 +214,25 @@ pub async fn load_schedulable_invoices(
 /// [`StorageError::Query`] when the update fails.
 pub async fn set_next_actions(
     connection: &mut PgConnection,
-    rows: &[(String, Option<DateTime<Utc>>, serde_json::Value)],
+    rows: &[(Scoped, Option<DateTime<Utc>>, serde_json::Value)],
 ) -> Result<(), StorageError> {
     if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<&str> = rows.iter().map(|row| row.0.as_str()).collect();
+    let tenants: Vec<&str> = rows.iter().map(|row| row.0 .0.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|row| row.0 .1.as_str()).collect();
     let times: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.1).collect();
     let plans: Vec<&serde_json::Value> = rows.iter().map(|row| &row.2).collect();
     sqlx::query(
         "UPDATE invoices i SET next_action_at = t.next_action_at, plan = t.plan
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::jsonb[]) AS t(invoice_id, next_action_at, plan)
-         WHERE i.invoice_id = t.invoice_id",
+         FROM UNNEST($4::text[], $1::text[], $2::timestamptz[], $3::jsonb[])
+              AS t(tenant, invoice_id, next_action_at, plan)
+         WHERE i.tenant = t.tenant AND i.invoice_id = t.invoice_id",
     )
     .bind(&ids)
     .bind(&times)
     .bind(&plans)
+    .bind(&tenants)
     .execute(connection)
     .await
     .map_err(StorageError::query("setting next actions"))?;
@@ -262,16 +280,19 @@ const REMINDER_COLUMNS: &str =
 /// [`StorageError::Query`] when the query fails.
 pub async fn reminder_history(
     connection: &mut PgConnection,
-    customer_ids: &[String],
+    customer_keys: &[Scoped],
     since: DateTime<Utc>,
 ) -> Result<Vec<ReminderRow>, StorageError> {
+    let (tenants, ids) = key_columns(customer_keys);
     sqlx::query_as(&format!(
         "SELECT {REMINDER_COLUMNS} FROM reminders
-         WHERE customer_id = ANY($1) AND scheduled_for >= $2
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $3::text[]))
+           AND scheduled_for >= $2
          ORDER BY scheduled_for"
     ))
-    .bind(customer_ids)
+    .bind(&tenants)
     .bind(since)
+    .bind(&ids)
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("loading reminder history"))
@@ -352,7 +373,7 @@ pub async fn insert_reminders(
 /// [`StorageError::Query`] when the update fails.
 pub async fn quarantine_customer(
     connection: &mut PgConnection,
-    customer_id: &str,
+    (tenant, customer_id): &Scoped,
     now: DateTime<Utc>,
     retry_at: DateTime<Utc>,
     reason: &str,
@@ -360,12 +381,13 @@ pub async fn quarantine_customer(
     sqlx::query(
         "UPDATE invoices SET next_action_at = $3,
                              plan = jsonb_build_object('quarantined', $4::text, 'at', $2::timestamptz)
-         WHERE customer_id = $1 AND next_action_at <= $2",
+         WHERE tenant = $5 AND customer_id = $1 AND next_action_at <= $2",
     )
     .bind(customer_id)
     .bind(now)
     .bind(retry_at)
     .bind(reason)
+    .bind(tenant)
     .execute(connection)
     .await
     .map(|done| done.rows_affected())
@@ -381,16 +403,18 @@ pub async fn quarantine_customer(
 pub async fn defer_reminder(
     connection: &mut PgConnection,
     reminder_id: Uuid,
+    tenant: &str,
     invoice_ids: &[String],
     replan_at: DateTime<Utc>,
 ) -> Result<u64, StorageError> {
     // The customers first, shared (docs/operations.md#lock-order).
     sqlx::query(
-        "SELECT 1 FROM customers WHERE customer_id IN
-             (SELECT customer_id FROM invoices WHERE invoice_id = ANY($1))
-         ORDER BY customer_id FOR SHARE",
+        "SELECT 1 FROM customers WHERE tenant = $2 AND customer_id IN
+             (SELECT customer_id FROM invoices WHERE tenant = $2 AND invoice_id = ANY($1))
+         ORDER BY tenant, customer_id FOR SHARE",
     )
     .bind(invoice_ids)
+    .bind(tenant)
     .execute(&mut *connection)
     .await
     .map_err(StorageError::query("locking deferred invoices' customers"))?;
@@ -405,10 +429,11 @@ pub async fn defer_reminder(
     .rows_affected();
     sqlx::query(
         "UPDATE invoices SET next_action_at = least(coalesce(next_action_at, $2), $2)
-         WHERE invoice_id = ANY($1)",
+         WHERE tenant = $3 AND invoice_id = ANY($1)",
     )
     .bind(invoice_ids)
     .bind(replan_at)
+    .bind(tenant)
     .execute(connection)
     .await
     .map_err(StorageError::query("planning deferred invoices again"))?;
@@ -416,18 +441,19 @@ pub async fn defer_reminder(
 }
 
 /// Marks as cancelled the reminders whose commands were deleted from the outbox, and those
-/// awaiting approval for any of `invoice_ids`.
+/// awaiting approval for any of the invoices `keys` (tenant, invoice id).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
 pub async fn cancel_reminders(
     connection: &mut PgConnection,
-    invoice_ids: &[String],
+    keys: &[Scoped],
     deleted_commands: &[Uuid],
 ) -> Result<u64, StorageError> {
-    if invoice_ids.is_empty() && deleted_commands.is_empty() {
+    if keys.is_empty() && deleted_commands.is_empty() {
         return Ok(0);
     }
+    let (tenants, invoice_ids) = key_columns(keys);
     // A command deleted from the outbox may still have left: a relay can have published it
     // and not yet marked it. Once its message may have gone (an attempt in flight, sent, or
     // in doubt), the reminder stays: it was sent, and the gap counts from it. Otherwise it is
@@ -439,10 +465,14 @@ pub async fn cancel_reminders(
                                 WHERE d.reminder_id = reminders.reminder_id
                                   AND (d.status IN ('in_flight', 'sent', 'unknown')
                                        OR d.sending_since IS NOT NULL)))
-            OR (status = 'awaiting_approval' AND invoice_ids && $1)",
+            OR (status = 'awaiting_approval' AND invoice_ids && $1
+                AND EXISTS (SELECT 1 FROM unnest($3::text[], $1::text[]) AS k(tenant, invoice_id)
+                            WHERE k.tenant = reminders.tenant
+                              AND k.invoice_id = ANY(reminders.invoice_ids)))",
     )
-    .bind(invoice_ids)
+    .bind(&invoice_ids)
     .bind(deleted_commands)
+    .bind(&tenants)
     .execute(connection)
     .await
     .map(|result| result.rows_affected())
@@ -475,13 +505,15 @@ pub async fn cancelled_among(
 /// [`StorageError::Query`] when the query fails.
 pub async fn reminder_changes_of_invoice(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<std::collections::HashMap<Uuid, (DateTime<Utc>, DateTime<Utc>)>, StorageError> {
     let rows: Vec<(Uuid, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
         "SELECT reminder_id, created_at, updated_at FROM reminders
-         WHERE invoice_ids @> ARRAY[$1]::text[]",
+         WHERE invoice_ids @> ARRAY[$1]::text[] AND tenant = $2",
     )
     .bind(invoice_id)
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("reading when reminders changed"))?;
@@ -556,8 +588,8 @@ pub async fn reminder_for_update(
     // Its customer first (docs/operations.md#lock-order): deciding a reminder also changes its
     // invoices, and the ingestor locks the customer, its invoices, then their reminders.
     sqlx::query(
-        "SELECT 1 FROM customers WHERE customer_id =
-             (SELECT customer_id FROM reminders WHERE reminder_id = $1) FOR UPDATE",
+        "SELECT 1 FROM customers WHERE (tenant, customer_id) =
+             (SELECT tenant, customer_id FROM reminders WHERE reminder_id = $1) FOR UPDATE",
     )
     .bind(reminder_id)
     .execute(&mut *connection)
@@ -606,12 +638,15 @@ pub async fn decide_reminder(
 /// [`StorageError::Query`] when the query fails.
 pub async fn reminders_of_invoice(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Vec<ReminderRow>, StorageError> {
     sqlx::query_as(&format!(
-        "SELECT {REMINDER_COLUMNS} FROM reminders WHERE invoice_ids @> ARRAY[$1]::text[] ORDER BY scheduled_for"
+        "SELECT {REMINDER_COLUMNS} FROM reminders
+         WHERE invoice_ids @> ARRAY[$1]::text[] AND tenant = $2 ORDER BY scheduled_for"
     ))
     .bind(invoice_id)
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("loading an invoice's reminders"))
@@ -662,15 +697,18 @@ pub async fn record_manual_action(
 /// [`StorageError::Query`] when the query fails.
 pub async fn manual_actions_of(
     pool: &PgPool,
+    tenant: &str,
     subject_kind: &str,
     subject_id: &str,
 ) -> Result<Vec<ManualAction>, StorageError> {
     sqlx::query_as(
         "SELECT tenant, subject_kind, subject_id, action, actor, reason, details, at
-         FROM manual_actions WHERE subject_kind = $1 AND subject_id = $2 ORDER BY at, id",
+         FROM manual_actions WHERE tenant = $3 AND subject_kind = $1 AND subject_id = $2
+         ORDER BY at, id",
     )
     .bind(subject_kind)
     .bind(subject_id)
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("loading manual actions"))
@@ -683,18 +721,20 @@ pub async fn manual_actions_of(
 /// [`StorageError::Query`] when the update fails.
 pub async fn set_customer_hold(
     connection: &mut PgConnection,
+    tenant: &str,
     customer_id: &str,
     hold: Option<&CustomerHold>,
 ) -> Result<bool, StorageError> {
     let updated = sqlx::query(
         "UPDATE customers SET held = $2, held_until = $3, held_by = $4, hold_reason = $5, updated_at = now()
-         WHERE customer_id = $1",
+         WHERE tenant = $6 AND customer_id = $1",
     )
     .bind(customer_id)
     .bind(hold.is_some())
     .bind(hold.and_then(|hold| hold.until))
     .bind(hold.map(|hold| hold.by.clone()))
     .bind(hold.and_then(|hold| hold.reason.clone()))
+    .bind(tenant)
     .execute(connection)
     .await
     .map_err(StorageError::query("setting a customer hold"))?
@@ -708,13 +748,54 @@ pub async fn set_customer_hold(
 /// [`StorageError::Query`] when the query fails.
 pub async fn invoice_ids_of_customer(
     connection: &mut PgConnection,
+    tenant: &str,
     customer_id: &str,
 ) -> Result<Vec<String>, StorageError> {
-    sqlx::query_scalar("SELECT invoice_id FROM invoices WHERE customer_id = $1 ORDER BY invoice_id")
-        .bind(customer_id)
+    sqlx::query_scalar(
+        "SELECT invoice_id FROM invoices WHERE tenant = $1 AND customer_id = $2 ORDER BY invoice_id",
+    )
+    .bind(tenant)
+    .bind(customer_id)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("listing a customer's invoices"))
+}
+
+/// The tenants among `visible` (all when `None`) that have an invoice (`table` = `invoices`)
+/// or a customer (`customers`) of this id: how the admin API finds whose record a person
+/// means when they name only the id.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn tenants_with_id(
+    connection: &mut PgConnection,
+    table: IdTable,
+    id: &str,
+    visible: Option<&[String]>,
+) -> Result<Vec<String>, StorageError> {
+    let query = match table {
+        IdTable::Invoices => {
+            "SELECT tenant FROM invoices WHERE invoice_id = $1
+               AND ($2::text[] IS NULL OR tenant = ANY($2)) ORDER BY tenant"
+        }
+        IdTable::Customers => {
+            "SELECT tenant FROM customers WHERE customer_id = $1
+               AND ($2::text[] IS NULL OR tenant = ANY($2)) ORDER BY tenant"
+        }
+    };
+    sqlx::query_scalar(query)
+        .bind(id)
+        .bind(visible)
         .fetch_all(connection)
         .await
-        .map_err(StorageError::query("listing a customer's invoices"))
+        .map_err(StorageError::query("finding the tenants of an id"))
+}
+
+/// Which records [`tenants_with_id`] looks among.
+#[derive(Debug, Clone, Copy)]
+pub enum IdTable {
+    Invoices,
+    Customers,
 }
 
 /// An invoice's stored record and scheduling columns, for the admin API.
@@ -745,12 +826,14 @@ type OverviewRow = (
 /// [`StorageError`] when the query fails or the invoice is unreadable.
 pub async fn invoice_overview(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Option<InvoiceOverview>, StorageError> {
     let row: Option<OverviewRow> = sqlx::query_as(
         "SELECT facts, state, amount_due_minor, currency, due_on, next_action_at, plan
-         FROM invoices WHERE invoice_id = $1",
+         FROM invoices WHERE tenant = $1 AND invoice_id = $2",
     )
+    .bind(tenant)
     .bind(invoice_id)
     .fetch_optional(pool)
     .await

@@ -71,13 +71,16 @@ pub async fn delivery_by_send_or_message_id(
 /// [`StorageError::Query`] when the query fails.
 pub async fn sent_for_invoice(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Vec<TrackedDelivery>, StorageError> {
     sqlx::query_as(&format!(
         "SELECT {DELIVERY_COLUMNS} FROM deliveries
-         WHERE invoice_ids @> ARRAY[$1::text] AND status = 'sent' ORDER BY sent_at"
+         WHERE invoice_ids @> ARRAY[$1::text] AND tenant = $2 AND status = 'sent'
+         ORDER BY sent_at"
     ))
     .bind(invoice_id)
+    .bind(tenant)
     .fetch_all(pool)
     .await
     .map_err(StorageError::query("reading the reminders of an invoice"))
@@ -322,12 +325,14 @@ pub struct ActionRecord {
 /// [`StorageError::Query`] when the query fails.
 pub async fn actions_of_invoice(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Vec<ActionRecord>, StorageError> {
     sqlx::query_as(
         "SELECT action, reference, reason, promised_on, message, acted_at FROM customer_actions
-         WHERE invoice_id = $1 ORDER BY acted_at DESC",
+         WHERE tenant = $1 AND invoice_id = $2 ORDER BY acted_at DESC",
     )
+    .bind(tenant)
     .bind(invoice_id)
     .fetch_all(pool)
     .await
@@ -414,7 +419,7 @@ pub async fn record_attributions(
             "INSERT INTO attributions (payment_id, reminder_id, tenant, invoice_id, customer_id, model,
                  credited_minor, currency, paid_at, reminder_sent_at, first_reminder_at, attributed_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-             ON CONFLICT (payment_id, reminder_id) DO NOTHING",
+             ON CONFLICT (tenant, payment_id, reminder_id) DO NOTHING",
         )
         .bind(&row.payment_id)
         .bind(row.reminder_id)
@@ -442,15 +447,17 @@ pub async fn record_attributions(
 /// [`StorageError::Query`] when the query fails.
 pub async fn invoice_page(
     pool: &PgPool,
+    tenant: &str,
     invoice_id: &str,
 ) -> Result<Option<InvoicePage>, StorageError> {
     sqlx::query_as(
         "SELECT i.invoice_id, i.tenant, i.customer_id, i.state, i.pause_reason, i.pause_until, i.closed_reason,
                 i.number, i.currency::text AS currency, i.amount_due_minor, i.due_on, c.locale,
                 c.timezone
-         FROM invoices i LEFT JOIN customers c USING (customer_id)
-         WHERE i.invoice_id = $1",
+         FROM invoices i LEFT JOIN customers c USING (tenant, customer_id)
+         WHERE i.tenant = $1 AND i.invoice_id = $2",
     )
+    .bind(tenant)
     .bind(invoice_id)
     .fetch_optional(pool)
     .await

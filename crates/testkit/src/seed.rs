@@ -32,7 +32,12 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
     let behaviours: Vec<_> = book
         .customers
         .values()
-        .map(|customer| (customer, book.behaviour_of(&customer.customer_id, today)))
+        .map(|customer| {
+            (
+                customer,
+                book.behaviour_of(&customer.tenant, &customer.customer_id, today),
+            )
+        })
         .collect();
     for chunk in behaviours.chunks(2000) {
         let rows: Vec<_> = chunk
@@ -43,7 +48,7 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
             .await
             .expect("customers");
     }
-    let ids: Vec<String> = book.invoices.keys().cloned().collect();
+    let ids: Vec<relance_domain::Scoped> = book.invoices.keys().cloned().collect();
     relance_storage::scheduling::mark_for_replanning(&mut connection, &ids, now)
         .await
         .expect("mark");

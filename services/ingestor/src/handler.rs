@@ -15,7 +15,7 @@ use std::time::Instant;
 use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode_record, BillingEvent, DecodeError, Envelope, EventFamily};
 use relance_domain::calendar::UNKNOWN_ZONE;
-use relance_domain::{Book, BookEvent, DunningState};
+use relance_domain::{scoped, Book, BookEvent, DunningState, Scoped};
 use relance_kafka::{
     BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
 };
@@ -185,10 +185,12 @@ impl IngestHandler {
                 if is_new(index, key) {
                     match event.as_ref() {
                         BookEvent::Invoice(event) => {
-                            invoice_ids.push(event.invoice_id.clone());
-                            customer_ids.push(event.customer_id.clone());
+                            invoice_ids.push(scoped(&event.tenant, &event.invoice_id));
+                            customer_ids.push(scoped(&event.tenant, &event.customer_id));
                         }
-                        BookEvent::Customer(event) => customer_ids.push(event.customer_id.clone()),
+                        BookEvent::Customer(event) => {
+                            customer_ids.push(scoped(&event.tenant, &event.customer_id));
+                        }
                     }
                 }
             }
@@ -268,13 +270,14 @@ impl IngestHandler {
                     ..
                 } => {
                     let conflicts = |book: &Book| match event.as_ref() {
-                        BookEvent::Invoice(event) => {
-                            book.invoices.get(&event.invoice_id).map_or(0, |invoice| {
+                        BookEvent::Invoice(event) => book
+                            .invoices
+                            .get(&scoped(&event.tenant, &event.invoice_id))
+                            .map_or(0, |invoice| {
                                 invoice
-                                    .view(book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE))
+                                    .view(book.today_of_invoice(invoice, now, UNKNOWN_ZONE))
                                     .conflicting_amounts
-                            })
-                        }
+                            }),
                         BookEvent::Customer(_) => 0,
                     };
                     let conflicts_before = conflicts(&book);
@@ -286,11 +289,14 @@ impl IngestHandler {
                             }
                             match event.as_ref() {
                                 BookEvent::Invoice(event) => {
-                                    touched_invoices.insert(event.invoice_id.clone());
-                                    touched_customers.insert(event.customer_id.clone());
+                                    touched_invoices
+                                        .insert(scoped(&event.tenant, &event.invoice_id));
+                                    touched_customers
+                                        .insert(scoped(&event.tenant, &event.customer_id));
                                 }
                                 BookEvent::Customer(event) => {
-                                    touched_customers.insert(event.customer_id.clone());
+                                    touched_customers
+                                        .insert(scoped(&event.tenant, &event.customer_id));
                                 }
                             }
                             if let Some(change) = change {
@@ -338,9 +344,9 @@ impl IngestHandler {
 
         let changed: Vec<_> = touched_invoices
             .iter()
-            .filter_map(|id| book.invoices.get(id))
+            .filter_map(|key| book.invoices.get(key))
             .map(|invoice| {
-                let today = book.today_of(&invoice.customer_id, now, UNKNOWN_ZONE);
+                let today = book.today_of_invoice(invoice, now, UNKNOWN_ZONE);
                 (invoice, invoice.view(today), today)
             })
             .collect();
@@ -353,9 +359,9 @@ impl IngestHandler {
         // an invoice that can no longer be dunned (paid, voided, credited, disputed, paused,
         // escalated) are cancelled here, in the transaction that records why, so they are
         // never published.
-        let touched: Vec<String> = touched_invoices.iter().cloned().collect();
+        let touched: Vec<Scoped> = touched_invoices.iter().cloned().collect();
         scheduling::mark_for_replanning(&mut transaction, &touched, now).await?;
-        let stopped: Vec<String> = changed
+        let stopped: Vec<Scoped> = changed
             .iter()
             .filter(|(_, view, _)| {
                 matches!(
@@ -365,24 +371,26 @@ impl IngestHandler {
                         | DunningState::Escalated { .. }
                 )
             })
-            .map(|(invoice, _, _)| invoice.invoice_id.clone())
+            .map(|(invoice, _, _)| scoped(&invoice.tenant, &invoice.invoice_id))
             .collect();
         let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &stopped).await?;
         applied.cancelled_commands =
             scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled).await?;
 
         // Payment behaviour needs every invoice of the touched customers.
-        let touched: Vec<String> = touched_customers.into_iter().collect();
-        let in_book: Vec<String> = book.invoices.keys().cloned().collect();
+        let touched: Vec<Scoped> = touched_customers.into_iter().collect();
+        let in_book: Vec<Scoped> = book.invoices.keys().cloned().collect();
         for invoice in invoices::load_of_customers(&mut transaction, &touched, &in_book).await? {
-            book.invoices.insert(invoice.invoice_id.clone(), invoice);
+            book.invoices
+                .insert(scoped(&invoice.tenant, &invoice.invoice_id), invoice);
         }
         let behaviours: Vec<_> = touched
             .iter()
-            .filter_map(|id| {
-                book.customers.get(id).map(|facts| {
-                    let today = book.today_of(id, now, UNKNOWN_ZONE);
-                    (facts, book.behaviour_of(id, today))
+            .filter_map(|key| {
+                book.customers.get(key).map(|facts| {
+                    let (tenant, customer_id) = key;
+                    let today = book.today_of(tenant, customer_id, now, UNKNOWN_ZONE);
+                    (facts, book.behaviour_of(tenant, customer_id, today))
                 })
             })
             .collect();

@@ -12,7 +12,7 @@ use axum::routing::{get, patch, post};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_config::{AdminRole, AdminToken, TenantScope, TopicSettings};
-use relance_domain::{Invoice, InvoiceFact};
+use relance_domain::{scoped, Invoice, InvoiceFact, Scoped};
 use relance_events::{ApplyError, FactSource};
 use relance_runtime::Clock;
 use relance_storage::outbox::{self, OutboxRecord};
@@ -358,6 +358,7 @@ async fn awaiting(
 async fn apply_facts(
     state: &AdminState,
     transaction: &mut PgConnection,
+    tenant: &str,
     invoice_ids: &[String],
     fact: &InvoiceFact,
     cause_id: &str,
@@ -370,6 +371,7 @@ async fn apply_facts(
     };
     relance_events::apply_invoice_fact(
         transaction,
+        tenant,
         invoice_ids,
         fact,
         &origin,
@@ -468,6 +470,7 @@ async fn approve(
         apply_facts(
             &state,
             &mut transaction,
+            &row.tenant,
             &row.invoice_ids,
             &InvoiceFact::ApprovalSettled,
             &reminder_id.to_string(),
@@ -518,6 +521,7 @@ async fn reject(
     let records = apply_facts(
         &state,
         &mut transaction,
+        &row.tenant,
         &row.invoice_ids,
         &InvoiceFact::ApprovalSettled,
         &reminder_id.to_string(),
@@ -649,17 +653,72 @@ struct Done {
     actor: String,
 }
 
+/// `?tenant=`: whose invoice or customer a route means. Ids are each tenant's own; without it,
+/// the one tenant the token sees with that id is meant, and several are refused as ambiguous.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TenantQuery {
+    tenant: Option<String>,
+}
+
+/// The tenant whose `what` (`invoice` or `customer`) `id` the request means, among those the
+/// token sees: 404 when none, 409 `ambiguous_tenant` when several and `?tenant=` is missing.
+async fn resolve_tenant(
+    connection: &mut PgConnection,
+    actor: &Actor,
+    table: scheduling::IdTable,
+    id: &str,
+    requested: Option<String>,
+) -> Result<String, ApiError> {
+    let what = match table {
+        scheduling::IdTable::Invoices => "invoice",
+        scheduling::IdTable::Customers => "customer",
+    };
+    if let Some(tenant) = requested {
+        return if actor.sees(&tenant) {
+            Ok(tenant)
+        } else {
+            Err(ApiError::not_found(what))
+        };
+    }
+    let visible = match &actor.2 {
+        TenantScope::All => None,
+        TenantScope::Only(tenants) => Some(tenants.as_slice()),
+    };
+    let mut tenants = scheduling::tenants_with_id(connection, table, id, visible).await?;
+    match tenants.len() {
+        0 => Err(ApiError::not_found(what)),
+        1 => Ok(tenants.remove(0)),
+        _ => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "ambiguous_tenant",
+            format!(
+                "{what} {id} exists in tenants {}: say which with ?tenant= (relancectl --tenant)",
+                tenants.join(", ")
+            ),
+        )),
+    }
+}
+
 async fn tenant_of_invoice(
     connection: &mut PgConnection,
     invoice_id: &str,
+    requested: Option<String>,
     actor: &Actor,
 ) -> Result<Invoice, ApiError> {
     actor.require(AdminRole::CreditManager)?;
-    invoices::load_for_update_with_customers(connection, &[invoice_id.to_string()])
+    let tenant = resolve_tenant(
+        connection,
+        actor,
+        scheduling::IdTable::Invoices,
+        invoice_id,
+        requested,
+    )
+    .await?;
+    invoices::load_for_update_with_customers(connection, &[scoped(&tenant, invoice_id)])
         .await?
         .1
-        .remove(invoice_id)
-        .filter(|invoice| actor.sees(&invoice.tenant))
+        .remove(&scoped(&tenant, invoice_id))
         .ok_or_else(|| ApiError::not_found("invoice"))
 }
 
@@ -667,11 +726,12 @@ async fn pause_invoice(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(invoice_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(pause): ApiJson<Pause>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, &actor).await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, query.tenant, &actor).await?;
     let fact = InvoiceFact::HoldPlaced {
         until: pause.until,
         by: actor.0.clone(),
@@ -679,9 +739,19 @@ async fn pause_invoice(
     };
     let cause = uuid::Uuid::new_v4().to_string();
     let ids = vec![invoice_id.clone()];
-    let mut records = apply_facts(&state, &mut transaction, &ids, &fact, &cause, now).await?;
-    let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &ids).await?;
-    scheduling::cancel_reminders(&mut transaction, &ids, &cancelled).await?;
+    let mut records = apply_facts(
+        &state,
+        &mut transaction,
+        &invoice.tenant,
+        &ids,
+        &fact,
+        &cause,
+        now,
+    )
+    .await?;
+    let keys = [scoped(&invoice.tenant, &invoice_id)];
+    let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &keys).await?;
+    scheduling::cancel_reminders(&mut transaction, &keys, &cancelled).await?;
     outbox::enqueue(&mut transaction, &std::mem::take(&mut records)).await?;
     scheduling::record_manual_action(
         &mut transaction,
@@ -704,6 +774,13 @@ async fn pause_invoice(
     }))
 }
 
+/// A person's fact about an invoice, the action it is recorded as, and the status answered.
+struct ManualFact {
+    fact: InvoiceFact,
+    action: &'static str,
+    status: &'static str,
+}
+
 /// A person's fact about an invoice — a hold released, a customer's payment claim settled after
 /// checking it (not found: dunning resumes; found: the payment itself closes the invoice), a
 /// promise withdrawn — applied and recorded as a manual action.
@@ -711,18 +788,22 @@ async fn apply_manual_fact(
     state: &AdminState,
     actor: &Actor,
     invoice_id: String,
-    fact: InvoiceFact,
-    action: &str,
-    status: &'static str,
+    requested_tenant: Option<String>,
+    ManualFact {
+        fact,
+        action,
+        status,
+    }: ManualFact,
     reason: String,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, actor).await?;
+    let invoice = tenant_of_invoice(&mut transaction, &invoice_id, requested_tenant, actor).await?;
     let cause = uuid::Uuid::new_v4().to_string();
     let records = apply_facts(
         state,
         &mut transaction,
+        &invoice.tenant,
         std::slice::from_ref(&invoice_id),
         &fact,
         &cause,
@@ -755,15 +836,19 @@ async fn settle_claim(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(invoice_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
         &actor,
         invoice_id,
-        InvoiceFact::PaymentClaimSettled,
-        "settle_claim",
-        "claim_settled",
+        query.tenant,
+        ManualFact {
+            fact: InvoiceFact::PaymentClaimSettled,
+            action: "settle_claim",
+            status: "claim_settled",
+        },
         resume.reason.0,
     )
     .await
@@ -773,15 +858,19 @@ async fn cancel_promise(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(invoice_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
         &actor,
         invoice_id,
-        InvoiceFact::PromiseCancelled,
-        "cancel_promise",
-        "promise_cancelled",
+        query.tenant,
+        ManualFact {
+            fact: InvoiceFact::PromiseCancelled,
+            action: "cancel_promise",
+            status: "promise_cancelled",
+        },
         resume.reason.0,
     )
     .await
@@ -791,15 +880,19 @@ async fn resume_invoice(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(invoice_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     apply_manual_fact(
         &state,
         &actor,
         invoice_id,
-        InvoiceFact::HoldReleased,
-        "resume",
-        "resumed",
+        query.tenant,
+        ManualFact {
+            fact: InvoiceFact::HoldReleased,
+            action: "resume",
+            status: "resumed",
+        },
         resume.reason.0,
     )
     .await
@@ -808,33 +901,58 @@ async fn resume_invoice(
 async fn customer_tenant(
     connection: &mut PgConnection,
     customer_id: &str,
+    requested: Option<String>,
     actor: &Actor,
 ) -> Result<String, ApiError> {
     actor.require(AdminRole::CreditManager)?;
-    customers::load_for_update(connection, &[customer_id.to_string()])
+    let tenant = resolve_tenant(
+        connection,
+        actor,
+        scheduling::IdTable::Customers,
+        customer_id,
+        requested,
+    )
+    .await?;
+    let key = scoped(&tenant, customer_id);
+    customers::load_for_update(connection, std::slice::from_ref(&key))
         .await?
-        .remove(customer_id)
+        .remove(&key)
         .map(|facts| facts.tenant)
-        .filter(|tenant| actor.sees(tenant))
         .ok_or_else(|| ApiError::not_found("customer"))
+}
+
+/// The keys of a customer's invoices.
+async fn invoices_of_customer(
+    connection: &mut PgConnection,
+    tenant: &str,
+    customer_id: &str,
+) -> Result<Vec<Scoped>, ApiError> {
+    Ok(
+        scheduling::invoice_ids_of_customer(connection, tenant, customer_id)
+            .await?
+            .iter()
+            .map(|invoice_id| scoped(tenant, invoice_id))
+            .collect(),
+    )
 }
 
 async fn pause_customer(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(customer_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(pause): ApiJson<Pause>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, query.tenant, &actor).await?;
     let hold = CustomerHold {
         until: pause.until,
         by: actor.0.clone(),
         reason: Some(pause.reason.0.clone()),
     };
-    scheduling::set_customer_hold(&mut transaction, &customer_id, Some(&hold)).await?;
-    let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
+    scheduling::set_customer_hold(&mut transaction, &tenant, &customer_id, Some(&hold)).await?;
+    let ids = invoices_of_customer(&mut transaction, &tenant, &customer_id).await?;
     let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &ids).await?;
     scheduling::cancel_reminders(&mut transaction, &ids, &cancelled).await?;
     scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
@@ -862,13 +980,14 @@ async fn resume_customer(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(customer_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(resume): ApiJson<Resume>,
 ) -> Result<Json<Done>, ApiError> {
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
-    scheduling::set_customer_hold(&mut transaction, &customer_id, None).await?;
-    let ids = scheduling::invoice_ids_of_customer(&mut transaction, &customer_id).await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, query.tenant, &actor).await?;
+    scheduling::set_customer_hold(&mut transaction, &tenant, &customer_id, None).await?;
+    let ids = invoices_of_customer(&mut transaction, &tenant, &customer_id).await?;
     scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
     scheduling::record_manual_action(
         &mut transaction,
@@ -911,12 +1030,13 @@ async fn erase_customer(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(customer_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
     ApiJson(erase): ApiJson<Erase>,
 ) -> Result<Json<ErasedAnswer>, ApiError> {
     actor.require(AdminRole::Operator)?;
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id, &actor).await?;
+    let tenant = customer_tenant(&mut transaction, &customer_id, query.tenant, &actor).await?;
     let erased =
         relance_storage::erasure::erase_customer(&mut transaction, &tenant, &customer_id, &actor.0)
             .await?
@@ -1098,18 +1218,30 @@ async fn timeline(
     State(state): State<AdminState>,
     Extension(actor): Extension<Actor>,
     ApiPath(invoice_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<TenantQuery>,
 ) -> Result<Json<Timeline>, ApiError> {
-    let overview = scheduling::invoice_overview(&state.pool, &invoice_id)
+    let tenant = {
+        let mut connection = state.pool.acquire().await?;
+        resolve_tenant(
+            &mut connection,
+            &actor,
+            scheduling::IdTable::Invoices,
+            &invoice_id,
+            query.tenant,
+        )
         .await?
-        .filter(|overview| actor.sees(&overview.invoice.tenant))
+    };
+    let overview = scheduling::invoice_overview(&state.pool, &tenant, &invoice_id)
+        .await?
         .ok_or_else(|| ApiError::not_found("invoice"))?;
     let mut entries = fact_entries(&overview.invoice);
-    let reminders = scheduling::reminders_of_invoice(&state.pool, &invoice_id).await?;
+    let reminders = scheduling::reminders_of_invoice(&state.pool, &tenant, &invoice_id).await?;
     let mut subjects = vec![
         ("invoice", invoice_id.clone()),
         ("customer", overview.invoice.customer_id.clone()),
     ];
-    let changes = scheduling::reminder_changes_of_invoice(&state.pool, &invoice_id).await?;
+    let changes =
+        scheduling::reminder_changes_of_invoice(&state.pool, &tenant, &invoice_id).await?;
     for reminder in reminders {
         subjects.push(("reminder", reminder.reminder_id.to_string()));
         let (decided_at, changed_at) = changes
@@ -1169,7 +1301,9 @@ async fn timeline(
             });
         }
     }
-    for delivery in relance_storage::deliveries::for_invoice(&state.pool, &invoice_id).await? {
+    for delivery in
+        relance_storage::deliveries::for_invoice(&state.pool, &tenant, &invoice_id).await?
+    {
         let summary = match delivery.status.as_str() {
             "sent" => format!(
                 "Message sent by {} through {}",
@@ -1206,7 +1340,7 @@ async fn timeline(
         });
     }
     for (kind, id) in &subjects {
-        for action in scheduling::manual_actions_of(&state.pool, kind, id).await? {
+        for action in scheduling::manual_actions_of(&state.pool, &tenant, kind, id).await? {
             entries.push(TimelineEntry {
                 at: action.at,
                 kind: "manual_action",

@@ -8,7 +8,7 @@ use relance_contracts::{Envelope, EventPayload, Id, Name, Text};
 use relance_events::{cloudevent_headers, EventBuildError};
 use relance_policy::commands::{DecidedReminder, Payload};
 use relance_policy::Policy;
-use relance_storage::outbox::OutboxRecord;
+use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::scheduling::ReminderRow;
 
 /// The `source` of what the scheduler publishes.
@@ -79,7 +79,11 @@ pub fn stored(
         key: Some(customer_id.as_bytes().to_vec()),
         payload: serde_json::to_vec(&command).unwrap_or_default(),
         headers,
-        cancel_keys: decided.invoice_ids.clone(),
+        cancel_keys: decided
+            .invoice_ids
+            .iter()
+            .map(|invoice_id| outbox::cancel_key(tenant, invoice_id))
+            .collect(),
         reminder_id: Some(decided.reminder_id),
         dead_letter: None,
     };
@@ -127,7 +131,11 @@ pub fn record_of(row: &ReminderRow) -> OutboxRecord {
         key: Some(row.customer_id.as_bytes().to_vec()),
         payload: serde_json::to_vec(&row.command).unwrap_or_default(),
         headers: cloudevent_headers(event_type, &row.reminder_id.to_string(), &row.tenant),
-        cancel_keys: row.invoice_ids.clone(),
+        cancel_keys: row
+            .invoice_ids
+            .iter()
+            .map(|invoice_id| outbox::cancel_key(&row.tenant, invoice_id))
+            .collect(),
         reminder_id: Some(row.reminder_id),
         dead_letter: None,
     }

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
 use relance_config::{SchedulerSettings, TopicSettings};
-use relance_domain::{Book, BookEvent, Invoice};
+use relance_domain::{scoped, Book, BookEvent, Invoice, Scoped};
 use relance_events::{state_changed_record, CauseRef, EventBuildError};
 use relance_policy::commands::CustomerContext;
 use relance_policy::{
@@ -121,7 +121,7 @@ pub struct TickReport {
 #[derive(Default)]
 struct Writes {
     reminders: Vec<(ReminderRow, OutboxRecord, Vec<relance_domain::InvoiceEvent>)>,
-    next_actions: Vec<(String, Option<DateTime<Utc>>, serde_json::Value)>,
+    next_actions: Vec<(Scoped, Option<DateTime<Utc>>, serde_json::Value)>,
 }
 
 impl Scheduler {
@@ -171,7 +171,7 @@ impl Scheduler {
                 }
                 Err(error) => {
                     let reason = format!("{:?}", relance_telemetry::ErrorChain(&error));
-                    tracing::error!(customer = %customer, error = %reason, "A customer cannot be planned; set aside for an hour, everyone else goes on.");
+                    tracing::error!(tenant = %customer.0, customer = %customer.1, error = %reason, "A customer cannot be planned; set aside for an hour, everyone else goes on.");
                     let mut connection = self
                         .pool
                         .acquire()
@@ -196,7 +196,7 @@ impl Scheduler {
     async fn tick_among(
         &self,
         now: DateTime<Utc>,
-        only: Option<&[String]>,
+        only: Option<&[Scoped]>,
     ) -> Result<TickReport, SchedulerError> {
         let started = Instant::now();
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
@@ -236,7 +236,7 @@ impl Scheduler {
         &self,
         transaction: &mut sqlx::PgConnection,
         now: DateTime<Utc>,
-        only: Option<&[String]>,
+        only: Option<&[Scoped]>,
     ) -> Result<(TickReport, bool), SchedulerError> {
         let customer_ids = scheduling::claim_due_customers_among(
             transaction,
@@ -255,11 +255,16 @@ impl Scheduler {
         let mut book = Book {
             invoices: loaded
                 .into_iter()
-                .map(|invoice| (invoice.invoice_id.clone(), invoice))
+                .map(|invoice| (scoped(&invoice.tenant, &invoice.invoice_id), invoice))
                 .collect(),
             customers: customers
                 .iter()
-                .map(|customer| (customer.customer_id.clone(), customer.facts.clone()))
+                .map(|customer| {
+                    (
+                        scoped(&customer.tenant, &customer.customer_id),
+                        customer.facts.clone(),
+                    )
+                })
                 .collect(),
         };
         let mut report = TickReport {
@@ -270,7 +275,9 @@ impl Scheduler {
         for customer in &customers {
             let rows: Vec<ReminderRow> = history
                 .iter()
-                .filter(|row| row.customer_id == customer.customer_id)
+                .filter(|row| {
+                    row.tenant == customer.tenant && row.customer_id == customer.customer_id
+                })
                 .cloned()
                 .collect();
             self.plan(customer, &book, &rows, now, &mut writes, &mut report)?;
@@ -296,7 +303,9 @@ impl Scheduler {
         let invoices: Vec<Invoice> = book
             .invoices
             .values()
-            .filter(|invoice| invoice.customer_id == customer.customer_id)
+            .filter(|invoice| {
+                invoice.tenant == customer.tenant && invoice.customer_id == customer.customer_id
+            })
             .cloned()
             .collect();
         let context = CustomerContext {
@@ -321,7 +330,7 @@ impl Scheduler {
                 let retry = now + Duration::hours(1);
                 for invoice in &invoices {
                     writes.next_actions.push((
-                        invoice.invoice_id.clone(),
+                        scoped(&invoice.tenant, &invoice.invoice_id),
                         Some(retry),
                         serde_json::json!({"quarantined": error.to_string()}),
                     ));
@@ -342,7 +351,7 @@ impl Scheduler {
         }
         for (invoice_id, plan) in &planned.plans {
             writes.next_actions.push((
-                invoice_id.clone(),
+                scoped(&customer.tenant, invoice_id),
                 plan.decision.next_time(),
                 serde_json::to_value(plan).unwrap_or_default(),
             ));
@@ -393,6 +402,7 @@ impl Scheduler {
             };
             for event in facts {
                 let invoice_id = event.invoice_id.clone();
+                let key = scoped(&event.tenant, &event.invoice_id);
                 let event_id = event.event_id.clone();
                 match book.apply_at(
                     &BookEvent::Invoice(event),
@@ -400,7 +410,7 @@ impl Scheduler {
                     relance_domain::calendar::UNKNOWN_ZONE,
                 ) {
                     Ok(change) => {
-                        changed.insert(invoice_id);
+                        changed.insert(key);
                         if let Some(change) = change {
                             let cause = CauseRef {
                                 source: SOURCE,
@@ -426,13 +436,10 @@ impl Scheduler {
         }
         let views: Vec<_> = changed
             .iter()
-            .filter_map(|id| book.invoices.get(id))
+            .filter_map(|key| book.invoices.get(key))
             .map(|invoice| {
-                let today = book.today_of(
-                    &invoice.customer_id,
-                    now,
-                    relance_domain::calendar::UNKNOWN_ZONE,
-                );
+                let today =
+                    book.today_of_invoice(invoice, now, relance_domain::calendar::UNKNOWN_ZONE);
                 (invoice, invoice.view(today), today)
             })
             .collect();

@@ -473,9 +473,14 @@ impl Dispatcher {
             .iter()
             .map(|job| (job.tenant().to_string(), job.claimed.customer_id.clone()))
             .collect();
-        let invoice_ids: Vec<String> = wave
+        let invoice_keys: Vec<relance_storage::Scoped> = wave
             .iter()
-            .flat_map(|job| job.claimed.invoice_ids.iter().cloned())
+            .flat_map(|job| {
+                job.claimed
+                    .invoice_ids
+                    .iter()
+                    .map(|invoice_id| relance_storage::scoped(job.tenant(), invoice_id))
+            })
             .collect();
         let wave_ids: Vec<Uuid> = wave.iter().map(|job| job.claimed.delivery_id).collect();
         let addresses: Vec<(String, String, String)> = wave
@@ -494,6 +499,7 @@ impl Dispatcher {
                 .await?
                 .into_iter()
                 .map(|row| GuardCustomer {
+                    tenant: row.tenant,
                     customer_id: row.customer_id,
                     held: row.held,
                     held_until: row.held_until,
@@ -502,22 +508,24 @@ impl Dispatcher {
                 })
                 .collect();
         // Each invoice judged on its customer's date, in the zone its reminder was planned in.
-        let today_of: HashMap<&str, chrono::NaiveDate> = wave
+        let today_of: HashMap<(&str, &str), chrono::NaiveDate> = wave
             .iter()
             .flat_map(|job| {
                 let today = job.today(now);
+                let tenant = job.tenant();
                 job.claimed
                     .invoice_ids
                     .iter()
-                    .map(move |id| (id.as_str(), today))
+                    .map(move |id| ((tenant, id.as_str()), today))
             })
             .collect();
         let invoices: Vec<GuardInvoice> =
-            relance_storage::invoices::load_for_share(&mut transaction, &invoice_ids)
+            relance_storage::invoices::load_for_share(&mut transaction, &invoice_keys)
                 .await?
                 .iter()
                 .filter_map(|invoice| {
-                    let today = today_of.get(invoice.invoice_id.as_str())?;
+                    let today =
+                        today_of.get(&(invoice.tenant.as_str(), invoice.invoice_id.as_str()))?;
                     Some(GuardInvoice::of(invoice, *today))
                 })
                 .collect();
@@ -568,13 +576,15 @@ impl Dispatcher {
         for (job, verdict) in wave.into_iter().zip(verdicts) {
             match verdict {
                 Verdict::Skip { reason, detail } => {
-                    let customer = customers
-                        .iter()
-                        .find(|customer| customer.customer_id == job.claimed.customer_id);
+                    let customer = customers.iter().find(|customer| {
+                        customer.tenant == job.tenant()
+                            && customer.customer_id == job.claimed.customer_id
+                    });
                     let mut settlement = self.settler().skipped(&job, reason, &detail, now);
                     settlement.replan =
                         guard::replan_at(reason, customer, window, now).map(|at| settle::Replan {
                             reminder_id: job.command().reminder_id,
+                            tenant: job.tenant().to_string(),
                             invoice_ids: job.claimed.invoice_ids.clone(),
                             at,
                         });

@@ -101,6 +101,7 @@ pub struct Settlement {
 /// A reminder held back for a reason that passes, to plan again.
 pub struct Replan {
     pub reminder_id: uuid::Uuid,
+    pub tenant: String,
     pub invoice_ids: Vec<String>,
     pub at: DateTime<Utc>,
 }
@@ -516,6 +517,7 @@ pub async fn store(
             scheduling::defer_reminder(
                 transaction,
                 replan.reminder_id,
+                &replan.tenant,
                 &replan.invoice_ids,
                 replan.at,
             )

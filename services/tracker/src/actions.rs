@@ -114,7 +114,7 @@ fn context(state: &AppState, loaded: &Loaded, title_key: &str) -> Context {
 
 /// The expired-link page, offering a fresh link.
 pub async fn expired_page(state: &AppState, claims: &LinkClaims, token: &str) -> Response {
-    let invoice = match tracking::invoice_page(&state.pool, &claims.i).await {
+    let invoice = match tracking::invoice_page(&state.pool, &claims.t, &claims.i).await {
         Ok(Some(invoice)) if invoice.tenant == claims.t && invoice.customer_id == claims.c => {
             invoice
         }
@@ -151,7 +151,7 @@ async fn load(
             return Err(not_found());
         }
     };
-    let invoice = match tracking::invoice_page(&state.pool, &claims.i).await {
+    let invoice = match tracking::invoice_page(&state.pool, &claims.t, &claims.i).await {
         Ok(Some(invoice)) if invoice.tenant == claims.t && invoice.customer_id == claims.c => {
             invoice
         }
@@ -707,6 +707,7 @@ async fn record_submission(
         };
         let changes = apply_invoice_fact(
             &mut transaction,
+            &loaded.claims.t,
             &invoice_ids,
             &fact,
             &origin,
@@ -720,8 +721,9 @@ async fn record_submission(
         })?;
         records.extend(changes.into_iter().map(Some));
         // Commands already queued for this invoice must not go out now that dunning waits.
-        let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &invoice_ids).await?;
-        scheduling::cancel_reminders(&mut transaction, &invoice_ids, &cancelled).await?;
+        let keys = [relance_domain::scoped(&loaded.claims.t, &loaded.claims.i)];
+        let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &keys).await?;
+        scheduling::cancel_reminders(&mut transaction, &keys, &cancelled).await?;
     }
     let summary = match action {
         Action::AlreadyPaid => format!(
@@ -855,7 +857,7 @@ pub async fn renew(State(state): State<AppState>, Path(token): Path<String>) -> 
             return not_found();
         }
     };
-    let invoice = match tracking::invoice_page(&state.pool, &claims.i).await {
+    let invoice = match tracking::invoice_page(&state.pool, &claims.t, &claims.i).await {
         Ok(Some(invoice)) if invoice.tenant == claims.t && invoice.customer_id == claims.c => {
             invoice
         }
@@ -995,7 +997,11 @@ fn renewed_command(
             &delivery.tenant,
         ),
         payload,
-        cancel_keys: delivery.invoice_ids.clone(),
+        cancel_keys: delivery
+            .invoice_ids
+            .iter()
+            .map(|invoice_id| outbox::cancel_key(&delivery.tenant, invoice_id))
+            .collect(),
         reminder_id: Some(reminder_id),
         dead_letter: None,
     })

@@ -49,7 +49,7 @@ impl AttributionHandler {
         };
         let tenant = envelope.tenant.as_str();
         let sent: Vec<TrackedDelivery> =
-            tracking::sent_for_invoice(&self.pool, payment.invoice_id.as_str())
+            tracking::sent_for_invoice(&self.pool, tenant, payment.invoice_id.as_str())
                 .await?
                 .into_iter()
                 .filter(|delivery| delivery.tenant == tenant && delivery.sent_at.is_some())

@@ -12,6 +12,7 @@ use relance_domain::{ClosedReason, DunningState, Invoice, PauseReason};
 /// A customer's hold and recent messages, as the database has them now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GuardCustomer {
+    pub tenant: String,
     pub customer_id: String,
     pub held: bool,
     pub held_until: Option<NaiveDate>,
@@ -211,10 +212,9 @@ pub fn decide(facts: &Facts<'_>) -> Verdict {
     let mut kept = Vec::new();
     let mut dropped = Vec::new();
     for line in &command.invoices {
-        let current = facts
-            .invoices
-            .iter()
-            .find(|invoice| invoice.invoice_id == line.invoice_id.as_str());
+        let current = facts.invoices.iter().find(|invoice| {
+            invoice.tenant == facts.tenant && invoice.invoice_id == line.invoice_id.as_str()
+        });
         match invoice_reason(current, facts.tenant) {
             Some(reason) => dropped.push((line.invoice_id.as_str().to_string(), reason)),
             None => {
@@ -316,17 +316,17 @@ pub fn decide_wave(
     customers: &[GuardCustomer],
     cap_count: u32,
 ) -> Vec<Verdict> {
-    let mut let_through: HashMap<&str, i64> = HashMap::new();
+    let mut let_through: HashMap<(&str, &str), i64> = HashMap::new();
     candidates
         .iter()
         .map(|candidate| {
-            let customer_id = candidate.command.customer_id.as_str();
+            let key = (candidate.tenant, candidate.command.customer_id.as_str());
             let customer = customers
                 .iter()
-                .find(|customer| customer.customer_id == customer_id)
+                .find(|customer| (customer.tenant.as_str(), customer.customer_id.as_str()) == key)
                 .map(|customer| GuardCustomer {
                     sent_recently: customer.sent_recently
-                        + let_through.get(customer_id).copied().unwrap_or(0),
+                        + let_through.get(&key).copied().unwrap_or(0),
                     ..customer.clone()
                 });
             if candidate.reminder_cancelled {
@@ -345,7 +345,7 @@ pub fn decide_wave(
                 cap_count,
             });
             if matches!(verdict, Verdict::Send { .. }) {
-                *let_through.entry(customer_id).or_default() += 1;
+                *let_through.entry(key).or_default() += 1;
             }
             verdict
         })

@@ -186,7 +186,10 @@ fn derived(facts: Vec<InvoiceFact>, day: NaiveDate) -> GuardInvoice {
         book.apply(&event, day)
             .unwrap_or_else(|rejection| panic!("{rejection}"));
     }
-    GuardInvoice::of(&book.invoices["inv_2026_0412"], day)
+    GuardInvoice::of(
+        &book.invoices[&relance_domain::scoped("acme", "inv_2026_0412")],
+        day,
+    )
 }
 
 #[test]
@@ -266,6 +269,7 @@ fn holds_suppressions_missing_addresses_and_the_cap_skip() {
     let command = command();
     let invoices = [open_invoice("inv_2026_0412")];
     let customer = |held: bool, until: Option<NaiveDate>, sent: i64| GuardCustomer {
+        tenant: "acme".into(),
         customer_id: "cus_8Hq2LmT4".into(),
         held,
         held_until: until,

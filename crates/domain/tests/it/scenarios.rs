@@ -457,3 +457,26 @@ fn sums_beyond_the_exact_range_are_refused() {
         RejectionReason::AmountOverflow
     );
 }
+
+#[test]
+fn the_book_keeps_each_tenants_invoices_and_customers_apart() {
+    use relance_domain::{scoped, Book, BookEvent, DunningState};
+    let mut book = Book::default();
+    let today = date("2026-11-20");
+    // globex's payment arrives first, for an invoice number acme uses too.
+    let mut early = event("g1", at(2, 9), payment("pay-g", 1_000, 2));
+    early.tenant = "globex".into();
+    book.apply(&BookEvent::Invoice(early), today).unwrap();
+    book.apply(
+        &BookEvent::Invoice(event("a1", at(3, 9), issued(eur(10_000), "2026-11-10"))),
+        today,
+    )
+    .expect("acme's invoice is acme's, whatever globex sent");
+    let acme = &book.invoices[&scoped("acme", "inv_1")];
+    assert_eq!(acme.view(today).state, DunningState::Overdue);
+    assert_eq!(acme.view(today).amount_due_minor, 10_000);
+    let globex = &book.invoices[&scoped("globex", "inv_1")];
+    assert_eq!(globex.view(today).state, DunningState::AwaitingInvoice);
+    assert_eq!(book.customers.len(), 2, "cus_1 of acme and cus_1 of globex");
+    assert_eq!(book.behaviour_of("acme", "cus_1", today).open_invoices, 1);
+}

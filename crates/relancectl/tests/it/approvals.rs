@@ -343,6 +343,7 @@ async fn a_credit_manager_settles_a_payment_claim_and_withdraws_a_promise() {
         };
         relance_events::apply_invoice_fact(
             &mut transaction,
+            "acme",
             &[invoice.to_string()],
             &fact,
             &origin,

@@ -229,3 +229,148 @@ async fn a_token_acts_only_for_its_tenants_and_within_its_role() {
     let (status, _) = call(OPERATOR, "GET", "/v1/dead-letters".into(), None).await;
     assert_eq!(status, 200);
 }
+
+fn issued(tenant: &str, now: DateTime<Utc>) -> relance_domain::BookEvent {
+    invoice_event(
+        tenant,
+        "cus_same",
+        "F-2026-0001",
+        &format!("issued-{tenant}"),
+        now,
+        InvoiceFact::Issued {
+            number: "F-2026-0001".into(),
+            issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+            total: Money::new(25_000, Currency::parse("EUR").unwrap()).unwrap(),
+            order_reference: None,
+            payment_url: None,
+            contact: None,
+            description: None,
+        },
+    )
+}
+
+/// Issue 14, item 2: two billing entities numbering an invoice and a customer alike have two
+/// records; a token that sees both names the tenant, and a change reaches only that one.
+#[tokio::test]
+async fn the_same_ids_in_two_tenants_are_two_records_and_a_person_says_which() {
+    let mut settings = create_unique_database(&test_settings(ServiceName::Scheduler)).await;
+    settings.kafka.topics = create_unique_topics(&settings, "same-ids", 1).await;
+    let now = utc("2026-12-10T09:00:00Z");
+    seed(
+        &settings,
+        vec![
+            customer_event("acme", "cus_same", false, now),
+            customer_event("globex", "cus_same", false, now),
+            issued("acme", now),
+            issued("globex", now),
+        ],
+        now,
+    )
+    .await;
+    let pool = relance_storage::lazy_pool(&settings.database, "test");
+    let url = crate::serve_admin_api(&settings, pool.clone(), now).await;
+    let http = reqwest::Client::new();
+    let call = |token: &'static str, path: &str, body: Option<serde_json::Value>| {
+        let request = match body {
+            Some(body) => http.post(format!("{url}{path}")).json(&body),
+            None => http.get(format!("{url}{path}")),
+        };
+        async move {
+            let response = request.bearer_auth(token).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    let state_of = |tenant: &'static str| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_as::<_, (String, bool)>(
+                "SELECT i.state, c.held FROM invoices i JOIN customers c USING (tenant, customer_id)
+                 WHERE i.tenant = $1 AND i.invoice_id = 'F-2026-0001'",
+            )
+            .bind(tenant)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let reason = Some(serde_json::json!({"reason": "checking"}));
+
+    // globex's token sees only globex's invoice of that number: no need to say which.
+    let (status, answer) = call(GLOBEX, "/v1/invoices/F-2026-0001/pause", reason.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(state_of("globex").await.0, "paused");
+    assert_ne!(
+        state_of("acme").await.0,
+        "paused",
+        "acme's is another invoice"
+    );
+    // Naming a tenant it does not see finds nothing.
+    let (status, _) = call(
+        GLOBEX,
+        "/v1/invoices/F-2026-0001/timeline?tenant=acme",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A token for every tenant must say which.
+    let (status, answer) = call(OPERATOR, "/v1/invoices/F-2026-0001/timeline", None).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(answer["error"], "ambiguous_tenant", "{answer}");
+    let (status, answer) = call(OPERATOR, "/v1/customers/cus_same/pause", reason.clone()).await;
+    assert_eq!(
+        (status, &answer["error"]),
+        (409, &serde_json::json!("ambiguous_tenant"))
+    );
+    let (status, timeline) = call(
+        OPERATOR,
+        "/v1/invoices/F-2026-0001/timeline?tenant=acme",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{timeline}");
+    assert_eq!(timeline["tenant"], "acme");
+    assert!(
+        !timeline.to_string().contains("checking"),
+        "globex's pause is not on acme's timeline: {timeline}"
+    );
+
+    // relancectl --tenant names it.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_relancectl"))
+        .env("RELANCE_ADMIN_URL", &url)
+        .env("RELANCE_ADMIN_TOKEN", OPERATOR)
+        .args([
+            "customers",
+            "pause",
+            "cus_same",
+            "--reason",
+            "dispute on the phone",
+            "--tenant",
+            "acme",
+        ])
+        .output()
+        .await
+        .expect("relancectl runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(state_of("acme").await.1, "acme's customer is held");
+    assert!(!state_of("globex").await.1, "globex's customer is not");
+    let actions: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT tenant, subject_kind, action FROM manual_actions ORDER BY id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        actions,
+        [
+            ("globex".into(), "invoice".into(), "pause".into()),
+            ("acme".into(), "customer".into(), "pause".into())
+        ]
+    );
+}

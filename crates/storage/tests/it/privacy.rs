@@ -195,16 +195,27 @@ async fn erasure_leaves_no_contact_data_and_keeps_the_money(pool: PgPool) {
     }
     // The records still read, with the money intact; dunning is held for good.
     let mut connection = pool.acquire().await.unwrap();
-    let customer = customers::load_for_update(&mut connection, &["cus_1".into()])
-        .await
-        .unwrap();
-    let profile = &customer["cus_1"].profile.as_ref().unwrap().value;
+    let customer =
+        customers::load_for_update(&mut connection, &[relance_storage::scoped("acme", "cus_1")])
+            .await
+            .unwrap();
+    let profile = &customer[&relance_storage::scoped("acme", "cus_1")]
+        .profile
+        .as_ref()
+        .unwrap()
+        .value;
     assert_eq!(profile.contact, Contact::default());
-    let invoice = invoices::load_for_update(&mut connection, &["inv_1".into()])
-        .await
-        .unwrap();
+    let invoice =
+        invoices::load_for_update(&mut connection, &[relance_storage::scoped("acme", "inv_1")])
+            .await
+            .unwrap();
     assert_eq!(
-        invoice["inv_1"].total.as_ref().unwrap().value.amount_minor,
+        invoice[&relance_storage::scoped("acme", "inv_1")]
+            .total
+            .as_ref()
+            .unwrap()
+            .value
+            .amount_minor,
         10_000
     );
     let (held, reason): (bool, Option<String>) =

@@ -240,15 +240,24 @@ async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
     transaction.commit().await.unwrap();
 
     let mut transaction = pool.begin().await.unwrap();
-    let loaded = invoices::load_for_update(&mut transaction, &["inv_1".into(), "inv_9".into()])
-        .await
-        .unwrap();
+    let loaded = invoices::load_for_update(
+        &mut transaction,
+        &[
+            relance_storage::scoped("acme", "inv_1"),
+            relance_storage::scoped("acme", "inv_9"),
+        ],
+    )
+    .await
+    .unwrap();
     assert_eq!(loaded.len(), 1);
-    assert_eq!(loaded["inv_1"], paid);
-    let of_customer =
-        invoices::load_of_customers(&mut transaction, &["cus_1".into()], &["inv_1".into()])
-            .await
-            .unwrap();
+    assert_eq!(loaded[&relance_storage::scoped("acme", "inv_1")], paid);
+    let of_customer = invoices::load_of_customers(
+        &mut transaction,
+        &[relance_storage::scoped("acme", "cus_1")],
+        &[relance_storage::scoped("acme", "inv_1")],
+    )
+    .await
+    .unwrap();
     assert_eq!(of_customer, vec![other]);
     transaction.commit().await.unwrap();
 
@@ -299,10 +308,11 @@ async fn customers_round_trip_with_profile_columns_and_behaviour(pool: PgPool) {
     customers::upsert(&mut connection, &[(&facts, &behaviour)])
         .await
         .unwrap();
-    let loaded: HashMap<_, _> = customers::load_for_update(&mut connection, &["cus_1".into()])
-        .await
-        .unwrap();
-    assert_eq!(loaded["cus_1"], facts);
+    let loaded: HashMap<_, _> =
+        customers::load_for_update(&mut connection, &[relance_storage::scoped("acme", "cus_1")])
+            .await
+            .unwrap();
+    assert_eq!(loaded[&relance_storage::scoped("acme", "cus_1")], facts);
     let (vip, tags, email): (bool, Vec<String>, Option<String>) =
         sqlx::query_as("SELECT vip, tags, email FROM customers WHERE customer_id = 'cus_1'")
             .fetch_one(&pool)
@@ -324,7 +334,7 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
     outbox::enqueue(
         &mut connection,
         &[OutboxRecord {
-            cancel_keys: vec!["inv_1".into()],
+            cancel_keys: vec![outbox::cancel_key("acme", "inv_1")],
             reminder_id: Some(reminder),
             ..record("relance.reminders", "command")
         }],
@@ -342,9 +352,12 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
         .execute(&mut *payment)
         .await
         .unwrap();
-    let cancelled = outbox::cancel_pending_for_invoices(&mut payment, &["inv_1".to_string()])
-        .await
-        .expect("the payment does not wait for the relay");
+    let cancelled = outbox::cancel_pending_for_invoices(
+        &mut payment,
+        &[relance_storage::scoped("acme", "inv_1")],
+    )
+    .await
+    .expect("the payment does not wait for the relay");
     assert_eq!(cancelled, vec![reminder]);
     payment.commit().await.unwrap();
 
@@ -409,9 +422,13 @@ async fn a_reminder_whose_message_may_have_left_is_never_cancelled(pool: PgPool)
         reminders.push((name, reminder));
     }
     let ids: Vec<uuid::Uuid> = reminders.iter().map(|(_, id)| *id).collect();
-    scheduling::cancel_reminders(&mut connection, &["inv_1".to_string()], &ids)
-        .await
-        .unwrap();
+    scheduling::cancel_reminders(
+        &mut connection,
+        &[relance_storage::scoped("acme", "inv_1")],
+        &ids,
+    )
+    .await
+    .unwrap();
     let cancelled = scheduling::cancelled_among(&mut connection, &ids)
         .await
         .unwrap();

@@ -160,17 +160,6 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_next_e
             reason: "currency_mismatch",
         },
         Case {
-            name: "tenant does not own the invoice",
-            value: bytes(&payment(
-                "p-tenant",
-                "inv_a",
-                "cus_a",
-                "globex",
-                json!({"amount_minor": 100, "currency": "EUR"}),
-            )),
-            reason: "tenant_mismatch",
-        },
-        Case {
             name: "invoice of another customer",
             value: bytes(&payment(
                 "p-customer",
@@ -287,7 +276,6 @@ async fn every_kind_of_bad_input_is_dead_lettered_with_its_reason_and_the_next_e
         "schema_violation",
         "unsupported_schema_version",
         "currency_mismatch",
-        "tenant_mismatch",
         "customer_mismatch",
         "invalid_text",
     ] {

@@ -117,17 +117,35 @@ impl World {
     }
 
     pub async fn invoices(&self) -> BTreeMap<String, (Invoice, StoredState)> {
-        let rows: Vec<(String, serde_json::Value, String, Option<String>, Option<String>, i64, Option<NaiveDate>)> = sqlx::query_as(
-            "SELECT invoice_id, facts, state, pause_reason, closed_reason, amount_due_minor, due_on FROM invoices",
+        self.invoices_by_tenant()
+            .await
+            .into_iter()
+            .map(|((_, id), stored)| (id, stored))
+            .collect()
+    }
+
+    /// Every invoice by (tenant, invoice id).
+    pub async fn invoices_by_tenant(&self) -> BTreeMap<(String, String), (Invoice, StoredState)> {
+        let rows: Vec<(String, String, serde_json::Value, String, Option<String>, Option<String>, i64, Option<NaiveDate>)> = sqlx::query_as(
+            "SELECT tenant, invoice_id, facts, state, pause_reason, closed_reason, amount_due_minor, due_on FROM invoices",
         )
         .fetch_all(&self.pool)
         .await
         .expect("invoices");
         rows.into_iter()
             .map(
-                |(id, facts, state, pause_reason, closed_reason, amount_due_minor, due_on)| {
+                |(
+                    tenant,
+                    id,
+                    facts,
+                    state,
+                    pause_reason,
+                    closed_reason,
+                    amount_due_minor,
+                    due_on,
+                )| {
                     (
-                        id,
+                        (tenant, id),
                         (
                             serde_json::from_value(facts).expect("facts"),
                             StoredState {
@@ -145,8 +163,19 @@ impl World {
     }
 
     pub async fn customers(&self) -> BTreeMap<String, (CustomerFacts, StoredBehaviour)> {
-        let rows: Vec<(String, serde_json::Value, i32, i32, i64, i32, serde_json::Value, serde_json::Value)> = sqlx::query_as(
-            "SELECT customer_id, facts, paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid FROM customers",
+        self.customers_by_tenant()
+            .await
+            .into_iter()
+            .map(|((_, id), stored)| (id, stored))
+            .collect()
+    }
+
+    /// Every customer by (tenant, customer id).
+    pub async fn customers_by_tenant(
+        &self,
+    ) -> BTreeMap<(String, String), (CustomerFacts, StoredBehaviour)> {
+        let rows: Vec<(String, String, serde_json::Value, i32, i32, i64, i32, serde_json::Value, serde_json::Value)> = sqlx::query_as(
+            "SELECT tenant, customer_id, facts, paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid FROM customers",
         )
         .fetch_all(&self.pool)
         .await
@@ -154,6 +183,7 @@ impl World {
         rows.into_iter()
             .map(
                 |(
+                    tenant,
                     id,
                     facts,
                     paid_invoices,
@@ -164,7 +194,7 @@ impl World {
                     lifetime_paid,
                 )| {
                     (
-                        id,
+                        (tenant, id),
                         (
                             serde_json::from_value(facts).expect("facts"),
                             StoredBehaviour {
@@ -261,20 +291,20 @@ pub fn replay_through_the_model(events: &[Published], today: NaiveDate) -> Book 
 
 /// Asserts the database holds exactly what the model says.
 pub async fn assert_database_matches_model(world: &World, model: &Book, today: NaiveDate) {
-    let stored = world.invoices().await;
+    let stored = world.invoices_by_tenant().await;
     assert_eq!(stored.len(), model.invoices.len(), "number of invoices");
     for (id, invoice) in &model.invoices {
         let (facts, state) = stored
             .get(id)
-            .unwrap_or_else(|| panic!("invoice {id} missing"));
-        assert_eq!(facts, invoice, "facts of {id}");
+            .unwrap_or_else(|| panic!("invoice {id:?} missing"));
+        assert_eq!(facts, invoice, "facts of {id:?}");
         assert_eq!(
             *state,
             StoredState::of(&invoice.view(today)),
-            "state of {id}"
+            "state of {id:?}"
         );
     }
-    let customers = world.customers().await;
+    let customers = world.customers_by_tenant().await;
     assert_eq!(
         customers.len(),
         model.customers.len(),
@@ -283,34 +313,34 @@ pub async fn assert_database_matches_model(world: &World, model: &Book, today: N
     for (id, facts) in &model.customers {
         let (stored_facts, behaviour) = customers
             .get(id)
-            .unwrap_or_else(|| panic!("customer {id} missing"));
-        assert_eq!(stored_facts, facts, "profile of {id}");
-        let expected = model.behaviour_of(id, today);
+            .unwrap_or_else(|| panic!("customer {id:?} missing"));
+        assert_eq!(stored_facts, facts, "profile of {id:?}");
+        let expected = model.behaviour_of(&id.0, &id.1, today);
         assert_eq!(
             behaviour.paid_invoices, expected.paid_invoices as i32,
-            "paid invoices of {id}"
+            "paid invoices of {id:?}"
         );
         assert_eq!(
             behaviour.paid_on_time, expected.paid_on_time as i32,
-            "on time of {id}"
+            "on time of {id:?}"
         );
         assert_eq!(
             behaviour.total_days_late, expected.total_days_late,
-            "days late of {id}"
+            "days late of {id:?}"
         );
         assert_eq!(
             behaviour.open_invoices, expected.open_invoices as i32,
-            "open invoices of {id}"
+            "open invoices of {id:?}"
         );
         assert_eq!(
             behaviour.open_balance,
             serde_json::to_value(&expected.open_balance).unwrap(),
-            "open balance of {id}"
+            "open balance of {id:?}"
         );
         assert_eq!(
             behaviour.lifetime_paid,
             serde_json::to_value(&expected.lifetime_paid).unwrap(),
-            "lifetime paid of {id}"
+            "lifetime paid of {id:?}"
         );
     }
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod ingest;
 mod outage;
 mod simulator;
+mod tenancy;
 
 mod lifecycle {
     relance_testkit::service_lifecycle_tests!(

@@ -139,6 +139,7 @@ async fn a_step_the_sender_deferred_is_planned_again_not_lost() {
     let deferred = scheduling::defer_reminder(
         &mut connection,
         first[0].reminder_id,
+        &first[0].tenant,
         &first[0].invoice_ids,
         replan,
     )

@@ -61,11 +61,13 @@ async fn live_and_simulated(
             .unwrap();
         let mut approved_now = false;
         let mut connection = scheduler.pool.acquire().await.unwrap();
-        let mut loaded =
-            relance_storage::invoices::load_for_update(&mut connection, &["inv_1".to_string()])
-                .await
-                .unwrap();
-        if let Some(invoice) = loaded.remove("inv_1") {
+        let mut loaded = relance_storage::invoices::load_for_update(
+            &mut connection,
+            &[relance_domain::scoped("acme", "inv_1")],
+        )
+        .await
+        .unwrap();
+        if let Some(invoice) = loaded.remove(&relance_domain::scoped("acme", "inv_1")) {
             if invoice
                 .approval
                 .as_ref()
@@ -93,7 +95,7 @@ async fn live_and_simulated(
                 .unwrap();
                 relance_storage::scheduling::mark_for_replanning(
                     &mut connection,
-                    &["inv_1".to_string()],
+                    &[relance_domain::scoped("acme", "inv_1")],
                     now,
                 )
                 .await
@@ -121,10 +123,11 @@ async fn live_and_simulated(
 
     // The simulation, from the same start.
     let mut connection = scheduler.pool.acquire().await.unwrap();
-    let customer = scheduling::load_customers(&mut connection, &["cus_1".to_string()])
-        .await
-        .unwrap()
-        .remove(0);
+    let customer =
+        scheduling::load_customers(&mut connection, &[relance_domain::scoped("acme", "cus_1")])
+            .await
+            .unwrap()
+            .remove(0);
     let policy = scheduler.policies.for_tenant("acme");
     let timeline = simulate(
         policy,
@@ -134,7 +137,7 @@ async fn live_and_simulated(
             facts: Some(&customer.facts),
         },
         &customer_snapshot(&customer),
-        std::slice::from_ref(&book.invoices["inv_1"]),
+        std::slice::from_ref(&book.invoices[&relance_domain::scoped("acme", "inv_1")]),
         vec![],
         start,
         start + chrono::Duration::days(200),

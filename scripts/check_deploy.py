@@ -274,6 +274,9 @@ def derived_files() -> dict[Path, str | bytes]:
     for p in template_files():
         items += [f"- key: {template_key(p)}", f"  path: {p}"]
     files[BASE / "sender.yaml"] = replace_generated(sender, items, "deploy/base/sender.yaml")
+    # The scheduler checks approvals edited by people against the same templates.
+    scheduler = (BASE / "scheduler.yaml").read_text()
+    files[BASE / "scheduler.yaml"] = replace_generated(scheduler, items, "deploy/base/scheduler.yaml")
     files[PROMETHEUS_RULE] = prometheus_rule_manifest()
     schema = json.loads(SCHEMA.read_text())
     schema["properties"]["config"]["properties"]["settings"] = settings_schema()

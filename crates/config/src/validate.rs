@@ -273,6 +273,7 @@ impl Settings {
         }
         if service == ServiceName::Scheduler {
             self.validate_scheduler(&mut findings);
+            self.validate_templates_dir(&mut findings);
         }
         if matches!(
             service,
@@ -469,6 +470,19 @@ impl Settings {
         );
     }
 
+    /// The sender renders the templates; the scheduler checks approvals edited by people
+    /// against them.
+    fn validate_templates_dir(&self, findings: &mut Findings) {
+        let dir = &self.sender.templates_dir;
+        if !std::path::Path::new(dir).join("default").is_dir() {
+            findings.add(
+                "sender.templates_dir",
+                dir,
+                "must be a folder holding the default template set (default/<locale>/...)",
+            );
+        }
+    }
+
     fn validate_sender(&self, findings: &mut Findings) {
         let sender = &self.sender;
         findings.consumer(
@@ -478,16 +492,7 @@ impl Settings {
             sender.batch_max_wait_ms,
             (sender.retry_initial_ms, sender.retry_max_ms),
         );
-        if !std::path::Path::new(&sender.templates_dir)
-            .join("default")
-            .is_dir()
-        {
-            findings.add(
-                "sender.templates_dir",
-                &sender.templates_dir,
-                "must be a folder holding the default template set (default/<locale>/...)",
-            );
-        }
+        self.validate_templates_dir(findings);
         findings.range(
             "sender.dispatch_interval_ms",
             sender.dispatch_interval_ms,

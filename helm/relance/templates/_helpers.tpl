@@ -102,7 +102,8 @@ whole numbers are written back without ".0" for readability (relance accepts eit
 
 {{/* Where each component mounts what. */}}
 {{- define "relance.usesPolicies" -}}{{ if has . (list "scheduler" "tracker") }}true{{ end }}{{- end }}
-{{- define "relance.usesTemplates" -}}{{ if eq . "sender" }}true{{ end }}{{- end }}
+{{/* The sender renders the templates; the scheduler checks approvals edited by people against them. */}}
+{{- define "relance.usesTemplates" -}}{{ if has . (list "sender" "scheduler") }}true{{ end }}{{- end }}
 {{- define "relance.usesLinkKeys" -}}{{ if has . (list "sender" "tracker") }}true{{ end }}{{- end }}
 
 {{/* Environment variables every relance container gets: hosts, topics and secrets. */}}

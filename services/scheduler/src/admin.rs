@@ -38,6 +38,55 @@ pub struct AdminState {
     pub metrics: SchedulerMetrics,
     pub relay: Arc<Notify>,
     pub policies: Arc<PolicySet>,
+    pub templates: Arc<Templates>,
+}
+
+/// The templates the sender renders, as it resolves them for each tenant: an edited approval
+/// must name one that exists for the customer's locale and suits the channel, or it would fail
+/// for good at the sender.
+pub struct Templates {
+    store: relance_templates::TemplateStore,
+    sender: relance_config::SenderSettings,
+}
+
+impl Templates {
+    /// Loads `sender.templates_dir`.
+    ///
+    /// # Errors
+    /// [`relance_templates::TemplateError`] when the folder does not load.
+    pub fn load(
+        sender: &relance_config::SenderSettings,
+    ) -> Result<Self, relance_templates::TemplateError> {
+        Ok(Self {
+            store: relance_templates::TemplateStore::load(std::path::Path::new(
+                &sender.templates_dir,
+            ))?,
+            sender: sender.clone(),
+        })
+    }
+
+    /// Why `template` cannot carry a `channel` message of `tenant` in `locale`, if it cannot.
+    fn refusal(&self, tenant: &str, locale: &str, template: &str, channel: &str) -> Option<String> {
+        let set = self.sender.identity_of(tenant).template_set;
+        let wanted = if channel == "sms" {
+            relance_templates::Channel::Sms
+        } else {
+            relance_templates::Channel::Email
+        };
+        match self.store.channel_of(&set, locale, template) {
+            Err(_) => Some(format!(
+                "template {template} does not exist for locale {locale} (set {set}, nor default)"
+            )),
+            Ok(found) if found != wanted => Some(format!(
+                "template {template} is written for {}, not {channel}: choose a template of that channel too",
+                match found {
+                    relance_templates::Channel::Sms => "sms",
+                    relance_templates::Channel::Email => "email",
+                }
+            )),
+            Ok(_) => None,
+        }
+    }
 }
 
 /// The token of the current request: its holder, its role and the tenants it may act for.
@@ -595,6 +644,18 @@ async fn edit_approval(
     if changes.is_empty() {
         return Err(ApiError::bad_request(
             "nothing to change: give a template or a channel",
+        ));
+    }
+    let locale = row.command["data"]["locale"].as_str().unwrap_or("en");
+    let template = row.template.clone().unwrap_or_default();
+    if let Some(refusal) = state
+        .templates
+        .refusal(&row.tenant, locale, &template, &row.channel)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unusable_template",
+            refusal,
         ));
     }
     scheduling::decide_reminder(&mut transaction, &row).await?;

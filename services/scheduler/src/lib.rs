@@ -37,6 +37,14 @@ pub struct TokensError {
     pub reason: String,
 }
 
+/// Why the templates (to check approvals edited by people) cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("sender.templates_dir = {dir:?}: {reason} (the scheduler checks edited approvals against the templates)")]
+pub struct TemplatesError {
+    pub dir: String,
+    pub reason: String,
+}
+
 /// The scheduler service.
 pub struct SchedulerService;
 
@@ -74,6 +82,11 @@ impl Service for SchedulerService {
         let listener =
             tokio::net::TcpListener::bind(&settings.scheduler.admin_listen_address).await?;
         let address = listener.local_addr()?;
+        let templates =
+            admin::Templates::load(&settings.sender).map_err(|error| TemplatesError {
+                dir: settings.sender.templates_dir.clone(),
+                reason: error.to_string(),
+            })?;
         let admin = admin::router(AdminState {
             pool: context.pool.clone(),
             tokens: Arc::new(tokens),
@@ -82,6 +95,7 @@ impl Service for SchedulerService {
             metrics,
             relay: relay.waker(),
             policies,
+            templates: Arc::new(templates),
         });
         let admin_shutdown = context.shutdown.clone();
         let admin_task = tokio::spawn(async move {

@@ -112,6 +112,7 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         metrics,
         relay,
         policies,
+        templates: Arc::new(relance_scheduler::admin::Templates::load(&settings.sender).unwrap()),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
 
@@ -138,6 +139,35 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         "{stdout}"
     );
     let reminder_id = row.split_whitespace().next().unwrap().to_string();
+
+    // Edits the sender could never send are refused, and change nothing (issue 14, item 10).
+    for (edit, why) in [
+        (
+            ["--template", "does_not_exist"],
+            "template does_not_exist does not exist",
+        ),
+        (["--channel", "sms"], "is written for email, not sms"),
+        (
+            ["--template", "sms_reminder"],
+            "template sms_reminder is written for sms, not email",
+        ),
+    ] {
+        let mut args = vec!["approvals", "edit", reminder_id.as_str()];
+        args.extend(edit);
+        let (code, _, stderr) = relancectl(&url, TOKEN, &args).await;
+        assert_eq!(code, 1, "{edit:?} is refused");
+        assert!(
+            stderr.contains("422") && stderr.contains(why),
+            "{edit:?}: {stderr}"
+        );
+    }
+    let unchanged: (Option<String>, String) =
+        sqlx::query_as("SELECT template, channel FROM reminders WHERE reminder_id = $1::uuid")
+            .bind(&reminder_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(unchanged, (Some("first_reminder_vip".into()), "email".into()));
 
     let (code, stdout, stderr) = relancectl(
         &url,
@@ -377,6 +407,7 @@ async fn a_credit_manager_settles_a_payment_claim_and_withdraws_a_promise() {
         metrics: SchedulerMetrics::register(&registry).unwrap(),
         relay: Arc::new(tokio::sync::Notify::new()),
         policies: Arc::new(PolicySet::load(&settings.scheduler.policies_dir).unwrap()),
+        templates: Arc::new(relance_scheduler::admin::Templates::load(&settings.sender).unwrap()),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
 

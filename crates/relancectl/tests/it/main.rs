@@ -32,6 +32,7 @@ pub async fn serve_admin_api(
         policies: Arc::new(
             relance_scheduler::policies::PolicySet::load(&settings.scheduler.policies_dir).unwrap(),
         ),
+        templates: Arc::new(relance_scheduler::admin::Templates::load(&settings.sender).unwrap()),
     });
     tokio::spawn(async move { axum::serve(listener, app).await });
     url

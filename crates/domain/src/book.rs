@@ -3,12 +3,13 @@
 //! and saves the result; replaying a whole stream through one book gives the state the
 //! ingestor must end in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 
 use crate::customer::{
-    apply_customer_event, payment_behaviour, CustomerEvent, CustomerFacts, PaymentBehaviour,
+    apply_customer_event, payment_behaviour, CustomerEvent, CustomerFacts, InvoiceOutcome,
+    OutcomeColumns, PaymentBehaviour,
 };
 use crate::invoice::{apply_invoice_event, DunningState, DunningView, Invoice, InvoiceEvent};
 use crate::Rejection;
@@ -141,6 +142,53 @@ impl Book {
         fallback: chrono_tz::Tz,
     ) -> NaiveDate {
         self.today_of(&invoice.tenant, &invoice.customer_id, now, fallback)
+    }
+
+    /// The payment behaviour of each of `customers` at `now` (each on their own date), from
+    /// their invoices in the book and `elsewhere` (what payment behaviour reads of their other
+    /// invoices, as stored). One pass over the book, however many customers.
+    pub fn behaviours(
+        &self,
+        customers: &[Scoped],
+        elsewhere: &[(Scoped, OutcomeColumns)],
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> Vec<(Scoped, PaymentBehaviour)> {
+        let mut in_book: HashMap<(&str, &str), Vec<&Invoice>> = HashMap::new();
+        for invoice in self.invoices.values() {
+            in_book
+                .entry((invoice.tenant.as_str(), invoice.customer_id.as_str()))
+                .or_default()
+                .push(invoice);
+        }
+        let mut stored: HashMap<(&str, &str), Vec<&OutcomeColumns>> = HashMap::new();
+        for ((tenant, customer_id), columns) in elsewhere {
+            stored
+                .entry((tenant.as_str(), customer_id.as_str()))
+                .or_default()
+                .push(columns);
+        }
+        customers
+            .iter()
+            .map(|key| {
+                let (tenant, customer_id) = (key.0.as_str(), key.1.as_str());
+                let today = self.today_of(tenant, customer_id, now, fallback);
+                let outcomes: Vec<InvoiceOutcome> = in_book
+                    .get(&(tenant, customer_id))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|invoice| invoice.outcome(today))
+                    .chain(
+                        stored
+                            .get(&(tenant, customer_id))
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|columns| columns.outcome(today)),
+                    )
+                    .collect();
+                (key.clone(), payment_behaviour(&outcomes))
+            })
+            .collect()
     }
 
     /// The payment behaviour of `customer_id` of `tenant` from the invoices in the book, on

@@ -125,29 +125,71 @@ pub struct InvoiceOutcome {
     pub paid_at: Option<DateTime<Utc>>,
 }
 
+/// What payment behaviour reads of an invoice, as its view says it and as the invoices table
+/// stores it beside the facts: behaviour can be computed from stored rows without decoding
+/// every invoice's facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutcomeColumns {
+    pub currency: Option<Currency>,
+    pub issued_on: Option<NaiveDate>,
+    pub due_on: Option<NaiveDate>,
+    /// Only the invoice's payments or disputes are known so far.
+    pub awaiting_invoice: bool,
+    pub closed: bool,
+    pub closed_as_paid: bool,
+    pub amount_due_minor: i64,
+    /// Payments minus refunds.
+    pub net_paid_minor: i64,
+    pub paid_at: Option<DateTime<Utc>>,
+}
+
+impl OutcomeColumns {
+    /// The outcome on `today`; `None` before the invoice itself is known.
+    pub fn outcome(&self, today: NaiveDate) -> Option<InvoiceOutcome> {
+        if self.awaiting_invoice {
+            return None;
+        }
+        Some(InvoiceOutcome {
+            currency: self.currency.clone()?,
+            issued_on: self.issued_on,
+            due_on: self.due_on,
+            open: !self.closed,
+            overdue: !self.closed && self.due_on.is_some_and(|due| today > due),
+            amount_due_minor: self.amount_due_minor,
+            net_paid_minor: self.net_paid_minor,
+            paid_at: if self.closed_as_paid {
+                self.paid_at
+            } else {
+                None
+            },
+        })
+    }
+}
+
 impl Invoice {
+    /// What payment behaviour reads of the invoice on `today`.
+    pub fn outcome_columns(&self, today: NaiveDate) -> OutcomeColumns {
+        let view = self.view(today);
+        OutcomeColumns {
+            currency: view.currency.clone(),
+            issued_on: self.issued_on.as_ref().map(|issued| issued.value),
+            due_on: view.due_on,
+            awaiting_invoice: view.state == DunningState::AwaitingInvoice,
+            closed: view.state.is_closed(),
+            closed_as_paid: view.state
+                == DunningState::Closed {
+                    reason: ClosedReason::Paid,
+                },
+            amount_due_minor: view.amount_due_minor,
+            net_paid_minor: view.paid_minor.saturating_sub(view.refunded_minor),
+            paid_at: view.paid_at,
+        }
+    }
+
     /// The invoice's outcome for payment behaviour on `today`; `None` before the invoice itself
     /// is known.
     pub fn outcome(&self, today: NaiveDate) -> Option<InvoiceOutcome> {
-        let view = self.view(today);
-        if view.state == DunningState::AwaitingInvoice {
-            return None;
-        }
-        let currency = view.currency.clone()?;
-        let closed_as_paid = view.state
-            == DunningState::Closed {
-                reason: ClosedReason::Paid,
-            };
-        Some(InvoiceOutcome {
-            currency,
-            issued_on: self.issued_on.as_ref().map(|issued| issued.value),
-            due_on: view.due_on,
-            open: !view.state.is_closed(),
-            overdue: !view.state.is_closed() && view.due_on.is_some_and(|due| today > due),
-            amount_due_minor: view.amount_due_minor,
-            net_paid_minor: view.paid_minor.saturating_sub(view.refunded_minor),
-            paid_at: if closed_as_paid { view.paid_at } else { None },
-        })
+        self.outcome_columns(today).outcome(today)
     }
 }
 

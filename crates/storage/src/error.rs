@@ -20,6 +20,12 @@ pub enum StorageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("stored {what} {id} cannot be read back: {detail}")]
+    Unreadable {
+        what: &'static str,
+        id: String,
+        detail: String,
+    },
 }
 
 impl StorageError {
@@ -37,7 +43,7 @@ impl StorageError {
             Self::Migrate(sqlx::migrate::MigrateError::Execute(source)) => {
                 is_transient_sqlx(source)
             }
-            Self::Migrate(_) | Self::Corrupt { .. } => false,
+            Self::Migrate(_) | Self::Corrupt { .. } | Self::Unreadable { .. } => false,
         }
     }
 }

@@ -153,22 +153,39 @@ pub async fn load(
         .collect()
 }
 
-/// The invoices of the customers `customer_keys` other than `except`, for payment behaviour.
+type OutcomeRow = (
+    String,
+    String,
+    Option<String>,
+    Option<NaiveDate>,
+    Option<NaiveDate>,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<chrono::DateTime<chrono::Utc>>,
+);
+
+/// What payment behaviour reads of the invoices of the customers `customer_keys` other than
+/// `except`, from the columns stored beside each invoice's facts (the facts are not decoded):
+/// `(customer, columns)`.
 ///
 /// # Errors
-/// [`StorageError`] when the query fails or a stored invoice is unreadable.
-pub async fn load_of_customers(
+/// [`StorageError`] when the query fails or a stored currency is unreadable.
+pub async fn outcome_columns_of_customers(
     connection: &mut PgConnection,
     customer_keys: &[Scoped],
     except: &[Scoped],
-) -> Result<Vec<Invoice>, StorageError> {
+) -> Result<Vec<(Scoped, relance_domain::OutcomeColumns)>, StorageError> {
     if customer_keys.is_empty() {
         return Ok(Vec::new());
     }
     let (tenants, customer_ids) = key_columns(customer_keys);
     let (except_tenants, except_ids) = key_columns(except);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT tenant, invoice_id, facts FROM invoices
+    let rows: Vec<OutcomeRow> = sqlx::query_as(
+        "SELECT tenant, customer_id, currency::text, issued_on, due_on, state, closed_reason,
+                amount_due_minor, net_paid_minor, paid_at
+         FROM invoices
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
            AND (tenant, invoice_id) NOT IN (SELECT * FROM unnest($3::text[], $4::text[]))",
     )
@@ -178,9 +195,47 @@ pub async fn load_of_customers(
     .bind(&except_ids)
     .fetch_all(connection)
     .await
-    .map_err(StorageError::query("loading the invoices of customers"))?;
+    .map_err(StorageError::query(
+        "reading the outcomes of customers' invoices",
+    ))?;
     rows.into_iter()
-        .map(|row| decode_keyed(row).map(|(_, invoice)| invoice))
+        .map(
+            |(
+                tenant,
+                customer_id,
+                currency,
+                issued_on,
+                due_on,
+                state,
+                closed_reason,
+                amount_due_minor,
+                net_paid_minor,
+                paid_at,
+            )| {
+                let currency = currency
+                    .map(|code| relance_domain::Currency::parse(code.trim()))
+                    .transpose()
+                    .map_err(|error| StorageError::Unreadable {
+                        what: "currency of an invoice of customer",
+                        id: customer_id.clone(),
+                        detail: error.to_string(),
+                    })?;
+                Ok((
+                    (tenant, customer_id),
+                    relance_domain::OutcomeColumns {
+                        currency,
+                        issued_on,
+                        due_on,
+                        awaiting_invoice: state == "awaiting_invoice",
+                        closed: state == "closed",
+                        closed_as_paid: closed_reason.as_deref() == Some("paid"),
+                        amount_due_minor,
+                        net_paid_minor,
+                        paid_at,
+                    },
+                ))
+            },
+        )
         .collect()
 }
 

@@ -378,25 +378,16 @@ impl IngestHandler {
             scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled).await?;
 
         // Payment behaviour needs every invoice of the touched customers.
+        // Their other invoices are read from the columns stored beside each invoice, not
+        // decoded from their facts.
         let touched: Vec<Scoped> = touched_customers.into_iter().collect();
         let in_book: Vec<Scoped> = book.invoices.keys().cloned().collect();
-        for invoice in invoices::load_of_customers(&mut transaction, &touched, &in_book).await? {
-            book.invoices
-                .insert(scoped(&invoice.tenant, &invoice.invoice_id), invoice);
-        }
-        let behaviours: Vec<_> = touched
-            .iter()
-            .filter_map(|key| {
-                book.customers.get(key).map(|facts| {
-                    let (tenant, customer_id) = key;
-                    let today = book.today_of(tenant, customer_id, now, UNKNOWN_ZONE);
-                    (facts, book.behaviour_of(tenant, customer_id, today))
-                })
-            })
-            .collect();
+        let elsewhere =
+            invoices::outcome_columns_of_customers(&mut transaction, &touched, &in_book).await?;
+        let behaviours = book.behaviours(&touched, &elsewhere, now, UNKNOWN_ZONE);
         let customer_rows: Vec<_> = behaviours
             .iter()
-            .map(|(facts, behaviour)| (*facts, behaviour))
+            .filter_map(|(key, behaviour)| book.customers.get(key).map(|facts| (facts, behaviour)))
             .collect();
         customers::upsert(&mut transaction, &customer_rows).await?;
 

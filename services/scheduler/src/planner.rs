@@ -7,7 +7,7 @@
 //! work and never plan one customer at the same time; a reminder's idempotency key is unique
 //! in the database, so even a repeated decision is recorded once.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -272,15 +272,26 @@ impl Scheduler {
             ..TickReport::default()
         };
         let mut writes = Writes::default();
+        // Grouped once: a batch holds hundreds of customers.
+        let mut history_of: HashMap<(&str, &str), Vec<ReminderRow>> = HashMap::new();
+        for row in &history {
+            history_of
+                .entry((row.tenant.as_str(), row.customer_id.as_str()))
+                .or_default()
+                .push(row.clone());
+        }
+        let mut invoices_of: HashMap<(&str, &str), Vec<Invoice>> = HashMap::new();
+        for invoice in book.invoices.values() {
+            invoices_of
+                .entry((invoice.tenant.as_str(), invoice.customer_id.as_str()))
+                .or_default()
+                .push(invoice.clone());
+        }
         for customer in &customers {
-            let rows: Vec<ReminderRow> = history
-                .iter()
-                .filter(|row| {
-                    row.tenant == customer.tenant && row.customer_id == customer.customer_id
-                })
-                .cloned()
-                .collect();
-            self.plan(customer, &book, &rows, now, &mut writes, &mut report)?;
+            let key = (customer.tenant.as_str(), customer.customer_id.as_str());
+            let rows = history_of.remove(&key).unwrap_or_default();
+            let invoices = invoices_of.remove(&key).unwrap_or_default();
+            self.plan(customer, invoices, &rows, now, &mut writes, &mut report)?;
         }
         let outbox = self
             .record(transaction, &mut book, writes, now, &mut report)
@@ -292,7 +303,7 @@ impl Scheduler {
     fn plan(
         &self,
         customer: &SchedulingCustomer,
-        book: &Book,
+        invoices: Vec<Invoice>,
         rows: &[ReminderRow],
         now: DateTime<Utc>,
         writes: &mut Writes,
@@ -300,14 +311,6 @@ impl Scheduler {
     ) -> Result<(), SchedulerError> {
         let policy = self.policies.for_tenant(&customer.tenant);
         let snapshot = customer_snapshot(customer);
-        let invoices: Vec<Invoice> = book
-            .invoices
-            .values()
-            .filter(|invoice| {
-                invoice.tenant == customer.tenant && invoice.customer_id == customer.customer_id
-            })
-            .cloned()
-            .collect();
         let context = CustomerContext {
             tenant: &customer.tenant,
             customer_id: &customer.customer_id,

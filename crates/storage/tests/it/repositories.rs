@@ -251,14 +251,33 @@ async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
     .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[&relance_storage::scoped("acme", "inv_1")], paid);
-    let of_customer = invoices::load_of_customers(
+    // Payment behaviour reads the customer's other invoices from their stored columns: the
+    // same as their facts say.
+    let of_customer = invoices::outcome_columns_of_customers(
         &mut transaction,
         &[relance_storage::scoped("acme", "cus_1")],
         &[relance_storage::scoped("acme", "inv_1")],
     )
     .await
     .unwrap();
-    assert_eq!(of_customer, vec![other]);
+    assert_eq!(
+        of_customer,
+        vec![(
+            relance_storage::scoped("acme", "cus_1"),
+            other.outcome_columns(today)
+        )]
+    );
+    let paid_columns = invoices::outcome_columns_of_customers(
+        &mut transaction,
+        &[relance_storage::scoped("acme", "cus_1")],
+        &[relance_storage::scoped("acme", "inv_2")],
+    )
+    .await
+    .unwrap();
+    assert!(paid_columns.contains(&(
+        relance_storage::scoped("acme", "cus_1"),
+        paid.outcome_columns(today)
+    )));
     transaction.commit().await.unwrap();
 
     let (state, due, amount_due, net_paid): (String, NaiveDate, i64, i64) =

@@ -36,6 +36,9 @@ pub async fn mark_for_replanning(
     Ok(())
 }
 
+/// Due invoices looked at per customer claimed (see [`claim_due_customers_among`]).
+const CLAIM_WINDOW_PER_CUSTOMER: i64 = 20;
+
 /// Claims up to `limit` customers with an invoice due for planning at `now`, most overdue
 /// first, locking their rows; customers another scheduler holds are skipped, so replicas never
 /// plan the same customer at once.
@@ -61,12 +64,20 @@ pub async fn claim_due_customers_among(
     only: Option<&[Scoped]>,
 ) -> Result<Vec<Scoped>, StorageError> {
     let (tenants, ids) = only.map(key_columns).unzip();
+    // Only the most overdue invoices are looked at (an index scan in time order, however long
+    // the backlog): aggregating every due invoice on every claim made draining a backlog
+    // quadratic. The window is wide enough for customers with many due invoices and for the
+    // customers other replicas hold (skipped); a claim that finds fewer simply comes back.
     sqlx::query_as(
         "SELECT c.tenant, c.customer_id FROM customers c
-         JOIN (SELECT tenant, customer_id, min(next_action_at) AS due FROM invoices
-               WHERE next_action_at <= $1
-                 AND ($3::text[] IS NULL
-                      OR (tenant, customer_id) IN (SELECT * FROM unnest($3::text[], $4::text[])))
+         JOIN (SELECT tenant, customer_id, min(next_action_at) AS due
+               FROM (SELECT tenant, customer_id, next_action_at FROM invoices
+                     WHERE next_action_at <= $1
+                       AND ($3::text[] IS NULL
+                            OR (tenant, customer_id) IN
+                               (SELECT * FROM unnest($3::text[], $4::text[])))
+                     ORDER BY next_action_at
+                     LIMIT $5) AS most_overdue
                GROUP BY tenant, customer_id) d USING (tenant, customer_id)
          ORDER BY d.due, c.tenant, c.customer_id
          LIMIT $2
@@ -76,6 +87,7 @@ pub async fn claim_due_customers_among(
     .bind(limit)
     .bind(tenants)
     .bind(ids)
+    .bind(limit.saturating_mul(CLAIM_WINDOW_PER_CUSTOMER))
     .fetch_all(connection)
     .await
     .map_err(StorageError::query("claiming due customers"))

@@ -171,6 +171,11 @@ const TYPED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
     ("heartbeat.interval.ms", "kafka.heartbeat_interval_ms"),
     ("max.poll.interval.ms", "kafka.max_poll_interval_ms"),
     ("fetch.wait.max.ms", "kafka.fetch_wait_max_ms"),
+    ("queued.min.messages", "kafka.consumer_prefetch_messages"),
+    (
+        "queued.max.messages.kbytes",
+        "kafka.consumer_prefetch_kbytes",
+    ),
     ("auto.offset.reset", "kafka.auto_offset_reset"),
     ("message.timeout.ms", "kafka.message_timeout_ms"),
     ("delivery.timeout.ms", "kafka.message_timeout_ms"),
@@ -941,6 +946,19 @@ fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
         kafka.fetch_wait_max_ms,
         1,
         300_000,
+    );
+    // librdkafka's own bounds.
+    findings.range(
+        "kafka.consumer_prefetch_messages",
+        kafka.consumer_prefetch_messages,
+        1,
+        10_000_000,
+    );
+    findings.range(
+        "kafka.consumer_prefetch_kbytes",
+        kafka.consumer_prefetch_kbytes,
+        1,
+        2_097_151,
     );
     findings.range(
         "kafka.dead_letter_max_bytes",

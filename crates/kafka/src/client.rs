@@ -102,6 +102,14 @@ pub fn consumer_config(settings: &KafkaSettings, service: &str, group_id: &str) 
         )
         .set("fetch.wait.max.ms", settings.fetch_wait_max_ms.to_string())
         .set(
+            "queued.min.messages",
+            settings.consumer_prefetch_messages.to_string(),
+        )
+        .set(
+            "queued.max.messages.kbytes",
+            settings.consumer_prefetch_kbytes.to_string(),
+        )
+        .set(
             "statistics.interval.ms",
             settings.statistics_interval_ms.to_string(),
         );

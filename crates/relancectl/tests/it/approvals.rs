@@ -167,7 +167,10 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
             .fetch_one(&pool)
             .await
             .unwrap();
-    assert_eq!(unchanged, (Some("first_reminder_vip".into()), "email".into()));
+    assert_eq!(
+        unchanged,
+        (Some("first_reminder_vip".into()), "email".into())
+    );
 
     let (code, stdout, stderr) = relancectl(
         &url,

@@ -220,7 +220,8 @@ pub async fn load_schedulable_invoices(
         .collect()
 }
 
-/// Sets each invoice's next planning time and last plan, in one statement.
+/// Sets each invoice's next planning time and last plan, in one statement. A customer's
+/// invoices are all planned together; those whose plan did not change are not rewritten.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
@@ -239,7 +240,9 @@ pub async fn set_next_actions(
         "UPDATE invoices i SET next_action_at = t.next_action_at, plan = t.plan
          FROM UNNEST($4::text[], $1::text[], $2::timestamptz[], $3::jsonb[])
               AS t(tenant, invoice_id, next_action_at, plan)
-         WHERE i.tenant = t.tenant AND i.invoice_id = t.invoice_id",
+         WHERE i.tenant = t.tenant AND i.invoice_id = t.invoice_id
+           AND (i.next_action_at IS DISTINCT FROM t.next_action_at
+                OR i.plan IS DISTINCT FROM t.plan)",
     )
     .bind(&ids)
     .bind(&times)

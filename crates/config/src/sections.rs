@@ -78,6 +78,10 @@ pub struct TelemetrySettings {
     pub log_level: String,
     /// `json` or `pretty`.
     pub log_format: LogFormat,
+    /// Where spans are exported over OTLP/HTTP (protobuf); empty: not exported.
+    pub otlp_endpoint: String,
+    /// Share of traces exported, 0.0 to 1.0.
+    pub trace_sample_ratio: f64,
 }
 
 config_enum!(

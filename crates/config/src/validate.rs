@@ -332,6 +332,26 @@ impl Settings {
                 "must be a level (off, error, warn, info, debug, trace) or a filter such as info,relance_kafka=debug",
             );
         }
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty()
+            && url::Url::parse(endpoint)
+                .map(|url| !matches!(url.scheme(), "http" | "https") || url.host().is_none())
+                .unwrap_or(true)
+        {
+            findings.add(
+                "telemetry.otlp_endpoint",
+                endpoint,
+                "must be empty or an http(s) URL such as http://otel-collector:4318/v1/traces",
+            );
+        }
+        let ratio = self.telemetry.trace_sample_ratio;
+        if !(0.0..=1.0).contains(&ratio) {
+            findings.add(
+                "telemetry.trace_sample_ratio",
+                ratio,
+                "must be between 0.0 and 1.0",
+            );
+        }
     }
 
     fn validate_tracker(&self, findings: &mut Findings) {

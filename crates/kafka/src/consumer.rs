@@ -28,6 +28,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use relance_config::KafkaSettings;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::client::consumer_config;
 use crate::context::RelanceContext;
@@ -271,7 +272,7 @@ impl ConsumerRunner {
         loop {
             // The handler is not interrupted by shutdown: in-flight work finishes, within the
             // service's shutdown timeout.
-            match handler.handle(batch).await {
+            match handler.handle(batch).instrument(batch_span(batch)).await {
                 Ok(()) => return Ok(true),
                 Err(HandlerError::Fatal(error)) => return Err(ConsumerError::Handler(error)),
                 Err(HandlerError::Refused(error)) => {
@@ -313,7 +314,7 @@ impl ConsumerRunner {
         let mut attempt: u32 = 0;
         while let Some(part) = pending.pop_front() {
             let result = if part.len() == 1 {
-                match handler.handle(part).await {
+                match handler.handle(part).instrument(batch_span(part)).await {
                     Err(HandlerError::Refused(error)) => {
                         self.metrics.record_isolated(&part[0].topic);
                         tracing::error!(topic = %part[0].topic, partition = part[0].partition, offset = part[0].offset, error = %error, "A record was refused for its content; it goes to the dead-letter topic and processing continues.");
@@ -322,7 +323,7 @@ impl ConsumerRunner {
                     other => other,
                 }
             } else {
-                handler.handle(part).await
+                handler.handle(part).instrument(batch_span(part)).await
             };
             match result {
                 Ok(()) => attempt = 0,
@@ -385,6 +386,20 @@ fn backoff(options: &RunnerOptions, attempt: u32) -> Duration {
     hasher.write_u32(attempt);
     let unit = (hasher.finish() % 1000) as f64 / 1000.0;
     base.mul_f64(0.8 + 0.4 * unit)
+}
+
+/// The span of one batch: what it holds, so that every log line and trace of its processing
+/// says which records (`topic/partition@offset`) it came from.
+fn batch_span(batch: &[ConsumedRecord]) -> tracing::Span {
+    let place = |record: &ConsumedRecord| {
+        format!("{}/{}@{}", record.topic, record.partition, record.offset)
+    };
+    tracing::info_span!(
+        "kafka.batch",
+        records = batch.len(),
+        first = batch.first().map(place).unwrap_or_default(),
+        last = batch.last().map(place).unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

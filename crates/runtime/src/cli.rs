@@ -67,21 +67,41 @@ pub async fn main<S: Service>() -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    if let Err(error) = relance_telemetry::init_logging(&settings.telemetry) {
-        eprintln!("{service}: {error}");
-        return ExitCode::from(2);
-    }
+    // The exporter's HTTP client blocks: it is built and stopped off the async workers.
+    let telemetry_settings = settings.telemetry.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        relance_telemetry::init_logging(&telemetry_settings, service.as_str())
+    })
+    .await;
+    let telemetry = match installed {
+        Ok(Ok(telemetry)) => telemetry,
+        Ok(Err(error)) => {
+            eprintln!("{service}: {error}");
+            return ExitCode::from(2);
+        }
+        Err(error) => {
+            eprintln!("{service}: setting up logs failed: {error}");
+            return ExitCode::from(2);
+        }
+    };
     let result = match command {
         Command::Migrate => migrate(&settings, service.as_str()).await,
         Command::Serve | Command::CheckConfig => serve::<S>(settings).await,
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %error, error.cause_chain = ?relance_telemetry::ErrorChain(error.as_ref()), "Service failed.");
             ExitCode::FAILURE
         }
+    };
+    if tokio::task::spawn_blocking(move || telemetry.shutdown())
+        .await
+        .is_err()
+    {
+        eprintln!("{service}: exporting the last traces failed");
     }
+    code
 }
 
 type DynError = Box<dyn std::error::Error + Send + Sync>;

@@ -8,6 +8,6 @@ mod metrics;
 mod ops;
 
 pub use errors::ErrorChain;
-pub use logging::{init_logging, LoggingError};
+pub use logging::{init_logging, request_span, LoggingError, Telemetry};
 pub use metrics::{Metrics, MetricsError};
 pub use ops::{serve_ops, CheckFuture, OpsServer, Readiness, ReadinessCheck};

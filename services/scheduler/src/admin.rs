@@ -298,6 +298,7 @@ pub fn router(state: AdminState) -> Router {
         // A reason or a note is at most 2,000 characters: nothing needs more than this.
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn(relance_telemetry::request_span))
         .with_state(state)
 }
 

@@ -24,6 +24,7 @@ use relance_storage::scheduling::{self, ReminderRow, SchedulingCustomer};
 use relance_storage::{invoices, StorageError};
 use sqlx::PgPool;
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 use crate::commands::{stored, Stored, SOURCE};
 use crate::metrics::SchedulerMetrics;
@@ -200,7 +201,19 @@ impl Scheduler {
     ) -> Result<TickReport, SchedulerError> {
         let started = Instant::now();
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let planned = self.plan_claimed(&mut transaction, now, only).await;
+        let span = tracing::info_span!(
+            "scheduler.batch",
+            customers = tracing::field::Empty,
+            queued = tracing::field::Empty,
+        );
+        let planned = self
+            .plan_claimed(&mut transaction, now, only)
+            .instrument(span.clone())
+            .await;
+        if let Ok((report, _)) = &planned {
+            span.record("customers", report.customers);
+            span.record("queued", report.queued);
+        }
         let (report, outbox) = match planned {
             Ok(planned) => planned,
             Err(error) => {
@@ -291,6 +304,12 @@ impl Scheduler {
             let key = (customer.tenant.as_str(), customer.customer_id.as_str());
             let rows = history_of.remove(&key).unwrap_or_default();
             let invoices = invoices_of.remove(&key).unwrap_or_default();
+            let _customer = tracing::info_span!(
+                "plan.customer",
+                tenant = %customer.tenant,
+                customer_id = %customer.customer_id,
+            )
+            .entered();
             self.plan(customer, invoices, &rows, now, &mut writes, &mut report)?;
         }
         let outbox = self

@@ -38,6 +38,7 @@ use serde::Deserialize as _;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::compose;
@@ -313,14 +314,35 @@ impl Dispatcher {
                 break;
             }
             let wave: Vec<Job> = remaining.by_ref().take(provider.wave_size()).collect();
-            let ready = self.guard_and_begin(provider, wave, token).await?;
+            // Every log line and trace of the wave names its reminders and deliveries.
+            let span = tracing::info_span!(
+                "sender.wave",
+                provider = %provider.name,
+                deliveries = wave.len(),
+                reminder_ids = %wave
+                    .iter()
+                    .map(|job| job.command().reminder_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                delivery_ids = %wave
+                    .iter()
+                    .map(|job| job.claimed.delivery_id.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            );
+            let ready = self
+                .guard_and_begin(provider, wave, token)
+                .instrument(span.clone())
+                .await?;
             if ready.is_empty() {
                 continue;
             }
             // Half-open: this wave is the trial (the allowance made it one message).
             let _ = provider.permit();
-            let outcomes = self.send(provider, &ready).await;
-            self.settle_outcomes(provider, &ready, outcomes).await?;
+            let outcomes = self.send(provider, &ready).instrument(span.clone()).await;
+            self.settle_outcomes(provider, &ready, outcomes)
+                .instrument(span)
+                .await?;
         }
         Ok(RoundEnd {
             claimed: count as usize,
@@ -574,6 +596,13 @@ impl Dispatcher {
         let mut settlements = Vec::new();
         let mut ready = Vec::new();
         for (job, verdict) in wave.into_iter().zip(verdicts) {
+            let _delivery = tracing::info_span!(
+                "delivery",
+                delivery_id = %job.claimed.delivery_id,
+                reminder_id = %job.command().reminder_id,
+                tenant = %job.tenant(),
+            )
+            .entered();
             match verdict {
                 Verdict::Skip { reason, detail } => {
                     let customer = customers.iter().find(|customer| {

@@ -82,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security_headers,
         ))
+        .layer(middleware::from_fn(relance_telemetry::request_span))
         .with_state(state)
 }
 

@@ -45,7 +45,12 @@ impl ServiceContext {
             &application_name(self.service),
             self.producer.clone(),
             self.settings.outbox.clone(),
-            metrics,
+            metrics.at_zero_for(&[
+                &self.settings.kafka.topics.events,
+                &self.settings.kafka.topics.reminders,
+                &self.settings.kafka.topics.tasks,
+                &self.settings.kafka.topics.dlq,
+            ]),
         )
         .with_health(self.publish_health.clone())
     }

@@ -78,6 +78,17 @@ impl OutboxMetrics {
             pending,
         })
     }
+
+    /// Creates the series of `topics` at zero: an alert on the rate of publication failures
+    /// cannot see the first one otherwise.
+    pub fn at_zero_for(self, topics: &[&str]) -> Self {
+        for topic in topics {
+            for counter in [&self.published, &self.failures, &self.failed] {
+                counter.with_label_values(&[topic]).inc_by(0);
+            }
+        }
+        self
+    }
 }
 
 /// Whether this service manages to publish, as its relay reports it; readiness reads it.

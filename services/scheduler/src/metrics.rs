@@ -72,6 +72,9 @@ impl SchedulerMetrics {
         registry.register(Box::new(customers.clone()))?;
         registry.register(Box::new(tick_duration.clone()))?;
         registry.register(Box::new(approvals.clone()))?;
+        for decision in ["approved", "rejected", "edited"] {
+            approvals.with_label_values(&[decision]).inc_by(0);
+        }
         Ok(Self {
             decided,
             customers,

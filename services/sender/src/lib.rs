@@ -71,6 +71,9 @@ impl Service for Sender {
             Providers::build(sender).map_err(|error| StartError::Provider(error.to_string()))?;
         let registry = context.metrics.registry();
         let metrics = SenderMetrics::register(registry, sender.tenant_label)?;
+        for provider in sender.providers.keys() {
+            metrics.provider_configured(provider);
+        }
         let relay = context.outbox_relay(OutboxMetrics::register(registry)?);
         let dead_letters = DeadLetterWriter::new(
             context.producer.clone(),

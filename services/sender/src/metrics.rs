@@ -45,6 +45,15 @@ fn delivery_labels(tenant_label: bool, extra: &[&'static str]) -> Vec<&'static s
     labels
 }
 
+/// Why a delivery fails for good (`relance_reminders_failed_total{reason}`): the codes of
+/// `GiveUpReason` and a template that cannot render.
+const FAILURE_REASONS: [&str; 4] = [
+    "provider_rejected",
+    "attempts_exhausted",
+    "outcome_unknown",
+    "template_error",
+];
+
 impl SenderMetrics {
     /// Registers the metrics.
     ///
@@ -169,6 +178,35 @@ impl SenderMetrics {
         self.sent
             .with_label_values(&self.values(labels, provider))
             .inc();
+        // Failures exist at zero beside what was sent, so that failure rates always compute.
+        for reason in FAILURE_REASONS {
+            self.failed
+                .with_label_values(&self.values(labels, reason))
+                .inc_by(0);
+        }
+    }
+
+    /// Creates `provider`'s series at zero (at start, for every configured provider): alerts
+    /// on their rates cannot see a first failure or a first circuit opening otherwise.
+    pub fn provider_configured(&self, provider: &str) {
+        for class in ["accepted", "permanent", "transient", "ambiguous", "config"] {
+            self.attempts
+                .with_label_values(&[provider, class])
+                .inc_by(0);
+        }
+        for class in ["transient", "ambiguous"] {
+            self.retries.with_label_values(&[provider, class]).inc_by(0);
+        }
+        for result in ["found", "not_found", "unsupported", "unavailable"] {
+            self.reconciled
+                .with_label_values(&[provider, result])
+                .inc_by(0);
+        }
+        for cause in ["failures", "config"] {
+            self.circuit_open
+                .with_label_values(&[provider, cause])
+                .inc_by(0);
+        }
     }
 
     pub fn skipped(&self, labels: &DeliveryLabels, reason: &str) {

@@ -77,7 +77,24 @@ impl TrackerMetrics {
             webhook_events: counter("relance_webhook_events_total", "Provider webhook events, by provider, kind and outcome (handled, duplicate, unknown_message, malformed).", &["provider", "kind", "outcome"])?,
             link_requests: counter("relance_link_requests_total", "Requests to the links and pages, by route and outcome (ok, not_found, expired, rate_limited, invalid_form, payment_url_refused).", &["route", "outcome"])?,
             unreadable: counter("relance_tracker_records_unreadable_total", "Billing records the tracker could not read for attribution, by dead-letter reason (the ingestor dead-letters the same record).", &["reason"])?,
-        })
+        }
+        .with_refusals_at_zero())
+    }
+
+    /// The refusals the alerts watch exist at zero from the start: an alert on their rate
+    /// cannot see the first one otherwise.
+    fn with_refusals_at_zero(self) -> Self {
+        self.link_requests
+            .with_label_values(&["any", "rate_limited"])
+            .inc_by(0);
+        for provider in ["postmark", "sendgrid"] {
+            for outcome in ["unauthorized", "malformed"] {
+                self.webhook_events
+                    .with_label_values(&[provider, "any", outcome])
+                    .inc_by(0);
+            }
+        }
+        self
     }
 
     fn values<'a>(&self, delivery: &'a TrackedDelivery, extra: &[&'a str]) -> Vec<&'a str> {
@@ -150,6 +167,16 @@ impl TrackerMetrics {
         self.delivered
             .with_label_values(&self.values(delivery, &[provider]))
             .inc();
+        // Bounces and complaints exist at zero beside what was delivered, so that their rates
+        // (and the complaint-rate alerts) always have a series to compute.
+        for kind in ["hard", "soft"] {
+            self.bounced
+                .with_label_values(&self.values(delivery, &[provider, kind]))
+                .inc_by(0);
+        }
+        self.complained
+            .with_label_values(&self.values(delivery, &[provider]))
+            .inc_by(0);
     }
 
     pub fn bounced(&self, delivery: &TrackedDelivery, provider: &str, hard: bool) {

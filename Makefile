@@ -53,7 +53,7 @@ test: ## Install and bring up what the tests need; format check, clippy, every t
 	source scripts/env.sh && cargo nextest run --workspace --profile $(NEXTEST_PROFILE)
 	cargo build --quiet --workspace --bins
 	scripts/fuzz-admin-api.sh
-	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/chaos.py --short --build debug
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/chaos.py --short --build debug --require-prometheus
 
 .PHONY: fuzz-api
 fuzz-api: ## Fuzz the admin API against docs/admin-api.yaml with schemathesis (needs a build).
@@ -72,6 +72,12 @@ chaos: ## The full chaos run: 100,000 events, kills and outages; asserts the gua
 	scripts/install-deps.sh --no-browser
 	cargo build --release --workspace --bins
 	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/chaos.py --build release
+
+.PHONY: bench
+bench: ## The benchmark: ingest, scheduling, sending, cancellation and memory beside raw limits (bench/results.md).
+	scripts/install-deps.sh --no-browser
+	cargo build --release --workspace --bins
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/bench.py --build release $(BENCH_ARGS)
 
 .PHONY: check-deploy
 check-deploy: ## Lint, render and validate deploy/ and helm/ (installs its tools into the cache).

@@ -30,7 +30,9 @@ Then it checks, prints a table and writes chaos/results.md and chaos/results.jso
 - pairs of reminders to one customer closer than the policy's gap, and customers over its cap;
 - bad records not dead-lettered with the expected reason (dead_letters table and relance.dlq);
 - how long every service took to be ready again and every consumer group to catch up after the
-  last fault; resident memory of every service before and after.
+  last fault; resident memory of every service before and after;
+- with a prometheus binary (scripts/prometheus_check.py), every dashboard query and alert rule
+  on a real Prometheus scraping the services: none may error or find no series.
 
 The exit status is 0 when every check passes, 1 when one fails, 2 when the run itself could not
 be carried out. docs/chaos.md explains what the run proves and what it cannot.
@@ -69,6 +71,7 @@ SCRIPTS = Path(__file__).resolve().parent
 ROOT = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
+import prometheus_check  # noqa: E402
 import simulate_billing as sim  # noqa: E402
 
 UTC = timezone.utc
@@ -1008,9 +1011,13 @@ class Mock:
     def admin_url(self) -> str:
         return f"http://127.0.0.1:{self.admin_port}"
 
+    def program(self) -> list[str]:
+        """The command that runs the mock, before its options (scripts/bench.py runs it otherwise)."""
+        return [self.python, str(SCRIPTS / "mock_postmark.py")]
+
     def start(self) -> None:
         f = self.faults
-        argv = [self.python, str(SCRIPTS / "mock_postmark.py"), "--port", str(self.port),
+        argv = [*self.program(), "--port", str(self.port),
                 "--admin-port", str(self.admin_port), "--server-token", POSTMARK_TOKEN,
                 "--latency-ms", str(f["latency_ms"]), "--jitter-ms", str(f["jitter_ms"]),
                 "--error-rate", str(f["error_rate"]), "--timeout-rate", str(f["timeout_rate"]),
@@ -2420,11 +2427,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "chaos", help="where results.md and results.json go")
     parser.add_argument("--work-dir", default=None, help="parent of the temporary run folder (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, database) even on success")
+    parser.add_argument("--require-prometheus", action="store_true",
+                        help="fail when no prometheus binary is there to check the dashboards and alerts (make test)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    prometheus_binary = prometheus_check.find_binary()
+    if prometheus_binary is None and args.require_prometheus:
+        log(f"--require-prometheus: no prometheus binary ({prometheus_check.searched_paths()}); "
+            "scripts/check-deploy.sh --install-only installs it")
+        return 2
     profile = SHORT if args.short else FULL
     build, source = pick_binaries(args.build, args.target_dir)
     load_seconds = args.load_seconds
@@ -2445,11 +2459,18 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.keep
     try:
         run.setup()
+        prometheus, prometheus_not_run = prometheus_check.start(
+            prometheus_binary, run.root, [prometheus_check.Target(name, INSTANCES[name], instance.ops_port)
+                                          for name, instance in run.instances.items()], run.processes.spawn, log)
         run.build_simulation()
         run.load()
         run.recover()
+        prometheus_rows, prometheus_data = prometheus_check.finish(prometheus, prometheus_not_run,
+                                                                   args.require_prometheus, log)
         run.quiesce()
         checks, data = run.verify()
+        checks += [Check(*row) for row in prometheus_rows]
+        data["prometheus"] = prometheus_data
         passed = report(run, checks, data, args.out_dir, started)
         keep = keep or not passed
         return 0 if passed else 1

@@ -188,27 +188,35 @@ pub async fn load_customers(
         .collect()
 }
 
-/// Loads and locks the invoices of `customer_ids` the scheduler may act on: open ones, and any
-/// with a planning time still set.
+/// Loads and locks the invoices of `customer_keys` whose next action is due at `now`: the only
+/// ones a planning round can act on. An invoice not due has no step due now, and a round's
+/// decisions only ever delay the others (a gap, a cap, a step taken), so its stored next
+/// action stays right; anything that can bring one forward (an event, a hold lifted, a
+/// reminder deferred, a customer's profile) marks the invoice due
+/// (`planning_only_the_due_invoices_decides_what_planning_all_of_them_decides` in
+/// relance-policy). Reading only these keeps a round's cost to what is due, however many
+/// invoices the customers have open.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored invoice is unreadable.
-pub async fn load_schedulable_invoices(
+pub async fn load_due_invoices(
     connection: &mut PgConnection,
     customer_keys: &[Scoped],
+    now: DateTime<Utc>,
 ) -> Result<Vec<Invoice>, StorageError> {
     let (tenants, ids) = key_columns(customer_keys);
     let rows: Vec<(String, serde_json::Value)> = sqlx::query_as(
         "SELECT invoice_id, facts FROM invoices
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-           AND (state NOT IN ('closed', 'awaiting_invoice') OR next_action_at IS NOT NULL)
+           AND next_action_at <= $3
          ORDER BY tenant, invoice_id FOR UPDATE",
     )
     .bind(&tenants)
     .bind(&ids)
+    .bind(now)
     .fetch_all(connection)
     .await
-    .map_err(StorageError::query("loading invoices to schedule"))?;
+    .map_err(StorageError::query("loading due invoices"))?;
     rows.into_iter()
         .map(|(id, facts)| {
             serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
@@ -218,6 +226,37 @@ pub async fn load_schedulable_invoices(
             })
         })
         .collect()
+}
+
+/// Marks every invoice of `customer_keys` still in dunning for planning at `at`: a change of
+/// the customer (profile, segment, time zone, VIP) can bring any of their next actions forward.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn mark_customers_for_replanning(
+    connection: &mut PgConnection,
+    customer_keys: &[Scoped],
+    at: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    if customer_keys.is_empty() {
+        return Ok(0);
+    }
+    let (tenants, ids) = key_columns(customer_keys);
+    sqlx::query(
+        "UPDATE invoices SET next_action_at = $3
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           AND state NOT IN ('closed', 'awaiting_invoice')
+           AND next_action_at IS DISTINCT FROM $3",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .bind(at)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query(
+        "marking customers' invoices for planning",
+    ))
 }
 
 /// Sets each invoice's next planning time and last plan, in one statement. A customer's
@@ -442,9 +481,14 @@ pub async fn defer_reminder(
     .await
     .map_err(StorageError::query("deferring a reminder"))?
     .rows_affected();
+    // All the customer's open invoices, not only the reminder's: a deferred reminder no longer
+    // counts for the gap or the cap, so the others' next actions may come sooner too.
     sqlx::query(
         "UPDATE invoices SET next_action_at = least(coalesce(next_action_at, $2), $2)
-         WHERE tenant = $3 AND invoice_id = ANY($1)",
+         WHERE (tenant = $3 AND invoice_id = ANY($1))
+            OR ((tenant, customer_id) IN
+                    (SELECT tenant, customer_id FROM invoices WHERE tenant = $3 AND invoice_id = ANY($1))
+                AND state NOT IN ('closed', 'awaiting_invoice'))",
     )
     .bind(invoice_ids)
     .bind(replan_at)
@@ -456,7 +500,9 @@ pub async fn defer_reminder(
 }
 
 /// Marks as cancelled the reminders whose commands were deleted from the outbox, and those
-/// awaiting approval for any of the invoices `keys` (tenant, invoice id).
+/// awaiting approval for any of the invoices `keys` (tenant, invoice id). The open invoices of
+/// their customers are planned again at `now`: a cancelled reminder no longer counts for the
+/// gap or the cap, so their next actions may come sooner.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
@@ -464,6 +510,7 @@ pub async fn cancel_reminders(
     connection: &mut PgConnection,
     keys: &[Scoped],
     deleted_commands: &[Uuid],
+    now: DateTime<Utc>,
 ) -> Result<u64, StorageError> {
     if keys.is_empty() && deleted_commands.is_empty() {
         return Ok(0);
@@ -473,24 +520,34 @@ pub async fn cancel_reminders(
     // and not yet marked it. Once its message may have gone (an attempt in flight, sent, or
     // in doubt), the reminder stays: it was sent, and the gap counts from it. Otherwise it is
     // cancelled, and the sender's guard skips a copy that reaches it (`reminder_cancelled`).
-    sqlx::query(
-        "UPDATE reminders SET status = 'cancelled', updated_at = now()
-         WHERE (reminder_id = ANY($2)
-                AND NOT EXISTS (SELECT 1 FROM deliveries d
-                                WHERE d.reminder_id = reminders.reminder_id
-                                  AND (d.status IN ('in_flight', 'sent', 'unknown')
-                                       OR d.sending_since IS NOT NULL)))
-            OR (status = 'awaiting_approval' AND invoice_ids && $1
-                AND EXISTS (SELECT 1 FROM unnest($3::text[], $1::text[]) AS k(tenant, invoice_id)
-                            WHERE k.tenant = reminders.tenant
-                              AND k.invoice_id = ANY(reminders.invoice_ids)))",
+    sqlx::query_scalar(
+        "WITH cancelled AS (
+             UPDATE reminders SET status = 'cancelled', updated_at = now()
+             WHERE (reminder_id = ANY($2)
+                    AND NOT EXISTS (SELECT 1 FROM deliveries d
+                                    WHERE d.reminder_id = reminders.reminder_id
+                                      AND (d.status IN ('in_flight', 'sent', 'unknown')
+                                           OR d.sending_since IS NOT NULL)))
+                OR (status = 'awaiting_approval' AND invoice_ids && $1
+                    AND EXISTS (SELECT 1 FROM unnest($3::text[], $1::text[]) AS k(tenant, invoice_id)
+                                WHERE k.tenant = reminders.tenant
+                                  AND k.invoice_id = ANY(reminders.invoice_ids)))
+             RETURNING tenant, customer_id),
+         replanned AS (
+             UPDATE invoices i SET next_action_at = $4
+             FROM (SELECT DISTINCT tenant, customer_id FROM cancelled) c
+             WHERE i.tenant = c.tenant AND i.customer_id = c.customer_id
+               AND i.state NOT IN ('closed', 'awaiting_invoice')
+               AND (i.next_action_at IS NULL OR i.next_action_at > $4))
+         SELECT count(*) FROM cancelled",
     )
     .bind(&invoice_ids)
     .bind(deleted_commands)
     .bind(&tenants)
-    .execute(connection)
+    .bind(now)
+    .fetch_one(connection)
     .await
-    .map(|result| result.rows_affected())
+    .map(|cancelled: i64| u64::try_from(cancelled).unwrap_or(0))
     .map_err(StorageError::query("cancelling reminders"))
 }
 

@@ -207,6 +207,7 @@ impl IngestHandler {
         let mut outbox_records: Vec<OutboxRecord> = Vec::new();
         let mut touched_invoices = BTreeSet::new();
         let mut touched_customers = BTreeSet::new();
+        let mut changed_profiles = BTreeSet::new();
         for (index, (record, plan)) in batch.iter().zip(plans).enumerate() {
             match plan {
                 Planned::Undecodable(error) => {
@@ -297,6 +298,8 @@ impl IngestHandler {
                                 BookEvent::Customer(event) => {
                                     touched_customers
                                         .insert(scoped(&event.tenant, &event.customer_id));
+                                    changed_profiles
+                                        .insert(scoped(&event.tenant, &event.customer_id));
                                 }
                             }
                             if let Some(change) = change {
@@ -361,6 +364,10 @@ impl IngestHandler {
         // never published.
         let touched: Vec<Scoped> = touched_invoices.iter().cloned().collect();
         scheduling::mark_for_replanning(&mut transaction, &touched, now).await?;
+        // The scheduler reads only due invoices: a customer's new profile (segment, VIP, time
+        // zone) reaches all their open invoices' plans now, not when each comes due.
+        let profiles: Vec<Scoped> = changed_profiles.into_iter().collect();
+        scheduling::mark_customers_for_replanning(&mut transaction, &profiles, now).await?;
         let stopped: Vec<Scoped> = changed
             .iter()
             .filter(|(_, view, _)| {
@@ -375,7 +382,7 @@ impl IngestHandler {
             .collect();
         let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &stopped).await?;
         applied.cancelled_commands =
-            scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled).await?;
+            scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled, now).await?;
 
         // Payment behaviour needs every invoice of the touched customers.
         // Their other invoices are read from the columns stored beside each invoice, not

@@ -813,7 +813,7 @@ async fn pause_invoice(
     .await?;
     let keys = [scoped(&invoice.tenant, &invoice_id)];
     let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &keys).await?;
-    scheduling::cancel_reminders(&mut transaction, &keys, &cancelled).await?;
+    scheduling::cancel_reminders(&mut transaction, &keys, &cancelled, now).await?;
     outbox::enqueue(&mut transaction, &std::mem::take(&mut records)).await?;
     scheduling::record_manual_action(
         &mut transaction,
@@ -1016,7 +1016,7 @@ async fn pause_customer(
     scheduling::set_customer_hold(&mut transaction, &tenant, &customer_id, Some(&hold)).await?;
     let ids = invoices_of_customer(&mut transaction, &tenant, &customer_id).await?;
     let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &ids).await?;
-    scheduling::cancel_reminders(&mut transaction, &ids, &cancelled).await?;
+    scheduling::cancel_reminders(&mut transaction, &ids, &cancelled, now).await?;
     scheduling::mark_for_replanning(&mut transaction, &ids, now).await?;
     scheduling::record_manual_action(
         &mut transaction,

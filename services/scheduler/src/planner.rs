@@ -1,5 +1,6 @@
 //! The scheduler's work: claim customers with due invoices, ask the policy's planning loop
-//! (`relance_policy::plan_customer`, the one the simulator runs) what is due for each, and
+//! (`relance_policy::plan_customer`, the one the simulator runs) what is due for each — given
+//! their due invoices only (`scheduling::load_due_invoices` says why that suffices) — and
 //! record every decision — reminder rows, commands in the outbox, relance's own facts on the
 //! invoices, each invoice's next action — in one transaction per batch.
 //!
@@ -262,7 +263,7 @@ impl Scheduler {
             return Ok((TickReport::default(), false));
         }
         let customers = scheduling::load_customers(transaction, &customer_ids).await?;
-        let loaded = scheduling::load_schedulable_invoices(transaction, &customer_ids).await?;
+        let loaded = scheduling::load_due_invoices(transaction, &customer_ids, now).await?;
         let since = now - Duration::days(i64::from(self.settings.history_days));
         let history = scheduling::reminder_history(transaction, &customer_ids, since).await?;
         let mut book = Book {

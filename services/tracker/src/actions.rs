@@ -723,7 +723,7 @@ async fn record_submission(
         // Commands already queued for this invoice must not go out now that dunning waits.
         let keys = [relance_domain::scoped(&loaded.claims.t, &loaded.claims.i)];
         let cancelled = outbox::cancel_pending_for_invoices(&mut transaction, &keys).await?;
-        scheduling::cancel_reminders(&mut transaction, &keys, &cancelled).await?;
+        scheduling::cancel_reminders(&mut transaction, &keys, &cancelled, now).await?;
     }
     let summary = match action {
         Action::AlreadyPaid => format!(

@@ -364,6 +364,64 @@ proptest! {
         }
     }
 
+    /// The scheduler plans a claimed customer with only their invoices whose next action is
+    /// due (their stored `next_action_at`), not all their open invoices: whatever the invoices,
+    /// history, customer and instant, that decides exactly what planning all of them decides,
+    /// and gives the due invoices the same plans. (An invoice not due has no step due now, and
+    /// the decisions of a round only ever delay the others: a gap, a cap, a step taken.)
+    #[test]
+    fn planning_only_the_due_invoices_decides_what_planning_all_of_them_decides(
+        policy in policy(),
+        customer in customer(),
+        invoices in (an_invoice("inv_1"), an_invoice("inv_2"), an_invoice("inv_3"), an_invoice("inv_4")),
+        past in history(),
+        asked in instant(),
+    ) {
+        let invoices = vec![invoices.0, invoices.1, invoices.2, invoices.3];
+        let history: Vec<relance_policy::PastReminder> = past
+            .iter()
+            .filter(|action| action.at <= asked)
+            .map(|action| relance_policy::PastReminder { action: action.clone(), active: true })
+            .collect();
+        let counted: Vec<PastAction> = history.iter().map(|past| past.action.clone()).collect();
+        // The scheduler wakes when the earliest stored next action comes.
+        let now = invoices
+            .iter()
+            .filter_map(|invoice| plan(&policy, &customer, invoice, &counted, asked).decision.next_time())
+            .map(|at| at.max(asked))
+            .min()
+            .unwrap_or(asked);
+        let due: Vec<Invoice> = invoices
+            .iter()
+            .filter(|invoice| {
+                plan(&policy, &customer, invoice, &counted, now)
+                    .decision
+                    .next_time()
+                    .is_some_and(|at| at <= now)
+            })
+            .cloned()
+            .collect();
+        let context = relance_policy::commands::CustomerContext {
+            tenant: "acme",
+            customer_id: "cus_1",
+            facts: None,
+        };
+        let all = relance_policy::plan_customer(&policy, context, &customer, &invoices, &history, now);
+        let only_due = relance_policy::plan_customer(&policy, context, &customer, &due, &history, now);
+        match (all, only_due) {
+            (Ok(all), Ok(only_due)) => {
+                prop_assert_eq!(&all.decided, &only_due.decided);
+                for (invoice_id, planned) in &only_due.plans {
+                    prop_assert_eq!(all.plans.get(invoice_id), Some(planned), "{}", invoice_id);
+                }
+            }
+            (Err(all), Err(only_due)) => prop_assert_eq!(all.to_string(), only_due.to_string()),
+            (all, only_due) => {
+                return Err(TestCaseError::fail(format!("{all:?} but with the due invoices only {only_due:?}")))
+            }
+        }
+    }
+
     /// For any time zone, instant and end of a promise, the instant the planner resumes at is
     /// one the sender's guard lets through: both judge the pause on the customer's own date.
     #[test]

@@ -445,6 +445,7 @@ async fn a_reminder_whose_message_may_have_left_is_never_cancelled(pool: PgPool)
         &mut connection,
         &[relance_storage::scoped("acme", "inv_1")],
         &ids,
+        Utc.with_ymd_and_hms(2026, 11, 20, 9, 0, 0).unwrap(),
     )
     .await
     .unwrap();

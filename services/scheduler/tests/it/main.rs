@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::type_complexity)] // Test code.
 
 mod broker_restart;
+mod due_only;
 mod gaps;
 mod helpers;
 mod isolation;

@@ -77,7 +77,7 @@ chaos: ## The full chaos run: 100,000 events, kills and outages; asserts the gua
 bench: ## The benchmark: ingest, scheduling, sending, cancellation and memory beside raw limits (bench/results.md).
 	scripts/install-deps.sh --no-browser
 	cargo build --release --workspace --bins
-	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/bench.py --build release $(BENCH_ARGS)
+	source scripts/env.sh && "$$RELANCE_PYTHON" scripts/bench.py --build release --profile $(BENCH_ARGS)
 
 .PHONY: check-deploy
 check-deploy: ## Lint, render and validate deploy/ and helm/ (installs its tools into the cache).

@@ -5,6 +5,7 @@
     scripts/bench.py --build release          # the full run (about 15 minutes on 2 cores)
     scripts/bench.py --quick                  # smaller sizes, a few minutes, to try it
     scripts/bench.py --phases ingest,cancel   # some phases only
+    scripts/bench.py --profile                # and where the time goes (perf, pg_stat_statements)
 
 Like `make chaos` (scripts/chaos.py, whose classes it uses), it brings up on ports of its own and
 in a temporary folder its own tansu broker (memory storage; a fresh one for each phase) and its
@@ -35,6 +36,10 @@ Phases, each timed:
    publishing a payment until the reminder's status is 'cancelled' (polled every 5 ms).
 5. **memory** — resident memory (VmRSS) of each service after its load, and its peak (VmHWM).
 
+With --profile (`make bench` passes it), perf samples each measured ingestor, scheduler and sender
+run; its report, and the database's top statements (pg_stat_statements, on in every bench run), are
+under "Profiles" in the results.
+
 Results: bench/results.md and bench/results.json (--quick: results-quick.*). Exit status 0 when
 the run was carried out (targets missed are reported, not failed), 2 when it could not be.
 """
@@ -48,6 +53,7 @@ import math
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -319,6 +325,203 @@ def due_portfolio(customers: int, invoices: int, seed: int, tenant: str = TENANT
 
 
 # ==============================================================================================
+# Profiles, pure parts: perf's report and pg_stat_statements read and shown (scripts/tests/test_bench.py)
+
+PERF_FREQUENCY = 499          # samples a second: a prime, so not in step with the services' 100 ms ticks
+# Call chains unwound from 4 KB of stack copied with each sample: the release build has no frame
+# pointers, so `-g` (frame pointers) loses every caller; 4 KB reaches the relance functions above
+# malloc, serde and sqlx. About 4.6 KB a sample: 185 MB for the scheduler's 80 CPU seconds.
+PERF_CALL_GRAPH = ("--call-graph", "dwarf,4096")
+PERF_MAX_SIZE = "512M"        # a recording stops growing there (the disk is shared)
+PERF_REPORT_TIMEOUT = 120.0   # perf report on a long run's samples can take minutes on 2 cores
+PERF_PERCENT_LIMIT = 1.5      # entries below this share of the samples are left out
+SELF_ROWS = 15
+CALLER_ROWS = 12
+STATEMENT_ROWS = 8
+SYMBOL_WIDTH = 110
+STATEMENT_WIDTH = 160
+# The frames of the "by caller" view: relance's crates and services, and the libraries it spends in.
+OWN_FRAMES = ("relance", "ingestor::", "scheduler::", "sender::", "tracker::", "sqlx", "serde", "tokio")
+# tokio's runtime frames under every task (worker loop, task harness, blocking pool): they say
+# nothing about where the time goes, and would fill the view.
+RUNTIME_FRAMES = ("tokio::runtime::context", "tokio::runtime::scheduler", "tokio::runtime::task",
+                  "tokio::runtime::blocking", "tokio::runtime::runtime", "tokio::runtime::park")
+# Put before the harness's own polling statements, so pg_stat_statements shows them as the harness's
+# (the comment is kept in the statement's text; the query id ignores it).
+HARNESS_SQL = "/* bench harness */ "
+RUST_HASH_SUFFIX = re.compile(r"::h[0-9a-f]{16}$")
+
+
+def perf_count(text: str) -> int | None:
+    """perf's abbreviated counts ("168", "12K", "1M") as numbers."""
+    match = re.fullmatch(r"\s*([\d.]+)\s*([KMG]?)\s*", text)
+    if not match:
+        return None
+    return round(float(match.group(1)) * {"": 1, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}[match.group(2)])
+
+
+def recorded_samples(text: str) -> int | None:
+    """The samples `perf record` says it wrote (exact; perf report's header rounds: "7K")."""
+    match = re.search(r"\((\d+) samples\)", text)
+    return int(match.group(1)) if match else None
+
+
+def clean_symbol(symbol: str, width: int = SYMBOL_WIDTH) -> str:
+    """A symbol for people: without a Rust legacy hash, and shortened in the middle (the crate at
+    the start and the function at the end say the most)."""
+    symbol = RUST_HASH_SUFFIX.sub("", symbol.strip())
+    if len(symbol) <= width:
+        return symbol
+    head = (width - 1) // 2
+    return symbol[:head] + "…" + symbol[len(symbol) - (width - 1 - head):]
+
+
+def parse_perf_report(text: str) -> dict[str, Any]:
+    """`perf report --stdio -g none -t '\\t'` output: the samples and, per entry, its share(s) in
+    percent, its object (with --sort dso,sym) and its symbol. With --children an entry has two
+    shares, the first with its callees ("children"), the second its own ("self")."""
+    samples = None
+    entries: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        if line.startswith("#"):
+            match = re.match(r"#\s*Samples:\s*([\d.]+[KMG]?)", line)
+            if match and samples is None:
+                samples = perf_count(match.group(1))
+            continue
+        fields = [field.strip() for field in line.split("\t")]
+        shares = []
+        while fields and fields[0].endswith("%"):
+            try:
+                shares.append(float(fields.pop(0)[:-1]))
+            except ValueError:
+                break
+        if not shares or not fields or not re.match(r"\[[.kgHu]\] ", fields[-1]):
+            continue
+        kind, symbol = fields[-1][1], fields[-1][4:].strip()
+        dso = fields[0] if len(fields) > 1 else ""
+        entry = {"percent": shares[0], "symbol": clean_symbol(symbol), "kernel": kind == "k"}
+        if len(shares) > 1:
+            entry["self_percent"] = shares[1]
+        if dso:
+            entry["object"] = "[kernel]" if dso.startswith("[kernel") else Path(dso).name
+        entries.append(entry)
+    return {"samples": samples, "entries": entries}
+
+
+def own_frame(symbol: str) -> bool:
+    """Whether a frame is relance's or one of the libraries it spends its time in (trait
+    implementations, `<T as Trait>::f`, start with their type), but not tokio's task machinery."""
+    name = symbol.lstrip("<&*( ")
+    return name.startswith(OWN_FRAMES) and not name.startswith(RUNTIME_FRAMES)
+
+
+def collapse_sql(text: str, width: int = STATEMENT_WIDTH) -> str:
+    """A statement on one line, its whitespace collapsed, cut at `width` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[:width - 1] + "…"
+
+
+def summarise_statements(rows: Iterable[tuple[str, int, float, int, bool]],
+                         limit: int = STATEMENT_ROWS) -> dict[str, Any]:
+    """pg_stat_statements rows of one database (query, calls, total ms, rows, top level) as its
+    top statements by total execution time, each with its share of the database's total. The
+    share counts top-level statements only (a function's statements are in its own time too);
+    the harness's polling statements (HARNESS_SQL) and pg_stat_statements' own are left out of
+    the total and marked."""
+    statements = []
+    total = 0.0
+    for query, calls, total_ms, row_count, toplevel in rows:
+        harness = query.lstrip().startswith(HARNESS_SQL.strip()) or "pg_stat_statements" in query
+        if toplevel and not harness:
+            total += total_ms
+        statements.append({"query": collapse_sql(query.replace(HARNESS_SQL.strip(), "", 1).strip() if harness else query),
+                           "calls": int(calls), "total_ms": float(total_ms),
+                           "mean_ms": float(total_ms) / calls if calls else 0.0, "rows": int(row_count),
+                           "toplevel": bool(toplevel), "harness": harness})
+    statements.sort(key=lambda statement: -statement["total_ms"])
+    for statement in statements:
+        statement["share"] = (statement["total_ms"] / total
+                              if total and statement["toplevel"] and not statement["harness"] else None)
+    return {"total_ms": total, "statements": len(statements), "top": statements[:limit]}
+
+
+def cell(text: str) -> str:
+    """Text for a markdown table cell, in a code span: a `|` would end the cell."""
+    return "`" + text.replace("`", "'").replace("|", "\\|") + "`"
+
+
+def cpu_table(profile: dict[str, Any], rows: int = SELF_ROWS) -> list[str]:
+    lines = ["| Self | Object | Function |", "|---:|---|---|"]
+    lines += [f"| {entry['percent']:.1f}% | {entry.get('object', '')} | {cell(entry['symbol'])} |"
+              for entry in profile.get("self", [])[:rows]]
+    return lines
+
+
+def caller_table(profile: dict[str, Any], rows: int = CALLER_ROWS) -> list[str]:
+    lines = ["| With callees | Self | Function |", "|---:|---:|---|"]
+    lines += [f"| {entry['percent']:.1f}% | {entry.get('self_percent', 0.0):.1f}% | {cell(entry['symbol'])} |"
+              for entry in profile.get("callers", [])[:rows]]
+    return lines
+
+
+def statements_table(summary: dict[str, Any]) -> list[str]:
+    lines = ["| Calls | Total ms | Mean ms | Rows | Share | Statement |", "|---:|---:|---:|---:|---:|---|"]
+    for statement in summary.get("top", []):
+        share = "harness" if statement["harness"] else (
+            "nested" if statement["share"] is None else f"{statement['share']:.0%}")
+        lines.append(f"| {statement['calls']:,} | {statement['total_ms']:,.0f} | {statement['mean_ms']:,.2f} | "
+                     f"{statement['rows']:,} | {share} | {cell(statement['query'])} |")
+    return lines
+
+
+def profile_lines(profile: dict[str, Any]) -> list[str]:
+    """One profiled run: its heading, the service's CPU (self time, then by caller) and the
+    database's statements."""
+    service = profile["service"]
+    heading = f"### {profile['phase']} — {profile['label']} ({service})"
+    if profile.get("missed"):
+        heading += " — misses its target"
+    lines = [heading, ""]
+    cpu = profile.get("cpu")
+    if cpu and cpu.get("self"):
+        samples = f"{cpu['samples']:,} samples" if cpu.get("samples") else "samples"
+        limit = f"; {cpu['limit']}" if cpu.get("limit") else ""
+        lines += [f"CPU of the {service} over its measured run ({samples} at {PERF_FREQUENCY} Hz{limit}), self time "
+                  f"by function (at least {PERF_PERCENT_LIMIT:g} %):", ""] + cpu_table(cpu) + [""]
+        if cpu.get("callers"):
+            lines += ["By caller: time in these functions and what they call (relance, sqlx, serde, tokio frames):",
+                      ""] + caller_table(cpu) + [""]
+    elif cpu and cpu.get("error"):
+        lines += [f"No CPU profile: {cpu['error']}", ""]
+    statements = profile.get("statements")
+    if statements and statements.get("top"):
+        lines += [f"Database: the top statements of the run by total execution time "
+                  f"({statements['total_ms']:,.0f} ms in all over {statements['statements']:,} statements; "
+                  f"share of the top-level total):", ""] + statements_table(statements) + [""]
+    elif statements and statements.get("error"):
+        lines += [f"No statement statistics: {statements['error']}", ""]
+    return lines[:-1] if lines[-1] == "" else lines
+
+
+def profiles_section(profiles: list[dict[str, Any]]) -> list[str]:
+    """The "Profiles" section: a pointer to the runs that miss their target, then every run."""
+    if not profiles:
+        return []
+    missed = [f"{p['phase']} — {p['label']}" for p in profiles if p.get("missed")]
+    cpu = ("the service's CPU, sampled by `perf record --call-graph dwarf,4096` (self time: the function "
+           "itself; with callees: it and what it called, as far as 4 KB of stack shows callers), and "
+           if any((p.get("cpu") or {}).get("self") for p in profiles) else "")
+    lines = [f"Where the time of each measured run went: {cpu}the statements of its database "
+             "(`pg_stat_statements`, reset as the service started; the harness's own polling statements "
+             "are marked and left out of the shares)."]
+    if missed:
+        lines += ["", "Targets missed — these profiles are where to look: " + "; ".join(missed) + "."]
+    for profile in profiles:
+        lines += [""] + profile_lines(profile)
+    return lines
+
+
+# ==============================================================================================
 # Processes and measurements
 
 
@@ -408,6 +611,10 @@ class Run:
     ended: float | None = None
     cpu: float | None = None
     peak: int | None = None
+    database: str = ""
+    # A profiled run (--profile; the statements always): its entry in Bench.profiles, and perf.
+    profile: dict[str, Any] | None = None
+    recording: Recording | None = None
 
 
 OTHER_WORK = ("rustc", "cargo", "cargo-nextest", "cc1", "cc1plus", "ld", "lld")
@@ -457,6 +664,124 @@ class Sampler(threading.Thread):
                     self.contended.setdefault(self.phase, set()).update(found)
 
 
+@dataclass
+class Recording:
+    """`perf record` attached to one service process."""
+
+    name: str
+    path: Path
+    log: Path
+    child: subprocess.Popen[bytes]
+    error: str = ""
+
+
+class Profiler:
+    """The services' CPU profiles (--profile): `perf record` attached to a measured service
+    from its start to the end of its load, read with `perf report` once every phase is done
+    (so perf's own work takes nothing from a measurement). Without perf, or where it may not
+    record (kernel.perf_event_paranoid), the run goes on without CPU profiles and says why."""
+
+    def __init__(self, root: Path, processes: Processes, enabled: bool) -> None:
+        self.folder = root / "profiles"
+        self.processes = processes
+        self.enabled = enabled
+        self.perf = shutil.which("perf") or ""
+        self.problem = ""
+
+    def probe(self) -> None:
+        """Records a trivial command once: whether perf is there and may record here."""
+        if not self.enabled:
+            return
+        if not self.perf:
+            self.disable("perf is not installed (linux-perf)")
+            return
+        self.folder.mkdir(exist_ok=True)
+        try:
+            result = subprocess.run([self.perf, "record", "-F", str(PERF_FREQUENCY), *PERF_CALL_GRAPH,
+                                     "--no-buildid-cache", "-o", str(self.folder / "probe.perf.data"), "--", "true"],
+                                    capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            self.disable(f"`perf record` could not run ({error})")
+            return
+        if result.returncode != 0:
+            self.disable(f"`perf record` failed ({last_line(result.stderr)}; kernel.perf_event_paranoid is "
+                         f"{paranoid()})")
+
+    def disable(self, why: str) -> None:
+        self.enabled = False
+        self.problem = why
+        log(f"No CPU profiles: {why}")
+
+    def attach(self, name: str, pid: int) -> Recording | None:
+        if not self.enabled:
+            return None
+        path = self.folder / f"{name}.perf.data"
+        log_path = self.folder / f"{name}.perf.log"
+        child = self.processes.spawn([self.perf, "record", "-F", str(PERF_FREQUENCY), *PERF_CALL_GRAPH,
+                                      "--no-buildid-cache", "--max-size", PERF_MAX_SIZE, "-p", str(pid),
+                                      "-o", str(path)], log_path)
+        return Recording(name, path, log_path, child)
+
+    def stop(self, recording: Recording, timeout: float = 60.0) -> None:
+        """SIGINT (perf's own end: it writes its file), and wait until it is written."""
+        child = recording.child
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(timeout=10)
+                recording.error = f"perf record did not end within {timeout:g} s of SIGINT"
+                return
+        # perf record ends with the process it follows too; SIGINT's own status is 0 or -2.
+        if child.returncode not in (0, -signal.SIGINT, 128 + signal.SIGINT) or not recording.path.is_file():
+            recording.error = (f"perf record ended with status {child.returncode} "
+                               f"({last_line(read_text(recording.log))})")
+
+    def report(self, recording: Recording) -> dict[str, Any]:
+        """The top functions by self time, and relance's (and its libraries') by time with callees."""
+        if recording.error:
+            return {"error": recording.error, "file": str(recording.path)}
+        # --no-inline: resolving inlined frames with addr2line takes 50 ms a sample; 1 s in all without.
+        common = [self.perf, "report", "-i", str(recording.path), "--stdio", "-g", "none", "-t", "\t",
+                  "--percent-limit", str(PERF_PERCENT_LIMIT), "--demangle", "--no-inline"]
+        try:
+            own = subprocess.run(common + ["--no-children", "--sort", "dso,sym"], capture_output=True, text=True,
+                                 timeout=PERF_REPORT_TIMEOUT)
+            if own.returncode != 0:
+                return {"error": f"perf report failed ({last_line(own.stderr)})", "file": str(recording.path)}
+            parsed = parse_perf_report(own.stdout)
+            callers = subprocess.run(common + ["--children", "--sort", "sym"], capture_output=True, text=True,
+                                     timeout=PERF_REPORT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return {"error": f"perf report took more than {PERF_REPORT_TIMEOUT:g} s", "file": str(recording.path)}
+        by_caller = parse_perf_report(callers.stdout)["entries"] if callers.returncode == 0 else []
+        record_log = read_text(recording.log)
+        samples = recorded_samples(record_log) or parsed["samples"]
+        limit = (f"perf stopped recording at {PERF_MAX_SIZE}B (--max-size): the start of the run only"
+                 if "size limit reached" in record_log else "")
+        return {"samples": samples, "file": str(recording.path), "limit": limit,
+                "self": parsed["entries"][:SELF_ROWS],
+                "callers": [entry for entry in by_caller if own_frame(entry["symbol"])][:CALLER_ROWS]}
+
+
+def last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:200] if lines else "no message"
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def paranoid() -> str:
+    return read_text(Path("/proc/sys/kernel/perf_event_paranoid")).strip() or "unknown"
+
+
 class Bench:
     def __init__(self, args: argparse.Namespace, sizes: Sizes, build: str, source: Path) -> None:
         self.args = args
@@ -482,19 +807,34 @@ class Bench:
         self.brokers: list[Broker] = []
         self.failed_phases: list[str] = []
         self.ingest_rate: float | None = None
+        self.profiler = Profiler(self.root, self.processes, args.profile)
+        self.profiles: list[dict[str, Any]] = []
+        self.recordings: list[tuple[dict[str, Any], Recording]] = []
+        self.statements_ok = False
 
     # -- infrastructure ----------------------------------------------------------------------------
 
     def setup(self) -> None:
         log(f"Run folder {self.root}; {self.build} build from {self.binaries_from}")
-        self.pg = Postgres(self.root, Path(os.environ.get("PG_BIN_DIR", "/usr/lib/postgresql/15/bin")), self.processes)
+        self.pg = Postgres(self.root, Path(os.environ.get("PG_BIN_DIR", "/usr/lib/postgresql/15/bin")), self.processes,
+                           settings={"shared_preload_libraries": "pg_stat_statements",
+                                     "pg_stat_statements.track": "all"})
         self.pg.init()
         self.pg.start()
+        self.profiler.probe()
         if not tansu_binary().is_file():
             raise SystemExit(f"bench: the tansu broker is not installed ({tansu_binary()}): run scripts/install-tansu.sh")
         self.sampler.start()
         with self.db("postgres") as connection:
             self.details["postgres"] = connection.execute("SHOW server_version").fetchone()[0]
+            # In the postgres database only: its view shows every database's statements (by dbid),
+            # and the measured databases stay as the migrations made them.
+            try:
+                connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+                self.statements_ok = True
+            except Exception as error:  # noqa: BLE001 (the bench goes on without statement statistics)
+                self.statements_ok = False
+                self.notes.append(f"No statement statistics: pg_stat_statements could not be created ({error}).")
         log(f"PostgreSQL {self.details['postgres']} on 127.0.0.1:{self.pg.port}")
 
     def db(self, name: str) -> Any:
@@ -560,21 +900,83 @@ class Bench:
                 "RELANCE__TRACKER__POSTMARK_WEBHOOK_PASSWORD": WEBHOOK_PASSWORD,
             })
         env.update(extra or {})
+        # --set: the operator's overrides, last (to measure a setting: planning workers, batch sizes).
+        env.update(dict(item.split("=", 1) for item in self.args.set or []))
         return env
 
     def start(self, service: str, name: str, database: str, bootstrap: str,
-              extra: dict[str, str] | None = None) -> Run:
+              extra: dict[str, str] | None = None, profile: tuple[str, str] | None = None) -> Run:
+        """A service process; with `profile` (phase, label) a measured run: its database's
+        statement statistics start from nothing, and perf follows it (--profile)."""
         port = free_port()
         instance = Instance(name, self.bin / service, self.env(service, database, bootstrap, port, extra), port,
                             self.root, self.processes)
+        entry = None
+        if profile is not None:
+            entry = {"phase": profile[0], "label": profile[1], "service": service, "run": name, "database": database}
+            self.profiles.append(entry)
+            self.reset_statements(database)
         started = time.time()
         instance.start()
+        run = Run(instance, started, database=database, profile=entry)
+        if entry is not None and instance.child is not None:
+            run.recording = self.profiler.attach(name, instance.child.pid)
+            if run.recording is not None:
+                self.recordings.append((entry, run.recording))
         self.sampler.watch(instance)
-        return Run(instance, started)
+        return run
+
+    def end(self, run: Run) -> None:
+        """The end of a run's measured part: its time, then perf stopped and the statements read
+        (before the harness's own queries after the load)."""
+        run.ended = time.time()
+        if run.recording is not None:
+            self.profiler.stop(run.recording)
+        if run.profile is not None:
+            run.profile["statements"] = self.statements(run.database)
+
+    def reset_statements(self, database: str) -> None:
+        if not self.statements_ok:
+            return
+        try:
+            with self.db("postgres") as connection:
+                connection.execute("SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database "
+                                   "WHERE datname = %s), 0)", (database,))
+        except Exception as error:  # noqa: BLE001 (a profile is a help, not a figure)
+            self.notes.append(f"pg_stat_statements could not be reset for {database} ({error}): its statements "
+                              f"include what ran before the measured service.")
+
+    def statements(self, database: str) -> dict[str, Any] | None:
+        """The database's statements since the reset, from pg_stat_statements (per cluster: by dbid)."""
+        if not self.statements_ok:
+            return None
+        try:
+            with self.db("postgres") as connection:
+                rows = connection.execute(
+                    "SELECT query, calls, total_exec_time, rows, toplevel FROM pg_stat_statements "
+                    "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = %s)", (database,)).fetchall()
+        except Exception as error:  # noqa: BLE001 (a profile is a help, not a figure)
+            return {"error": f"pg_stat_statements could not be read ({error})"}
+        return summarise_statements(rows)
+
+    def analyse_profiles(self) -> None:
+        """perf report of every recording, once the phases are done."""
+        for entry in self.profiles:
+            recording = next((recording for owner, recording in self.recordings if owner is entry), None)
+            if recording is not None:
+                log(f"perf report of {recording.name}")
+                try:
+                    entry["cpu"] = self.profiler.report(recording)
+                except OSError as error:
+                    entry["cpu"] = {"error": f"perf report could not run ({error})", "file": str(recording.path)}
+            missed = [figure for figure in self.figures if figure.name == entry.get("figure")]
+            entry["missed"] = bool(missed) and missed[0].passed is False
 
     def finish(self, run: Run, phase: str, settle: float = 3.0) -> None:
         """After the load: CPU time and peak memory now, resident memory once idle for `settle`
         seconds (steady state), then SIGTERM (the clean stop: exit 0 expected)."""
+        if run.recording is not None and run.recording.child.poll() is None:
+            self.profiler.stop(run.recording)
         instance = run.instance
         pid = instance.child.pid if instance.child else None
         if pid and instance.alive():
@@ -662,15 +1064,16 @@ class Bench:
                 consumer_rate = self.bare_consumer(broker.bootstrap, len(events))
                 log(f"Bare consumer: {consumer_rate:,.0f} msg/s")
                 pg_before = self.pg_cpu()
-                run = self.start("ingestor", f"ingestor-{tag}", tag, broker.bootstrap)
+                run = self.start("ingestor", f"ingestor-{tag}", tag, broker.bootstrap, profile=("ingest", shape))
                 deadline = time.time() + max(600.0, total / 50)
                 applied = 0
                 while time.time() < deadline and run.instance.alive():
-                    applied = self.count(tag, "SELECT count(*) FROM processed_events WHERE consumer = 'ingestor'")
+                    applied = self.count(tag, HARNESS_SQL + "SELECT count(*) FROM processed_events "
+                                                            "WHERE consumer = 'ingestor'")
                     if applied >= len(events):
                         break
                     time.sleep(0.5)
-                run.ended = time.time()
+                self.end(run)
                 elapsed = run.ended - run.started
                 pg_cpu = self.pg_cpu() - pg_before
                 with self.db(tag) as connection:
@@ -702,7 +1105,8 @@ class Bench:
             note = f"{customers:,} customers; {cpu or 0:,.1f} CPU s"
             if steady:
                 note += f"; {steady:,.0f}/s from the first batch applied (without the consumer-group join)"
-            self.figures.append(Figure("ingest", f"Events applied per second, {shape} ({len(events):,} events)", rate,
+            run.profile["figure"] = f"Events applied per second, {shape} ({len(events):,} events)"
+            self.figures.append(Figure("ingest", run.profile["figure"], rate,
                                        "events/s", upsert_rate, "batched upsert of as many rows, 500 a statement",
                                        Target(">=", INGEST_SHARE_TARGET, "≥ 50 % of the database limit"), "share",
                                        note=note))
@@ -901,13 +1305,14 @@ class Bench:
         return children_cpu_seconds(self.pg.child.pid) if self.pg.child is not None else 0.0
 
     def due_count(self, database: str) -> int:
-        return self.count(database, "SELECT count(*) FROM invoices WHERE next_action_at <= %s",
+        return self.count(database, HARNESS_SQL + "SELECT count(*) FROM invoices WHERE next_action_at <= %s",
                           (self.clock.simulated(time.time()),))
 
     def measure_scheduler(self, database: str, broker: Broker, label: str, open_invoices: int, customers: int,
                           due: int, seeded: float, target: bool) -> None:
         pg_before = self.pg_cpu()
-        run = self.start("scheduler", f"scheduler-{open_invoices}", database, broker.bootstrap)
+        run = self.start("scheduler", f"scheduler-{open_invoices}", database, broker.bootstrap,
+                         profile=("schedule", label))
         limit = self.args.schedule_timeout
         left = due
         while time.time() - run.started < limit and run.instance.alive():
@@ -915,7 +1320,7 @@ class Bench:
             if left == 0:
                 break
             time.sleep(0.5)
-        run.ended = time.time()
+        self.end(run)
         elapsed = run.ended - run.started
         pg_cpu = self.pg_cpu() - pg_before
         with self.db(database) as connection:
@@ -941,8 +1346,9 @@ class Bench:
                 f"{planned_customers:,} customers, listing {invoices_in_reminders:,} invoices; "
                 f"{due - left:,} due invoices planned in {elapsed:,.1f} s = {per_second(due - left, elapsed):,.0f}/s; "
                 f"{cpu or 0:,.1f} CPU s (PostgreSQL's server processes {pg_cpu:,.1f} CPU s)")
+        run.profile["figure"] = f"Reminders (commands) decided per second, {label}"
         self.figures.append(Figure(
-            "schedule", f"Reminders (commands) decided per second, {label}", rate, "commands/s",
+            "schedule", run.profile["figure"], rate, "commands/s",
             insert_rate, "plain batched INSERT of as many reminder rows, 200 a statement",
             Target(">=", SCHEDULER_TARGET, "≥ 20,000/s") if target else None, note=note))
         self.details.setdefault("schedule", []).append({
@@ -1022,7 +1428,8 @@ class Bench:
                 group = f"relance-sender-{'single' if batch == 1 else 'batch'}"
                 run = self.start("sender", group.replace("relance-", ""), database, broker.bootstrap, {
                     "RELANCE__SENDER__PROVIDERS__POSTMARK__BASE_URL": mock.url,
-                    "RELANCE__SENDER__DISPATCH_BATCH": str(batch), "RELANCE__SENDER__GROUP_ID": group})
+                    "RELANCE__SENDER__DISPATCH_BATCH": str(batch), "RELANCE__SENDER__GROUP_ID": group},
+                    profile=("send", mode))
                 accepted = 0
                 deadline = time.time() + self.args.send_timeout
                 while time.time() < deadline and run.instance.alive():
@@ -1030,7 +1437,7 @@ class Bench:
                     if accepted >= expected:
                         break
                     time.sleep(0.25)
-                run.ended = time.time()
+                self.end(run)
                 elapsed = run.ended - run.started
                 cpu = cpu_seconds(run.instance.child.pid) if run.instance.alive() else None
                 stats = mock.stats()
@@ -1056,7 +1463,8 @@ class Bench:
                     status, page = http_json("GET", f"{mock.admin_url}/_mock/messages?after=0&limit=200&bodies=true",
                                              timeout=60)
                     sample = page.get("messages", []) if status == 200 and isinstance(page, dict) else []
-                send_figures[mode] = Figure("send", f"Messages sent per second, {mode} ({expected:,} commands)", rate,
+                run.profile["figure"] = f"Messages sent per second, {mode} ({expected:,} commands)"
+                send_figures[mode] = Figure("send", run.profile["figure"], rate,
                                             "msg/s", None, note=f"{cpu or 0:,.1f} CPU s; sender.dispatch_batch = {batch}; "
                                             f"{steady or 0:,.0f}/s from the first message accepted to the last "
                                             f"(without start-up and the consumer-group join)")
@@ -1352,6 +1760,7 @@ class Bench:
 
     def report(self, started: float, out_dir: Path) -> None:
         self.memory_figures()
+        self.analyse_profiles()
         info = machine()
         s = self.sizes
         summary = [
@@ -1361,7 +1770,7 @@ class Bench:
             "",
             f"Machine: {info['nproc']} cores ({info['cpu_model']}), {info['memory_bytes'] / 2**30:,.1f} GiB of memory, "
             f"Linux {info['kernel']}; PostgreSQL {self.details.get('postgres', '?')} (fsync off, synchronous commit on, "
-            f"shared_buffers 256 MB, as in the chaos run) and a tansu broker (memory storage), both on this machine "
+            f"shared_buffers 256 MB, as in the chaos run; pg_stat_statements loaded) and a tansu broker (memory storage), both on this machine "
             f"with the services, the mock and the harness: everything shares these cores.",
         ]
         reproduce = [
@@ -1371,7 +1780,11 @@ class Bench:
             "scripts/bench.py --build release --phases ingest,cancel   # some phases only",
             "scripts/bench.py --ingest-events 50000 --schedule-large 300000 --send-messages 1000 --keep",
             "# also: --schedule-timeout S (default 180), --send-timeout S, --cancel-payments N, --seed N,",
-            "#       --mock-as-is (the mock Postmark unchanged: its answers stall ~40 ms each), --out-dir DIR",
+            "#       --mock-as-is (the mock Postmark unchanged: its answers stall ~40 ms each), --out-dir DIR,",
+            f"#       --profile (make bench passes it: perf record -F {PERF_FREQUENCY} on each measured service run,",
+            "#       shown under Profiles with the database's top statements; perf.data files stay in the run",
+            "#       folder, kept with --keep),",
+            "#       --set RELANCE__KEY=VALUE (a setting for every service run, e.g. scheduler.planning_workers)",
             "```",
             "",
             f"This run: {s.ingest_events:,} ingest events a shape; scheduler {s.schedule_small:,} and "
@@ -1380,7 +1793,9 @@ class Bench:
             f"against queued reminders with up to {s.cancel_background_rate:,.0f} background events a second; "
             f"seed {self.seed}. Services run with RELANCE_ENV=test (config/test.toml: consumer session timeout 6 s, "
             f"fetch.wait.max 20 ms, scheduler tick 100 ms, outbox poll 100 ms) and log level info, on one clock "
-            f"showing {sim.rfc3339(CLOCK_START)} at the start of the run.",
+            f"showing {sim.rfc3339(CLOCK_START)} at the start of the run."
+            + (f" Settings over the bench's (--set): {', '.join(f'`{item}`' for item in self.args.set)}."
+               if self.args.set else ""),
         ]
         method = [
             "- **Ingest**: every event is published before the ingestor starts; the time runs from its start "
@@ -1420,9 +1835,22 @@ class Bench:
                          f"its figures are lower than on a quiet machine.")
         if not self.sampler.contended:
             notes.append("No build or compiler ran on the machine during the run (checked every 2 s).")
+        if self.args.profile and self.profiler.problem:
+            notes.append(f"No CPU profiles (--profile): {self.profiler.problem}. The figures and the database's "
+                         f"statements are there all the same.")
+        elif self.args.profile:
+            failed = [entry["run"] for entry in self.profiles if (entry.get("cpu") or {}).get("error")]
+            if failed:
+                notes.append(f"No CPU profile of {', '.join(failed)} (see Profiles).")
+            notes.append(f"Profiled run (--profile): perf sampled each measured service at {PERF_FREQUENCY} Hz, "
+                         f"which costs it a little CPU; the statements' statistics (pg_stat_statements, "
+                         f"track = all) are on in every bench run.")
+        if any(entry.get("missed") for entry in self.profiles):
+            notes.append("The profiles of the runs that miss their target are under Profiles below.")
         sections.append(("Notes", [f"- {note}" for note in notes]))
         sections.append(("Warnings and errors in the services' logs", [f"- {line}" for line in findings]
                          or ["None."]))
+        sections.append(("Profiles", profiles_section(self.profiles)))
         text = render_markdown("relance benchmark (`make bench`)", summary, self.figures, self.phases, sections)
         print("\n" + text)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -1438,6 +1866,7 @@ class Bench:
             "phases_sharing_the_machine": {k: sorted(v) for k, v in self.sampler.contended.items()},
             "memory": [asdict(record) for record in self.memory],
             "details": self.details, "notes": notes, "log_findings": findings,
+            "profiles": self.profiles,
         }
         (out_dir / f"results{suffix}.json").write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
         log(f"Results written to {out_dir / f'results{suffix}.md'} and .json")
@@ -1507,6 +1936,14 @@ class Background(threading.Thread):
         producer.flush(30)
 
 
+def setting_override(text: str) -> str:
+    """A --set argument: RELANCE__SECTION__KEY=VALUE."""
+    name, _, _ = text.partition("=")
+    if "=" not in text or not name.startswith("RELANCE__"):
+        raise argparse.ArgumentTypeError(f"expected RELANCE__SECTION__KEY=VALUE, got {text!r}")
+    return text
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes (a few minutes)")
@@ -1530,6 +1967,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "bench", help="where results.md and results.json go")
     parser.add_argument("--work-dir", default=None, help="parent of the temporary run folder (default: the system's)")
     parser.add_argument("--keep", action="store_true", help="keep the run folder (logs, database)")
+    parser.add_argument("--set", action="append", metavar="RELANCE__KEY=VALUE",
+                        type=setting_override,
+                        help="a setting for every service run, over the bench's own (repeatable; "
+                             "e.g. --set RELANCE__SCHEDULER__PLANNING_WORKERS=1); the results list them")
+    parser.add_argument("--profile", action="store_true",
+                        help=f"CPU profiles: perf record -F {PERF_FREQUENCY} --call-graph dwarf attached to each "
+                             "measured ingestor, "
+                             "scheduler and sender run, reported under Profiles beside the database's top "
+                             "statements (pg_stat_statements); without perf, or if it may not record, the run goes "
+                             "on without them (make bench passes it)")
     return parser.parse_args(argv)
 
 

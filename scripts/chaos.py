@@ -860,12 +860,16 @@ class Postgres:
     a killed *process* loses nothing with fsync off, only an OS crash would), synchronous
     commit stays on, so a commit the ingestor saw is durable across the outage."""
 
-    def __init__(self, root: Path, bin_dir: Path, processes: Processes) -> None:
+    def __init__(self, root: Path, bin_dir: Path, processes: Processes,
+                 settings: dict[str, str] | None = None) -> None:
         self.data = root / "postgres"
         self.bin_dir = bin_dir
         self.port = free_port()
         self.log = root / "postgres.log"
         self.processes = processes
+        # More `-c name=value` settings, after (so over) those below: the bench's
+        # pg_stat_statements; the chaos run passes none.
+        self.settings = dict(settings or {})
         self.child: subprocess.Popen[bytes] | None = None
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -895,6 +899,8 @@ class Postgres:
                 "-p", str(self.port), "-c", f"unix_socket_directories={self.data}", "-c", "max_connections=300",
                 "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "track_commit_timestamp=on",
                 "-c", "shared_buffers=256MB", "-c", "log_min_messages=warning"]
+        for name, value in self.settings.items():
+            argv += ["-c", f"{name}={value}"]
         self.child = self.processes.spawn(argv, self.log, user="postgres" if is_root() else None)
         ready = [str(Path("/usr/bin/pg_isready")), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres"]
         if not wait_until(lambda: subprocess.run(ready).returncode == 0, 60, 0.1):

@@ -167,5 +167,141 @@ class Report(unittest.TestCase):
         self.assertEqual(args.phases, "ingest,cancel")
 
 
+class Profiles(unittest.TestCase):
+    SELF = ("# To display the perf.data header info, please use --header/--header-only options.\n"
+            "#\n# Total Lost Samples: 0\n#\n"
+            "# Samples: 12K of event 'cpu-clock:ppp'\n"
+            "# Event count (approx.): 336673344\n#\n"
+            "# Overhead\tShared Object       \tSymbol                               \n"
+            " 22.02% \tscheduler\t[.] relance_policy::plan::Planner::next_step::h0123456789abcdef\n"
+            " 4.17%  \t[kernel.kallsyms]\t[k] do_syscall_64\n"
+            " 3.57%  \tlibc.so.6\t[.] __memmove_avx_unaligned_erms\n"
+            "\n#\n# (Tip: use --percent-limit)\n")
+    CHILDREN = ("# Samples: 168  of event 'cpu-clock:ppp'\n"
+                "# Children\tSelf\tSymbol\n"
+                " 35.12% \t 0.00%  \t[.] tokio::runtime::task::raw::poll\n"
+                " 34.00% \t 0.00%  \t[.] tokio::net::tcp::stream::TcpStream::try_write\n"
+                " 30.00% \t 2.50%  \t[.] <relance_storage::invoices::PgInvoices as relance_domain::Invoices>::upsert\n"
+                " 20.00% \t 0.00%  \t[.] 0x00007f8ea11ba9c0\n"
+                " 10.00% \t 1.00%  \t[k] entry_SYSCALL_64_after_hwframe\n")
+
+    def test_perf_counts_are_read_with_their_suffix(self) -> None:
+        self.assertEqual(bench.perf_count("168"), 168)
+        self.assertEqual(bench.perf_count("12K"), 12_000)
+        self.assertEqual(bench.perf_count("1.5M"), 1_500_000)
+        self.assertIsNone(bench.perf_count("many"))
+
+    def test_the_samples_perf_record_wrote(self) -> None:
+        log = ("[ perf record: Woken up 3 times to write data ]\n"
+               "[ perf record: Captured and wrote 0.513 MB /tmp/x/scheduler.perf.data (7052 samples) ]\n")
+        self.assertEqual(bench.recorded_samples(log), 7052)
+        self.assertIsNone(bench.recorded_samples("perf: no access"))
+
+    def test_self_time_entries_with_their_object(self) -> None:
+        parsed = bench.parse_perf_report(self.SELF)
+        self.assertEqual(parsed["samples"], 12_000)  # not the "Total Lost Samples" line
+        self.assertEqual([entry["percent"] for entry in parsed["entries"]], [22.02, 4.17, 3.57])
+        first, kernel, libc = parsed["entries"]
+        self.assertEqual(first["symbol"], "relance_policy::plan::Planner::next_step")  # no Rust hash
+        self.assertEqual(first["object"], "scheduler")
+        self.assertEqual((kernel["object"], kernel["kernel"]), ("[kernel]", True))
+        self.assertEqual(libc["object"], "libc.so.6")
+
+    def test_children_entries_have_both_shares(self) -> None:
+        parsed = bench.parse_perf_report(self.CHILDREN)
+        self.assertEqual(parsed["samples"], 168)
+        second = parsed["entries"][2]
+        self.assertEqual((second["percent"], second["self_percent"]), (30.0, 2.5))
+        self.assertNotIn("object", second)
+        own = [entry["symbol"] for entry in parsed["entries"] if bench.own_frame(entry["symbol"])]
+        self.assertEqual(own, ["tokio::net::tcp::stream::TcpStream::try_write",
+                               "<relance_storage::invoices::PgInvoices as relance_domain::Invoices>::upsert"])
+
+    def test_long_symbols_are_cut_in_the_middle(self) -> None:
+        symbol = "relance_storage::" + "x" * 200 + "::upsert"
+        short = bench.clean_symbol(symbol, 40)
+        self.assertEqual(len(short), 40)
+        self.assertTrue(short.startswith("relance_storage::"))
+        self.assertTrue(short.endswith("::upsert"))
+        self.assertIn("…", short)
+
+    def test_own_frames(self) -> None:
+        self.assertTrue(bench.own_frame("scheduler::tick::{{closure}}"))
+        self.assertTrue(bench.own_frame("<sqlx_postgres::PgConnection as sqlx_core::Connection>::ping"))
+        self.assertTrue(bench.own_frame("serde_json::de::from_str"))
+        self.assertFalse(bench.own_frame("__libc_start_main"))
+        self.assertTrue(bench.own_frame("tokio::net::tcp::stream::TcpStream::try_write"))
+        self.assertFalse(bench.own_frame("tokio::runtime::scheduler::multi_thread::worker::Context::run"))
+        self.assertFalse(bench.own_frame("tokio::runtime::task::harness::Harness<T,S>::poll"))
+        self.assertFalse(bench.own_frame("<alloc::vec::Vec<T> as core::clone::Clone>::clone"))
+
+    def test_statements_are_collapsed_and_cut(self) -> None:
+        self.assertEqual(bench.collapse_sql("SELECT a,\n       b\n  FROM t  WHERE x = $1"),
+                         "SELECT a, b FROM t WHERE x = $1")
+        long = bench.collapse_sql("SELECT " + "column_name, " * 40 + "x FROM t", 50)
+        self.assertEqual(len(long), 50)
+        self.assertTrue(long.endswith("…"))
+
+    def test_top_statements_with_shares_of_the_top_level_total(self) -> None:
+        rows = [
+            ("UPDATE invoices\n SET plan = $1 WHERE id = $2", 1000, 600.0, 1000, True),
+            ("INSERT INTO reminders VALUES ($1)", 100, 200.0, 100, True),
+            ("SELECT 1 FROM customers WHERE id = $1", 100, 50.0, 100, False),  # in a function: nested
+            (bench.HARNESS_SQL + "SELECT count(*) FROM invoices WHERE next_action_at <= $1", 300, 900.0, 300, True),
+            ("SELECT now()", 10, 200.0, 10, True),
+        ]
+        summary = bench.summarise_statements(rows, limit=4)
+        self.assertEqual(summary["total_ms"], 1000.0)   # top level, without the harness
+        self.assertEqual(summary["statements"], 5)
+        top = summary["top"]
+        self.assertEqual([s["total_ms"] for s in top], [900.0, 600.0, 200.0, 200.0])
+        harness, update = top[0], top[1]
+        self.assertTrue(harness["harness"])
+        self.assertIsNone(harness["share"])
+        self.assertEqual(harness["query"], "SELECT count(*) FROM invoices WHERE next_action_at <= $1")
+        self.assertEqual(update["query"], "UPDATE invoices SET plan = $1 WHERE id = $2")
+        self.assertAlmostEqual(update["share"], 0.6)
+        self.assertAlmostEqual(update["mean_ms"], 0.6)
+
+    def profile(self) -> dict:
+        return {
+            "phase": "schedule", "label": "100,000 open invoices, one due a customer", "service": "scheduler",
+            "missed": True,
+            "cpu": {"samples": 12_000, "self": bench.parse_perf_report(self.SELF)["entries"],
+                    "callers": [e for e in bench.parse_perf_report(self.CHILDREN)["entries"]
+                                if bench.own_frame(e["symbol"])]},
+            "statements": bench.summarise_statements([
+                ("UPDATE invoices SET a = $1 | b", 1000, 600.0, 1000, True),
+                (bench.HARNESS_SQL + "SELECT count(*) FROM invoices", 30, 9.0, 30, True)]),
+        }
+
+    def test_a_profiled_run_in_markdown(self) -> None:
+        text = "\n".join(bench.profiles_section([self.profile()]))
+        self.assertIn("Targets missed — these profiles are where to look: "
+                      "schedule — 100,000 open invoices, one due a customer.", text)
+        self.assertIn("### schedule — 100,000 open invoices, one due a customer (scheduler) — misses its target", text)
+        self.assertIn("(12,000 samples at 499 Hz)", text)
+        self.assertIn("| 22.0% | scheduler | `relance_policy::plan::Planner::next_step` |", text)
+        self.assertIn("| 30.0% | 2.5% | `<relance_storage::invoices::PgInvoices as relance_domain::Invoices>::upsert` |",
+                      text)
+        self.assertIn("| 1,000 | 600 | 0.60 | 1,000 | 100% | `UPDATE invoices SET a = $1 \\| b` |", text)
+        self.assertIn("| 30 | 9 | 0.30 | 30 | harness | `SELECT count(*) FROM invoices` |", text)
+
+    def test_without_perf_the_statements_are_still_shown(self) -> None:
+        profile = self.profile()
+        profile["cpu"] = {"error": "perf record ended with status 255 (no access)"}
+        profile["missed"] = False
+        text = "\n".join(bench.profiles_section([profile]))
+        self.assertNotIn("perf record", text.split("\n")[0])
+        self.assertNotIn("Targets missed", text)
+        self.assertIn("No CPU profile: perf record ended with status 255 (no access)", text)
+        self.assertIn("| 1,000 | 600 |", text)
+        self.assertEqual(bench.profiles_section([]), [])
+
+    def test_profile_is_a_flag(self) -> None:
+        self.assertTrue(bench.parse_args(["--profile"]).profile)
+        self.assertFalse(bench.parse_args([]).profile)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import sys
+import shutil
 import tempfile
 import time
 import unittest
@@ -73,6 +74,8 @@ class MockTestCase(unittest.TestCase):
 
     def tearDown(self) -> None:
         self.listeners.stop()
+        # Each run left its messages behind; hundreds of runs filled the disk.
+        shutil.rmtree(self.out_dir, ignore_errors=True)
 
     # -- helpers --------------------------------------------------------------------------------
 

@@ -843,6 +843,24 @@ impl Settings {
             10_000,
         );
         findings.range(
+            "scheduler.planning_workers",
+            u64::from(scheduler.planning_workers),
+            1,
+            32,
+        );
+        // Each worker holds a connection through its round; the outbox relay and the admin
+        // API need theirs.
+        if scheduler.planning_workers.saturating_add(2) > self.database.max_connections {
+            findings.add(
+                "scheduler.planning_workers",
+                scheduler.planning_workers,
+                format!(
+                    "needs database.max_connections ({}) of at least planning_workers + 2 (the outbox relay and the admin API)",
+                    self.database.max_connections
+                ),
+            );
+        }
+        findings.range(
             "scheduler.history_days",
             u64::from(scheduler.history_days),
             30,

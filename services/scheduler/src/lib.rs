@@ -114,7 +114,23 @@ impl Service for SchedulerService {
             context.shutdown.clone(),
         ));
 
-        let result = run_ticks(&scheduler, clock.as_ref(), &context.shutdown).await;
+        // Workers claim their own customers (SKIP LOCKED), as replicas do: while one plans,
+        // another waits for PostgreSQL.
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..settings.scheduler.planning_workers.max(1) {
+            let scheduler = scheduler.clone();
+            let clock = clock.clone();
+            let shutdown = context.shutdown.clone();
+            workers.spawn(async move { run_ticks(&scheduler, clock.as_ref(), &shutdown).await });
+        }
+        let mut result = Ok(());
+        while let Some(ended) = workers.join_next().await {
+            match ended {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => result = Err(error),
+                Err(panicked) => result = Err(Box::new(panicked) as BoxError),
+            }
+        }
         relay_shutdown.cancel();
         let _ = relay_task.await;
         let _ = admin_task.await;

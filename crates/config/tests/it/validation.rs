@@ -282,3 +282,40 @@ fn admin_tokens_files_hold_digests_roles_and_tenants_never_tokens() {
             .any(|line| line.contains("dev-only"))
     );
 }
+
+#[test]
+fn planning_workers_need_a_connection_each_and_two_more() {
+    let load = |env: &[(&str, &str)]| {
+        let vars = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        relance_config::Settings::load(
+            &relance_config::ConfigSource::with_env_vars(crate::repo_config_dir(), "local", vars),
+            relance_config::ServiceName::Scheduler,
+        )
+    };
+    let settings = load(&[]).expect("the defaults hold");
+    assert_eq!(settings.scheduler.planning_workers, 2);
+    let message = load(&[
+        ("RELANCE__SCHEDULER__PLANNING_WORKERS", "9"),
+        ("RELANCE__DATABASE__MAX_CONNECTIONS", "10"),
+    ])
+    .expect_err("9 workers, the relay and the admin API need 11 connections")
+    .to_string();
+    assert!(
+        message.contains("scheduler.planning_workers = 9"),
+        "{message}"
+    );
+    assert!(
+        message.contains("database.max_connections (10)"),
+        "{message}"
+    );
+    let message = load(&[("RELANCE__SCHEDULER__PLANNING_WORKERS", "0")])
+        .expect_err("at least one")
+        .to_string();
+    assert!(
+        message.contains("scheduler.planning_workers = 0"),
+        "{message}"
+    );
+}

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{scoped, Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact, Scoped};
 use relance_storage::outbox::OutboxRecord;
-use relance_storage::{invoices, scheduling, StorageError};
+use relance_storage::{invoices, StorageError};
 use sqlx::PgConnection;
 
 use crate::{state_changed_record, CauseRef, EventBuildError};
@@ -105,7 +105,6 @@ pub async fn apply_invoice_fact(
         .iter()
         .map(|(invoice, view, today)| (*invoice, view, *today))
         .collect();
-    invoices::upsert(transaction, &rows).await?;
-    scheduling::mark_for_replanning(transaction, &ids, now).await?;
+    invoices::upsert(transaction, &rows, Some(now)).await?;
     Ok(records)
 }

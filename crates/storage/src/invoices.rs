@@ -240,13 +240,16 @@ pub async fn outcome_columns_of_customers(
 }
 
 /// Writes invoices and their views, each derived for the date beside it (the customer's
-/// date), in one statement.
+/// date), in one statement. With `plan_at`, each is also marked for planning then (what
+/// [`crate::scheduling::mark_for_replanning`] does, in the same row write: the ingestor marks
+/// every invoice it changes, and a second update of each row cost as much as the first).
 ///
 /// # Errors
 /// [`StorageError::Query`] when the upsert fails.
 pub async fn upsert(
     connection: &mut PgConnection,
     invoices: &[(&Invoice, &DunningView, NaiveDate)],
+    plan_at: Option<chrono::DateTime<chrono::Utc>>,
 ) -> Result<(), StorageError> {
     if invoices.is_empty() {
         return Ok(());
@@ -260,10 +263,10 @@ pub async fn upsert(
         "INSERT INTO invoices AS i (invoice_id, tenant, customer_id, state, pause_reason, pause_until,
              escalated_to, closed_reason, currency, total_minor, amount_due_minor, overpaid_minor,
              net_paid_minor, number, issued_on, due_on, paid_at, state_as_of, facts,
-             conflicting_amounts)
+             conflicting_amounts, next_action_at)
          SELECT invoice_id, tenant, customer_id, state, pause_reason, pause_until, escalated_to,
              closed_reason, currency, total_minor, amount_due_minor, overpaid_minor, net_paid_minor,
-             number, issued_on, due_on, paid_at, as_of, facts, conflicting
+             number, issued_on, due_on, paid_at, as_of, facts, conflicting, $21::timestamptz
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::date[],
              $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[],
              $13::bigint[], $14::text[], $15::date[], $16::date[], $17::timestamptz[], $18::date[],
@@ -280,6 +283,7 @@ pub async fn upsert(
              number = EXCLUDED.number, issued_on = EXCLUDED.issued_on, due_on = EXCLUDED.due_on,
              paid_at = EXCLUDED.paid_at, state_as_of = EXCLUDED.state_as_of,
              facts = EXCLUDED.facts, conflicting_amounts = EXCLUDED.conflicting_amounts,
+             next_action_at = coalesce($21::timestamptz, i.next_action_at),
              updated_at = now()",
     )
     .bind(&columns.invoice_id)
@@ -302,6 +306,7 @@ pub async fn upsert(
     .bind(&columns.as_of)
     .bind(&columns.facts)
     .bind(&columns.conflicting)
+    .bind(plan_at)
     .execute(connection)
     .await
     .map_err(StorageError::query("writing invoices"))?;

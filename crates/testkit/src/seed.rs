@@ -25,7 +25,7 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
             .iter()
             .map(|(invoice, view)| (*invoice, view, today))
             .collect();
-        relance_storage::invoices::upsert(&mut connection, &rows)
+        relance_storage::invoices::upsert(&mut connection, &rows, Some(now))
             .await
             .expect("invoices");
     }
@@ -48,10 +48,6 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
             .await
             .expect("customers");
     }
-    let ids: Vec<relance_domain::Scoped> = book.invoices.keys().cloned().collect();
-    relance_storage::scheduling::mark_for_replanning(&mut connection, &ids, now)
-        .await
-        .expect("mark");
     book
 }
 

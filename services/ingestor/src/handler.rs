@@ -357,13 +357,11 @@ impl IngestHandler {
             .iter()
             .map(|(invoice, view, today)| (*invoice, view, *today))
             .collect();
-        invoices::upsert(&mut transaction, &rows).await?;
-        // The scheduler plans every changed invoice again at once; commands already queued for
-        // an invoice that can no longer be dunned (paid, voided, credited, disputed, paused,
-        // escalated) are cancelled here, in the transaction that records why, so they are
-        // never published.
-        let touched: Vec<Scoped> = touched_invoices.iter().cloned().collect();
-        scheduling::mark_for_replanning(&mut transaction, &touched, now).await?;
+        // Written and marked for planning at once: the scheduler plans every changed invoice
+        // again now. Commands already queued for an invoice that can no longer be dunned (paid,
+        // voided, credited, disputed, paused, escalated) are cancelled here, in the transaction
+        // that records why, so they are never published.
+        invoices::upsert(&mut transaction, &rows, Some(now)).await?;
         // The scheduler reads only due invoices: a customer's new profile (segment, VIP, time
         // zone) reaches all their open invoices' plans now, not when each comes due.
         let profiles: Vec<Scoped> = changed_profiles.into_iter().collect();

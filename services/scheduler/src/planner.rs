@@ -470,7 +470,7 @@ impl Scheduler {
             .iter()
             .map(|(invoice, view, today)| (*invoice, view, *today))
             .collect();
-        invoices::upsert(transaction, &upserts).await?;
+        invoices::upsert(transaction, &upserts, None).await?;
         scheduling::set_next_actions(transaction, &writes.next_actions).await?;
         outbox::enqueue(transaction, &outbox_records).await?;
         Ok(!outbox_records.is_empty())

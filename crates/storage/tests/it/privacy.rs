@@ -75,9 +75,13 @@ async fn seed_customer(pool: &PgPool) {
         .await
         .unwrap();
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
-    invoices::upsert(&mut connection, &[(&invoice, &invoice.view(today), today)])
-        .await
-        .unwrap();
+    invoices::upsert(
+        &mut connection,
+        &[(&invoice, &invoice.view(today), today)],
+        None,
+    )
+    .await
+    .unwrap();
     let command = serde_json::json!({"data": {"reminder_id": "r", "recipient": {
         "first_name": "Camille", "last_name": "Durand", "email": "camille@durand.example",
         "phone": "+33612345678"}}});

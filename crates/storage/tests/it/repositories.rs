@@ -231,10 +231,11 @@ async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
             (&issued, &issued.view(today), today),
             (&other, &other.view(today), today),
         ],
+        None,
     )
     .await
     .unwrap();
-    invoices::upsert(&mut transaction, &[(&paid, &paid.view(today), today)])
+    invoices::upsert(&mut transaction, &[(&paid, &paid.view(today), today)], None)
         .await
         .unwrap();
     transaction.commit().await.unwrap();

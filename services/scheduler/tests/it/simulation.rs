@@ -90,6 +90,7 @@ async fn live_and_simulated(
                 relance_storage::invoices::upsert(
                     &mut connection,
                     &[(&approved, &approved.view(today), today)],
+                    None,
                 )
                 .await
                 .unwrap();

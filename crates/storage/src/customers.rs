@@ -6,7 +6,7 @@ use relance_domain::{CustomerFacts, PaymentBehaviour, PreferredChannel, RiskLeve
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
-use crate::{key_columns, Scoped};
+use crate::{decode_facts, key_columns, RawFacts, Scoped};
 
 /// Loads and locks the customers among `keys` (tenant, customer id) that exist.
 ///
@@ -20,7 +20,7 @@ pub async fn load_for_update(
         return Ok(HashMap::new());
     }
     let (tenants, ids) = key_columns(keys);
-    let rows: Vec<(String, String, serde_json::Value)> = sqlx::query_as(
+    let rows: Vec<(String, String, RawFacts)> = sqlx::query_as(
         "SELECT tenant, customer_id, facts FROM customers
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
          ORDER BY tenant, customer_id FOR UPDATE",
@@ -32,13 +32,7 @@ pub async fn load_for_update(
     .map_err(StorageError::query("loading customers"))?;
     rows.into_iter()
         .map(|(tenant, id, facts)| {
-            serde_json::from_value(facts)
-                .map(|facts| ((tenant, id.clone()), facts))
-                .map_err(|source| StorageError::Corrupt {
-                    what: "customer",
-                    id,
-                    source,
-                })
+            decode_facts("customer", &id, &facts).map(|facts| ((tenant, id), facts))
         })
         .collect()
 }

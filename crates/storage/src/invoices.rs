@@ -7,20 +7,12 @@ use relance_domain::{DunningState, DunningView, Invoice};
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
-use crate::{key_columns, Scoped};
+use crate::{decode_facts, key_columns, RawFacts, Scoped};
 
-type Row = (String, String, serde_json::Value);
+type Row = (String, String, RawFacts);
 
 fn decode_keyed((tenant, id, facts): Row) -> Result<(Scoped, Invoice), StorageError> {
-    decode(&id, facts).map(|invoice| ((tenant, id), invoice))
-}
-
-fn decode(invoice_id: &str, facts: serde_json::Value) -> Result<Invoice, StorageError> {
-    serde_json::from_value(facts).map_err(|source| StorageError::Corrupt {
-        what: "invoice",
-        id: invoice_id.to_string(),
-        source,
-    })
+    decode_facts("invoice", &id, &facts).map(|invoice| ((tenant, id), invoice))
 }
 
 /// Loads and locks the invoices among `keys` (tenant, invoice id) that exist, for the rest of

@@ -1308,6 +1308,13 @@ class Bench:
         return self.count(database, HARNESS_SQL + "SELECT count(*) FROM invoices WHERE next_action_at <= %s",
                           (self.clock.simulated(time.time()),))
 
+    def any_due(self, database: str) -> bool:
+        """Whether an invoice is still due: stops at the first one. Polling the full count every
+        half second took 14 % of the database's time in the 1,000,000-invoice phase (its
+        profile), time the measured scheduler did not get."""
+        return bool(self.count(database, HARNESS_SQL + "SELECT count(*) FROM (SELECT 1 FROM invoices "
+                               "WHERE next_action_at <= %s LIMIT 1) AS first", (self.clock.simulated(time.time()),)))
+
     def measure_scheduler(self, database: str, broker: Broker, label: str, open_invoices: int, customers: int,
                           due: int, seeded: float, target: bool) -> None:
         pg_before = self.pg_cpu()
@@ -1316,11 +1323,13 @@ class Bench:
         limit = self.args.schedule_timeout
         left = due
         while time.time() - run.started < limit and run.instance.alive():
-            left = self.due_count(database)
-            if left == 0:
+            if not self.any_due(database):
+                left = 0
                 break
             time.sleep(0.5)
         self.end(run)
+        if left:
+            left = self.due_count(database)
         elapsed = run.ended - run.started
         pg_cpu = self.pg_cpu() - pg_before
         with self.db(database) as connection:

@@ -119,7 +119,8 @@ pub async fn upsert(
         open_balance.push(serde_json::to_value(&behaviour.open_balance).unwrap_or_default());
         lifetime_paid.push(serde_json::to_value(&behaviour.lifetime_paid).unwrap_or_default());
         first_invoice_on.push(behaviour.first_invoice_on);
-        facts.push(serde_json::to_value(customer).unwrap_or(serde_json::Value::Null));
+        // JSON text, without a `serde_json::Value` tree between (as invoices' facts).
+        facts.push(serde_json::to_string(customer).unwrap_or_else(|_| "null".to_string()));
     }
     sqlx::query(
         "INSERT INTO customers (customer_id, tenant, legal_name, first_name, last_name, email, phone,
@@ -130,11 +131,11 @@ pub async fn upsert(
              timezone, country, vip, risk_level, customer_since,
              ARRAY(SELECT jsonb_array_elements_text(tags)), preferred_channel, paid_invoices,
              paid_on_time, total_days_late, open_invoices, overdue_invoices, open_balance,
-             lifetime_paid, first_invoice_on, facts
+             lifetime_paid, first_invoice_on, facts::jsonb
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::text[],
              $13::date[], $14::jsonb[], $15::text[], $16::int[], $17::int[], $18::bigint[],
-             $19::int[], $20::int[], $21::jsonb[], $22::jsonb[], $23::date[], $24::jsonb[])
+             $19::int[], $20::int[], $21::jsonb[], $22::jsonb[], $23::date[], $24::text[])
              AS t(customer_id, tenant, legal_name, first_name, last_name, email, phone, locale,
                   timezone, country, vip, risk_level, customer_since, tags, preferred_channel,
                   paid_invoices, paid_on_time, total_days_late, open_invoices, overdue_invoices,

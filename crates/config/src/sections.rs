@@ -281,6 +281,7 @@ pub struct IngestorSettings {
     pub group_id: String,
     pub batch_max_messages: usize,
     pub batch_max_wait_ms: u64,
+    pub concurrent_batches: u32,
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
 }

@@ -308,6 +308,24 @@ impl Settings {
                 1,
                 60_000,
             );
+            findings.range(
+                "ingestor.concurrent_batches",
+                u64::from(self.ingestor.concurrent_batches),
+                1,
+                16,
+            );
+            // Each batch in flight holds a connection through its transaction; the outbox
+            // relay needs its own.
+            if self.ingestor.concurrent_batches.saturating_add(1) > self.database.max_connections {
+                findings.add(
+                    "ingestor.concurrent_batches",
+                    self.ingestor.concurrent_batches,
+                    format!(
+                        "needs database.max_connections ({}) of at least concurrent_batches + 1 (the outbox relay)",
+                        self.database.max_connections
+                    ),
+                );
+            }
         }
         if findings.0.is_empty() {
             Ok(())

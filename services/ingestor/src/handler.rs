@@ -54,7 +54,9 @@ enum Planned {
     },
 }
 
-/// Applies batches of billing events.
+/// Applies batches of billing events. Clones share everything (pool, metrics): one a lane of
+/// the consumer runner.
+#[derive(Clone)]
 pub struct IngestHandler {
     pool: PgPool,
     clock: Arc<dyn Clock>,

@@ -60,11 +60,15 @@ impl Service for Ingestor {
             },
             kafka_metrics,
         )?;
-        tracing::info!(topics = ?topics, group = %settings.ingestor.group_id, "Consuming billing events.");
+        tracing::info!(topics = ?topics, group = %settings.ingestor.group_id, concurrent_batches = settings.ingestor.concurrent_batches, "Consuming billing events.");
         // The relay stops after the consumer, so that what the last batch committed goes out.
         let relay_shutdown = tokio_util::sync::CancellationToken::new();
         let relay_task = tokio::spawn(relay.run(relay_shutdown.clone()));
-        let consumed = runner.run(handler, context.shutdown.clone()).await;
+        let lanes = usize::try_from(settings.ingestor.concurrent_batches)
+            .unwrap_or(1)
+            .max(1);
+        let handlers = vec![handler; lanes];
+        let consumed = runner.run_lanes(handlers, context.shutdown.clone()).await;
         relay_shutdown.cancel();
         let _ = relay_task.await;
         consumed?;

@@ -319,3 +319,43 @@ fn planning_workers_need_a_connection_each_and_two_more() {
         "{message}"
     );
 }
+
+#[test]
+fn concurrent_ingest_batches_need_a_connection_each_and_one_more() {
+    let load = |env: &[(&str, &str)]| {
+        let vars = env
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        relance_config::Settings::load(
+            &relance_config::ConfigSource::with_env_vars(crate::repo_config_dir(), "local", vars),
+            relance_config::ServiceName::Ingestor,
+        )
+    };
+    let settings = load(&[]).expect("the defaults hold");
+    assert_eq!(settings.ingestor.concurrent_batches, 2);
+    assert_eq!(settings.ingestor.batch_max_wait_ms, 5);
+    let message = load(&[
+        ("RELANCE__INGESTOR__CONCURRENT_BATCHES", "10"),
+        ("RELANCE__DATABASE__MAX_CONNECTIONS", "10"),
+    ])
+    .expect_err("10 batches and the relay need 11 connections")
+    .to_string();
+    assert!(
+        message.contains("ingestor.concurrent_batches = 10"),
+        "{message}"
+    );
+    assert!(
+        message.contains("database.max_connections (10)"),
+        "{message}"
+    );
+    for refused in ["0", "17"] {
+        let message = load(&[("RELANCE__INGESTOR__CONCURRENT_BATCHES", refused)])
+            .expect_err("from 1 to 16")
+            .to_string();
+        assert!(
+            message.contains(&format!("ingestor.concurrent_batches = {refused}")),
+            "{message}"
+        );
+    }
+}

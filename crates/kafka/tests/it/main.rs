@@ -6,6 +6,7 @@ mod consumer_group;
 mod dead_letter;
 mod runner;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ pub struct Recorder {
     pub refuse: Option<Vec<u8>>,
     /// Records set aside to the dead-letter topic, with why.
     pub dead_lettered: Arc<Mutex<Vec<(ConsumedRecord, String)>>>,
+    /// How long each batch takes, as a database transaction would.
+    pub hold: Option<Duration>,
+    /// Batches being handled now, by every clone and every recorder sharing it.
+    pub in_flight: Arc<AtomicUsize>,
+    /// The most batches seen in hand at once.
+    pub most_in_flight: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -76,7 +83,13 @@ impl BatchHandler for Recorder {
                 ));
             }
         }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        if let Some(hold) = self.hold {
+            tokio::time::sleep(hold).await;
+        }
         self.seen.lock().unwrap().extend_from_slice(batch);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }
 
@@ -114,6 +127,16 @@ pub fn start_consumer(
     topics: &[&str],
     handler: Recorder,
 ) -> RunningConsumer {
+    start_lanes(fixture, group, topics, vec![handler])
+}
+
+/// A runner with a handler a lane.
+pub fn start_lanes(
+    fixture: &Fixture,
+    group: &str,
+    topics: &[&str],
+    handlers: Vec<Recorder>,
+) -> RunningConsumer {
     let registry = prometheus::Registry::new();
     let runner = ConsumerRunner::new(
         &fixture.settings.kafka,
@@ -130,7 +153,7 @@ pub fn start_consumer(
     )
     .expect("runner");
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(runner.run(handler, shutdown.clone()));
+    let task = tokio::spawn(runner.run_lanes(handlers, shutdown.clone()));
     RunningConsumer { shutdown, task }
 }
 

@@ -2,7 +2,9 @@ use std::time::Duration;
 
 use relance_testkit::wait_for;
 
-use crate::{committed_offsets, fixture, group_name, record, start_consumer, Recorder};
+use crate::{
+    committed_offsets, fixture, group_name, record, start_consumer, start_lanes, Recorder,
+};
 
 #[tokio::test]
 async fn a_transient_failure_is_retried_without_skipping_or_committing_early() {
@@ -213,5 +215,93 @@ async fn an_idle_consumer_stops_promptly() {
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn lanes_handle_their_partitions_at_once_in_order_and_all_are_committed() {
+    let partitions = 4;
+    let fixture = fixture("lanes", partitions).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("lanes");
+    let keys = 24;
+    let per_key = 10;
+    for round in 0..per_key {
+        for key in 0..keys {
+            fixture
+                .producer
+                .send(&record(
+                    &topic,
+                    &format!("cus_{key}"),
+                    format!("cus_{key} {round:02}").as_bytes(),
+                    &[],
+                ))
+                .await
+                .expect("produce");
+        }
+    }
+    let shared = Recorder {
+        hold: Some(Duration::from_millis(50)),
+        ..Recorder::default()
+    };
+    // One record list a lane; the in-flight counters are shared, to see the lanes overlap.
+    let lanes: Vec<Recorder> = (0..2)
+        .map(|_| Recorder {
+            seen: Default::default(),
+            ..shared.clone()
+        })
+        .collect();
+    let consumer = start_lanes(&fixture, &group, &[&topic], lanes.clone());
+    let total = keys * per_key;
+    wait_for(Duration::from_secs(60), "every record handled", || {
+        let lanes = lanes.clone();
+        async move {
+            (lanes.iter().map(|lane| lane.records().len()).sum::<usize>() >= total).then_some(())
+        }
+    })
+    .await;
+    consumer.stop().await.expect("clean stop");
+
+    let mut every = Vec::new();
+    for (index, lane) in lanes.iter().enumerate() {
+        let records = lane.records();
+        assert!(!records.is_empty(), "lane {index} had work");
+        for record in &records {
+            assert_eq!(
+                usize::try_from(record.partition).unwrap() % 2,
+                index,
+                "a partition's records stay in one lane"
+            );
+        }
+        every.extend(records);
+    }
+    assert_eq!(every.len(), total, "each record handled once");
+    for key in 0..keys {
+        let prefix = format!("cus_{key} ");
+        let rounds: Vec<String> = lanes
+            .iter()
+            .flat_map(|lane| lane.records())
+            .filter_map(|record| String::from_utf8(record.payload.unwrap_or_default()).ok())
+            .filter(|payload| payload.starts_with(&prefix))
+            .collect();
+        let mut sorted = rounds.clone();
+        sorted.sort();
+        assert_eq!(rounds, sorted, "cus_{key}'s records in their order");
+        assert_eq!(rounds.len(), per_key);
+    }
+    assert_eq!(
+        shared
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the two lanes handled batches at the same time"
+    );
+    let committed: i64 = committed_offsets(&fixture.settings, &group, &topic, partitions)
+        .into_iter()
+        .sum();
+    assert_eq!(
+        committed,
+        i64::try_from(total).unwrap(),
+        "every lane's offsets committed"
     );
 }

@@ -278,14 +278,15 @@ pub async fn mark_customers_for_replanning(
     ))
 }
 
-/// Sets each invoice's next planning time and last plan, in one statement. A customer's
-/// invoices are all planned together; those whose plan did not change are not rewritten.
+/// Sets each invoice's next planning time and last plan (JSON text), in one statement. A
+/// customer's invoices are all planned together; those whose plan did not change are not
+/// rewritten.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
 pub async fn set_next_actions(
     connection: &mut PgConnection,
-    rows: &[(Scoped, Option<DateTime<Utc>>, serde_json::Value)],
+    rows: &[(Scoped, Option<DateTime<Utc>>, String)],
 ) -> Result<(), StorageError> {
     if rows.is_empty() {
         return Ok(());
@@ -293,11 +294,12 @@ pub async fn set_next_actions(
     let tenants: Vec<&str> = rows.iter().map(|row| row.0 .0.as_str()).collect();
     let ids: Vec<&str> = rows.iter().map(|row| row.0 .1.as_str()).collect();
     let times: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.1).collect();
-    let plans: Vec<&serde_json::Value> = rows.iter().map(|row| &row.2).collect();
+    let plans: Vec<&str> = rows.iter().map(|row| row.2.as_str()).collect();
     sqlx::query(
         "UPDATE invoices i SET next_action_at = t.next_action_at, plan = t.plan
-         FROM UNNEST($4::text[], $1::text[], $2::timestamptz[], $3::jsonb[])
-              AS t(tenant, invoice_id, next_action_at, plan)
+         FROM (SELECT tenant, invoice_id, next_action_at, plan::jsonb AS plan
+               FROM UNNEST($4::text[], $1::text[], $2::timestamptz[], $3::text[])
+                    AS u(tenant, invoice_id, next_action_at, plan)) AS t
          WHERE i.tenant = t.tenant AND i.invoice_id = t.invoice_id
            AND (i.next_action_at IS DISTINCT FROM t.next_action_at
                 OR i.plan IS DISTINCT FROM t.plan)",

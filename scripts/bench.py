@@ -1437,7 +1437,7 @@ class Bench:
         database = "send"
         self.database(database)
         broker = self.broker()
-        mock = (Mock if self.args.mock_as_is else BufferedMock)(self.root, sys.executable, self.processes, self.clock, self.seed, {
+        mock = Mock(self.root, sys.executable, self.processes, self.clock, self.seed, {
             "latency_ms": 0, "jitter_ms": 0, "error_rate": 0.0, "timeout_rate": 0.0, "timeout_delay_ms": 1000,
             "rate_limit": 0, "rate_burst": 0})
         try:
@@ -1814,7 +1814,7 @@ class Bench:
             "scripts/bench.py --build release --phases ingest,cancel   # some phases only",
             "scripts/bench.py --ingest-events 50000 --schedule-large 300000 --send-messages 1000 --keep",
             "# also: --schedule-timeout S (default 180), --send-timeout S, --cancel-payments N, --seed N,",
-            "#       --mock-as-is (the mock Postmark unchanged: its answers stall ~40 ms each), --out-dir DIR,",
+            "#       --out-dir DIR,",
             f"#       --profile (make bench passes it: perf record -F {PERF_FREQUENCY} on each measured service run,",
             "#       shown under Profiles with the database's top statements; perf.data files stay in the run",
             "#       folder, kept with --keep),",
@@ -1847,10 +1847,8 @@ class Bench:
             "- **Send**: the scheduler's commands are on `relance.reminders` before the sender starts; the time runs "
             "from its start until the mock has accepted every message. The single-message run sets "
             "`sender.dispatch_batch = 1` (one message a claim: Postmark's `/email`), the batch run 100 "
-            "(`/email/batch`). The mock has no latency or faults, and runs with its answers written in one piece "
-            "(`BufferedMock` in scripts/bench.py: `mock_postmark.py` writes headers and body apart without "
-            "TCP_NODELAY, and every answer then waits ~40 ms for the client's delayed ACK, capping it near 22 "
-            "requests a second; `--mock-as-is` keeps it). The raw limit fires as many messages made from those "
+            "(`/email/batch`). The mock (`scripts/mock_postmark.py`, as the chaos run uses it) has no latency "
+            "or faults. The raw limit fires as many messages made from those "
             "the sender sent (new send ids) at the mock from Python over one keep-alive connection, one request "
             "at a time like the sender: one by one to `/email`, 100 a request to `/email/batch`.",
             "- **Cancel**: reminders queued by a scheduler that cannot reach its broker stay in the outbox; the "
@@ -1917,20 +1915,6 @@ class Bench:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-class BufferedMock(Mock):
-    """The chaos run's mock Postmark with its answers written in one piece. mock_postmark.py
-    writes an answer's headers, then its body, on an unbuffered socket without TCP_NODELAY: the
-    body then waits for the client's delayed acknowledgement of the headers (about 40 ms on
-    Linux), which caps the mock near 25 requests a second on one connection whatever the client
-    does. Buffering its writes (the handler's wbufsize; it flushes after each answer) removes that
-    stall and changes nothing else. --mock-as-is runs the file unchanged."""
-
-    def program(self) -> list[str]:
-        boot = (f"import sys; sys.path.insert(0, {str(SCRIPTS)!r}); import mock_postmark as m; "
-                "m.Handler.wbufsize = -1; sys.exit(m.main(sys.argv[1:]))")
-        return [self.python, "-c", boot]
-
-
 class Background(threading.Thread):
     """Publishes billing events at a steady rate until stopped (the ingest load of the cancel
     phase), in slices every 50 ms."""
@@ -1991,8 +1975,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cancel-payments", type=int, default=None, help="payments racing queued reminders (default 300)")
     parser.add_argument("--schedule-timeout", type=float, default=180.0, help="longest a scheduler run may take (s)")
     parser.add_argument("--send-timeout", type=float, default=300.0, help="longest a sender run may take (s)")
-    parser.add_argument("--mock-as-is", action="store_true",
-                        help="run the mock Postmark unchanged (its answers then stall about 40 ms each; see BufferedMock)")
     parser.add_argument("--seed", type=int, default=15, help="the same seed gives the same events")
     parser.add_argument("--build", choices=["auto", "release", "debug"], default="release",
                         help="which build of the services (default release)")

@@ -377,22 +377,26 @@ pub async fn reminder_history(
 ///
 /// # Errors
 /// [`StorageError::Query`] when the insert fails.
-pub async fn insert_reminders(
+pub async fn insert_reminders<R: std::borrow::Borrow<ReminderRow>>(
     connection: &mut PgConnection,
-    rows: &[ReminderRow],
+    rows: &[R],
 ) -> Result<Vec<String>, StorageError> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    let column = |f: fn(&ReminderRow) -> String| rows.iter().map(f).collect::<Vec<_>>();
-    let optional = |f: fn(&ReminderRow) -> Option<String>| rows.iter().map(f).collect::<Vec<_>>();
+    let rows: Vec<&ReminderRow> = rows.iter().map(std::borrow::Borrow::borrow).collect();
+    let column = |f: fn(&ReminderRow) -> String| rows.iter().map(|row| f(row)).collect::<Vec<_>>();
+    let optional =
+        |f: fn(&ReminderRow) -> Option<String>| rows.iter().map(|row| f(row)).collect::<Vec<_>>();
     let ids: Vec<Uuid> = rows.iter().map(|row| row.reminder_id).collect();
     let invoice_ids: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| serde_json::json!(row.invoice_ids))
         .collect();
-    let triggers: Vec<serde_json::Value> = rows.iter().map(|row| row.trigger.clone()).collect();
-    let commands: Vec<serde_json::Value> = rows.iter().map(|row| row.command.clone()).collect();
+    // Borrowed, not cloned: copies of every command's tree were a part of the scheduler's heap
+    // at its peak (heaptrack).
+    let triggers: Vec<&serde_json::Value> = rows.iter().map(|row| &row.trigger).collect();
+    let commands: Vec<&serde_json::Value> = rows.iter().map(|row| &row.command).collect();
     let scheduled: Vec<DateTime<Utc>> = rows.iter().map(|row| row.scheduled_for).collect();
     let versions: Vec<i32> = rows.iter().map(|row| row.policy_version).collect();
     let decided_at: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.decided_at).collect();

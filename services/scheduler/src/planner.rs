@@ -395,11 +395,7 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<bool, SchedulerError> {
-        let rows: Vec<ReminderRow> = writes
-            .reminders
-            .iter()
-            .map(|(row, _, _)| row.clone())
-            .collect();
+        let rows: Vec<&ReminderRow> = writes.reminders.iter().map(|(row, _, _)| row).collect();
         let inserted: HashSet<String> = scheduling::insert_reminders(transaction, &rows)
             .await?
             .into_iter()

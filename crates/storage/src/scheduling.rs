@@ -278,6 +278,148 @@ pub async fn mark_customers_for_replanning(
     ))
 }
 
+/// Which tenants' invoices a policy governs.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyScope<'a> {
+    /// A tenant with its own policy file.
+    Tenant(&'a str),
+    /// The default policy: every tenant but those with their own.
+    DefaultExcept(&'a [String]),
+}
+
+/// What recording a policy's fingerprint found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRecorded {
+    /// The first fingerprint of this deployment: recorded, nothing re-planned, since what
+    /// the invoices were planned with is unknown.
+    First,
+    /// The same content as at the last start.
+    Unchanged,
+    /// The content changed, or a tenant's own policy appeared: the governed open invoices
+    /// were marked for planning now.
+    Changed { invoices_marked: u64 },
+}
+
+/// Records `fingerprint` as what the policy `key` says now and, when it differs from what was
+/// recorded, marks the open invoices the policy governs for planning at `at`, in one
+/// transaction. A policy seen for the first time marks them too when `known_deployment` (a
+/// tenant's new file replaces the default it was planned with). Replicas starting together
+/// re-plan once: only the one whose statement changes the row marks the invoices.
+///
+/// # Errors
+/// [`StorageError::Query`] when a statement fails.
+pub async fn record_policy(
+    connection: &mut PgConnection,
+    key: &str,
+    fingerprint: &str,
+    scope: PolicyScope<'_>,
+    known_deployment: bool,
+    at: DateTime<Utc>,
+) -> Result<PolicyRecorded, StorageError> {
+    let mut transaction = sqlx::Connection::begin(&mut *connection)
+        .await
+        .map_err(StorageError::query("starting to record a policy"))?;
+    let updated: Option<bool> = sqlx::query_scalar(
+        "INSERT INTO policy_fingerprints (policy_key, fingerprint, recorded_at)
+         VALUES ($1, $2, $3)
+         ON CONFLICT (policy_key) DO UPDATE
+             SET fingerprint = EXCLUDED.fingerprint, recorded_at = EXCLUDED.recorded_at
+             WHERE policy_fingerprints.fingerprint <> EXCLUDED.fingerprint
+         RETURNING xmax <> 0",
+    )
+    .bind(key)
+    .bind(fingerprint)
+    .bind(at)
+    .fetch_optional(&mut *transaction)
+    .await
+    .map_err(StorageError::query("recording a policy's fingerprint"))?;
+    let recorded = match updated {
+        None => PolicyRecorded::Unchanged,
+        Some(false) if !known_deployment => PolicyRecorded::First,
+        Some(_) => PolicyRecorded::Changed {
+            invoices_marked: mark_governed(&mut transaction, scope, at).await?,
+        },
+    };
+    transaction
+        .commit()
+        .await
+        .map_err(StorageError::query("committing a policy's fingerprint"))?;
+    Ok(recorded)
+}
+
+/// Whether any policy fingerprint was ever recorded (a deployment that started before).
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn policies_recorded(connection: &mut PgConnection) -> Result<bool, StorageError> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM policy_fingerprints)")
+        .fetch_one(connection)
+        .await
+        .map_err(StorageError::query("reading the policy fingerprints"))
+}
+
+/// Forgets the tenants' own policies that are gone (not in `current`), marking those tenants'
+/// open invoices for planning at `at`: the default governs them now. Returns each tenant with
+/// the invoices marked.
+///
+/// # Errors
+/// [`StorageError::Query`] when a statement fails.
+pub async fn forget_removed_policies(
+    connection: &mut PgConnection,
+    current: &[String],
+    at: DateTime<Utc>,
+) -> Result<Vec<(String, u64)>, StorageError> {
+    let mut transaction = sqlx::Connection::begin(&mut *connection)
+        .await
+        .map_err(StorageError::query("starting to forget removed policies"))?;
+    let removed: Vec<String> = sqlx::query_scalar(
+        "DELETE FROM policy_fingerprints
+         WHERE policy_key <> 'default' AND policy_key <> ALL($1::text[])
+         RETURNING policy_key",
+    )
+    .bind(current)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(StorageError::query("forgetting removed policies"))?;
+    let mut marked = Vec::new();
+    for tenant in removed {
+        let count = mark_governed(&mut transaction, PolicyScope::Tenant(&tenant), at).await?;
+        marked.push((tenant, count));
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(StorageError::query("committing removed policies"))?;
+    Ok(marked)
+}
+
+async fn mark_governed(
+    connection: &mut PgConnection,
+    scope: PolicyScope<'_>,
+    at: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    let (tenant, excluded): (Option<&str>, &[String]) = match scope {
+        PolicyScope::Tenant(tenant) => (Some(tenant), &[]),
+        PolicyScope::DefaultExcept(tenants) => (None, tenants),
+    };
+    sqlx::query(
+        "UPDATE invoices SET next_action_at = $3
+         WHERE ($1::text IS NULL OR tenant = $1)
+           AND tenant <> ALL($2::text[])
+           AND state NOT IN ('closed', 'awaiting_invoice')
+           AND next_action_at IS DISTINCT FROM $3",
+    )
+    .bind(tenant)
+    .bind(excluded)
+    .bind(at)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query(
+        "marking a changed policy's invoices for planning",
+    ))
+}
+
 /// Sets each invoice's next planning time and last plan (JSON text), in one statement. A
 /// customer's invoices are all planned together; those whose plan did not change are not
 /// rewritten.

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use relance_policy::PolicyError;
 use relance_runtime::{BoxError, Clock, OutboxMetrics, Service, ServiceContext, ServiceName};
+use relance_storage::scheduling::PolicyRecorded;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
@@ -66,6 +67,21 @@ impl Service for SchedulerService {
                 file: settings.scheduler.admin_tokens_file.clone(),
                 reason,
             })?;
+        // A policy whose content changed since the last start applies to the open invoices it
+        // governs at once: they are planned again in the first rounds.
+        for (key, recorded) in
+            policies::replan_changed(&context.pool, &policies, context.clock.now()).await?
+        {
+            match recorded {
+                PolicyRecorded::Changed { invoices_marked } => {
+                    tracing::info!(policy = %key, invoices_marked, "The policy changed since the last start; its open invoices are planned again now.")
+                }
+                PolicyRecorded::First => {
+                    tracing::info!(policy = %key, "First start with this policy; its fingerprint is recorded.")
+                }
+                PolicyRecorded::Unchanged => {}
+            }
+        }
         let registry = context.metrics.registry();
         let metrics = SchedulerMetrics::register(registry)?;
         let metrics_for_retention = metrics.clone();

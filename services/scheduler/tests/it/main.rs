@@ -8,6 +8,7 @@ mod gaps;
 mod helpers;
 mod isolation;
 mod payments;
+mod policy_change;
 mod replicas;
 mod simulation;
 

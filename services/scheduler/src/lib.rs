@@ -68,20 +68,14 @@ impl Service for SchedulerService {
                 reason,
             })?;
         // A policy whose content changed since the last start applies to the open invoices it
-        // governs at once: they are planned again in the first rounds.
-        for (key, recorded) in
-            policies::replan_changed(&context.pool, &policies, context.clock.now()).await?
-        {
-            match recorded {
-                PolicyRecorded::Changed { invoices_marked } => {
-                    tracing::info!(policy = %key, invoices_marked, "The policy changed since the last start; its open invoices are planned again now.")
-                }
-                PolicyRecorded::First => {
-                    tracing::info!(policy = %key, "First start with this policy; its fingerprint is recorded.")
-                }
-                PolicyRecorded::Unchanged => {}
-            }
-        }
+        // governs at once: they are planned again in the next rounds. In the background, so
+        // that a scheduler whose database is away still starts (and says it is not ready).
+        let replan_task = tokio::spawn(replan_changed_policies(
+            context.pool.clone(),
+            policies.clone(),
+            context.clock.clone(),
+            context.shutdown.clone(),
+        ));
         let registry = context.metrics.registry();
         let metrics = SchedulerMetrics::register(registry)?;
         let metrics_for_retention = metrics.clone();
@@ -151,7 +145,44 @@ impl Service for SchedulerService {
         let _ = relay_task.await;
         let _ = admin_task.await;
         let _ = retention_task.await;
+        let _ = replan_task.await;
         result
+    }
+}
+
+/// Records every policy's fingerprint and re-plans the invoices of those that changed
+/// ([`policies::replan_changed`]), retrying every few seconds while the database cannot be
+/// reached, until it is done or the service stops.
+async fn replan_changed_policies(
+    pool: sqlx::PgPool,
+    policies: Arc<PolicySet>,
+    clock: Arc<dyn Clock>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        match policies::replan_changed(&pool, &policies, clock.now()).await {
+            Ok(outcomes) => {
+                for (key, recorded) in outcomes {
+                    match recorded {
+                        PolicyRecorded::Changed { invoices_marked } => {
+                            tracing::info!(policy = %key, invoices_marked, "The policy changed since the last start; its open invoices are planned again now.")
+                        }
+                        PolicyRecorded::First => {
+                            tracing::info!(policy = %key, "First start of this deployment with policies; their fingerprints are recorded.")
+                        }
+                        PolicyRecorded::Unchanged => {}
+                    }
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(error = ?relance_telemetry::ErrorChain(&error), "The policies' fingerprints cannot be recorded yet; retrying.");
+            }
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
     }
 }
 

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::NaiveDate;
 
 use crate::customer::{
-    apply_customer_event, payment_behaviour, CustomerEvent, CustomerFacts, InvoiceOutcome,
-    OutcomeColumns, PaymentBehaviour,
+    apply_customer_event, payment_behaviour, BehaviourChange, CustomerEvent, CustomerFacts,
+    InvoiceOutcome, PaymentBehaviour,
 };
 use crate::invoice::{apply_invoice_event, DunningState, DunningView, Invoice, InvoiceEvent};
 use crate::Rejection;
@@ -144,49 +144,57 @@ impl Book {
         self.today_of(&invoice.tenant, &invoice.customer_id, now, fallback)
     }
 
-    /// The payment behaviour of each of `customers` at `now` (each on their own date), from
-    /// their invoices in the book and `elsewhere` (what payment behaviour reads of their other
-    /// invoices, as stored). One pass over the book, however many customers.
-    pub fn behaviours(
+    /// What payment behaviour reads of each invoice in the book (those whose invoice is known):
+    /// taken before a batch is applied, for [`Book::behaviour_changes`].
+    pub fn outcomes(
         &self,
-        customers: &[Scoped],
-        elsewhere: &[(Scoped, OutcomeColumns)],
         now: chrono::DateTime<chrono::Utc>,
         fallback: chrono_tz::Tz,
-    ) -> Vec<(Scoped, PaymentBehaviour)> {
-        let mut in_book: HashMap<(&str, &str), Vec<&Invoice>> = HashMap::new();
-        for invoice in self.invoices.values() {
+    ) -> HashMap<Scoped, InvoiceOutcome> {
+        self.invoices
+            .iter()
+            .filter_map(|(key, invoice)| {
+                let today = self.today_of_invoice(invoice, now, fallback);
+                invoice.outcome(today).map(|outcome| (key.clone(), outcome))
+            })
+            .collect()
+    }
+
+    /// How the payment behaviour of each of `customers` changed since the book's invoices had
+    /// the outcomes `before` (from [`Book::outcomes`]): only the invoices in the book are read,
+    /// whatever else the customers have. One pass over the book, however many customers.
+    pub fn behaviour_changes(
+        &self,
+        before: &HashMap<Scoped, InvoiceOutcome>,
+        customers: &[Scoped],
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> Vec<(Scoped, BehaviourChange)> {
+        let mut in_book: HashMap<(&str, &str), Vec<(&Scoped, &Invoice)>> = HashMap::new();
+        for (key, invoice) in &self.invoices {
             in_book
                 .entry((invoice.tenant.as_str(), invoice.customer_id.as_str()))
                 .or_default()
-                .push(invoice);
-        }
-        let mut stored: HashMap<(&str, &str), Vec<&OutcomeColumns>> = HashMap::new();
-        for ((tenant, customer_id), columns) in elsewhere {
-            stored
-                .entry((tenant.as_str(), customer_id.as_str()))
-                .or_default()
-                .push(columns);
+                .push((key, invoice));
         }
         customers
             .iter()
-            .map(|key| {
-                let (tenant, customer_id) = (key.0.as_str(), key.1.as_str());
-                let today = self.today_of(tenant, customer_id, now, fallback);
-                let outcomes: Vec<InvoiceOutcome> = in_book
-                    .get(&(tenant, customer_id))
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|invoice| invoice.outcome(today))
-                    .chain(
-                        stored
-                            .get(&(tenant, customer_id))
-                            .into_iter()
-                            .flatten()
-                            .filter_map(|columns| columns.outcome(today)),
-                    )
+            .map(|customer| {
+                let invoices = in_book
+                    .get(&(customer.0.as_str(), customer.1.as_str()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                let was: Vec<&InvoiceOutcome> = invoices
+                    .iter()
+                    .filter_map(|(key, _)| before.get(*key))
                     .collect();
-                (key.clone(), payment_behaviour(&outcomes))
+                let is: Vec<InvoiceOutcome> = invoices
+                    .iter()
+                    .filter_map(|(_, invoice)| {
+                        invoice.outcome(self.today_of_invoice(invoice, now, fallback))
+                    })
+                    .collect();
+                (customer.clone(), BehaviourChange::between(was, &is))
             })
             .collect()
     }

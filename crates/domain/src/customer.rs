@@ -117,7 +117,6 @@ pub struct InvoiceOutcome {
     pub due_on: Option<NaiveDate>,
     /// Still owed (not closed).
     pub open: bool,
-    pub overdue: bool,
     pub amount_due_minor: i64,
     /// Payments minus refunds.
     pub net_paid_minor: i64,
@@ -144,8 +143,8 @@ pub struct OutcomeColumns {
 }
 
 impl OutcomeColumns {
-    /// The outcome on `today`; `None` before the invoice itself is known.
-    pub fn outcome(&self, today: NaiveDate) -> Option<InvoiceOutcome> {
+    /// The outcome; `None` before the invoice itself is known.
+    pub fn outcome(&self) -> Option<InvoiceOutcome> {
         if self.awaiting_invoice {
             return None;
         }
@@ -154,7 +153,6 @@ impl OutcomeColumns {
             issued_on: self.issued_on,
             due_on: self.due_on,
             open: !self.closed,
-            overdue: !self.closed && self.due_on.is_some_and(|due| today > due),
             amount_due_minor: self.amount_due_minor,
             net_paid_minor: self.net_paid_minor,
             paid_at: if self.closed_as_paid {
@@ -186,15 +184,18 @@ impl Invoice {
         }
     }
 
-    /// The invoice's outcome for payment behaviour on `today`; `None` before the invoice itself
-    /// is known.
+    /// The invoice's outcome for payment behaviour; `None` before the invoice itself is known.
+    /// It does not depend on the date (being closed, amounts, payment time and due date do not):
+    /// that is what lets the behaviour be kept as sums that each batch adds its change to.
     pub fn outcome(&self, today: NaiveDate) -> Option<InvoiceOutcome> {
-        self.outcome_columns(today).outcome(today)
+        self.outcome_columns(today).outcome()
     }
 }
 
 /// How a customer pays, computed from their invoices. Kept as exact integers: ratios and
-/// averages are computed when read.
+/// averages are computed when read. Nothing in it depends on the date, so it is stored as sums
+/// that each change of an invoice adds its [`BehaviourChange`] to (how many invoices are overdue
+/// today is a question for the invoices themselves).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct PaymentBehaviour {
     /// Invoices closed as paid (with a known payment time and due date).
@@ -204,13 +205,129 @@ pub struct PaymentBehaviour {
     /// Sum over paid invoices of the days between due date and payment (0 when on time).
     pub total_days_late: i64,
     pub open_invoices: u32,
-    pub overdue_invoices: u32,
-    /// Still owed, per currency.
+    /// Still owed, per currency (currencies with nothing owed are left out).
     pub open_balance: BTreeMap<Currency, i64>,
     /// Paid minus refunded over all invoices, per currency.
     pub lifetime_paid: BTreeMap<Currency, i64>,
     /// The issue date of the customer's first invoice.
     pub first_invoice_on: Option<NaiveDate>,
+}
+
+/// What a change of some of a customer's invoices does to their [`PaymentBehaviour`]: what the
+/// invoices count for after it, minus what they counted for before. Changes add up, in any
+/// order, so writers of one customer never overwrite each other's.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BehaviourChange {
+    pub paid_invoices: i64,
+    pub paid_on_time: i64,
+    pub total_days_late: i64,
+    pub open_invoices: i64,
+    pub open_balance: BTreeMap<Currency, i64>,
+    pub lifetime_paid: BTreeMap<Currency, i64>,
+    /// The earliest issue date among the invoices after the change, when it is earlier than
+    /// any of theirs before. The first invoice's date only ever moves earlier: an invoice whose
+    /// issue date is corrected to a later one leaves the earlier date in place.
+    pub earliest_issue: Option<NaiveDate>,
+}
+
+impl BehaviourChange {
+    /// The change from the invoices' outcomes `before` to their outcomes `after` (an invoice
+    /// not yet known, or awaiting its issue, is simply absent).
+    pub fn between<'a>(
+        before: impl IntoIterator<Item = &'a InvoiceOutcome>,
+        after: impl IntoIterator<Item = &'a InvoiceOutcome>,
+    ) -> Self {
+        let mut change = Self::default();
+        let mut earliest_before: Option<NaiveDate> = None;
+        for outcome in before {
+            change.count(outcome, -1);
+            earliest_before = earliest(earliest_before, outcome.issued_on);
+        }
+        let mut earliest_after: Option<NaiveDate> = None;
+        for outcome in after {
+            change.count(outcome, 1);
+            earliest_after = earliest(earliest_after, outcome.issued_on);
+        }
+        // What was counted before is already in the stored date, which is no later.
+        change.earliest_issue =
+            earliest_after.filter(|after| earliest_before.is_none_or(|before| after < &before));
+        change.open_balance.retain(|_, amount| *amount != 0);
+        change.lifetime_paid.retain(|_, amount| *amount != 0);
+        change
+    }
+
+    /// The change that builds `behaviour` from nothing.
+    pub fn from_nothing_to(behaviour: &PaymentBehaviour) -> Self {
+        Self {
+            paid_invoices: i64::from(behaviour.paid_invoices),
+            paid_on_time: i64::from(behaviour.paid_on_time),
+            total_days_late: behaviour.total_days_late,
+            open_invoices: i64::from(behaviour.open_invoices),
+            open_balance: behaviour.open_balance.clone(),
+            lifetime_paid: behaviour.lifetime_paid.clone(),
+            earliest_issue: behaviour.first_invoice_on,
+        }
+    }
+
+    /// Whether it changes nothing.
+    pub fn is_none(&self) -> bool {
+        self == &Self::default()
+    }
+
+    /// `behaviour` with the change added: the same sums the database adds when it stores the
+    /// change (`customers::upsert`).
+    pub fn applied_to(&self, behaviour: &PaymentBehaviour) -> PaymentBehaviour {
+        let add = |count: u32, change: i64| {
+            u32::try_from((i64::from(count) + change).max(0)).unwrap_or(u32::MAX)
+        };
+        let add_amounts = |stored: &BTreeMap<Currency, i64>, change: &BTreeMap<Currency, i64>| {
+            let mut sums = stored.clone();
+            for (currency, amount) in change {
+                let sum = sums.entry(currency.clone()).or_insert(0);
+                *sum = sum.saturating_add(*amount);
+            }
+            sums.retain(|_, amount| *amount != 0);
+            sums
+        };
+        PaymentBehaviour {
+            paid_invoices: add(behaviour.paid_invoices, self.paid_invoices),
+            paid_on_time: add(behaviour.paid_on_time, self.paid_on_time),
+            total_days_late: behaviour
+                .total_days_late
+                .saturating_add(self.total_days_late),
+            open_invoices: add(behaviour.open_invoices, self.open_invoices),
+            open_balance: add_amounts(&behaviour.open_balance, &self.open_balance),
+            lifetime_paid: add_amounts(&behaviour.lifetime_paid, &self.lifetime_paid),
+            first_invoice_on: earliest(behaviour.first_invoice_on, self.earliest_issue),
+        }
+    }
+
+    /// Counts `outcome` `times` (1 to add an invoice, -1 to take it away).
+    fn count(&mut self, outcome: &InvoiceOutcome, times: i64) {
+        if let (Some(paid_at), Some(due_on)) = (outcome.paid_at, outcome.due_on) {
+            self.paid_invoices += times;
+            let days_late = (paid_at.date_naive() - due_on).num_days().max(0);
+            if days_late == 0 {
+                self.paid_on_time += times;
+            }
+            self.total_days_late = self
+                .total_days_late
+                .saturating_add(days_late.saturating_mul(times));
+        }
+        if outcome.open {
+            self.open_invoices += times;
+            let balance = self
+                .open_balance
+                .entry(outcome.currency.clone())
+                .or_insert(0);
+            *balance = balance.saturating_add(outcome.amount_due_minor.saturating_mul(times));
+        }
+        let paid = self
+            .lifetime_paid
+            .entry(outcome.currency.clone())
+            .or_insert(0);
+        *paid = paid.saturating_add(outcome.net_paid_minor.saturating_mul(times));
+    }
 }
 
 impl PaymentBehaviour {
@@ -233,6 +350,13 @@ impl PaymentBehaviour {
     }
 }
 
+fn earliest(first: Option<NaiveDate>, other: Option<NaiveDate>) -> Option<NaiveDate> {
+    match (first, other) {
+        (Some(first), Some(other)) => Some(first.min(other)),
+        (first, other) => first.or(other),
+    }
+}
+
 /// Computes payment behaviour from a customer's invoice outcomes. Payment dates are taken in
 /// UTC.
 pub fn payment_behaviour<'a>(
@@ -250,9 +374,6 @@ pub fn payment_behaviour<'a>(
         }
         if outcome.open {
             behaviour.open_invoices += 1;
-            if outcome.overdue {
-                behaviour.overdue_invoices += 1;
-            }
             let balance = behaviour
                 .open_balance
                 .entry(outcome.currency.clone())
@@ -273,6 +394,7 @@ pub fn payment_behaviour<'a>(
             }
         }
     }
+    behaviour.open_balance.retain(|_, owed| *owed != 0);
     behaviour.lifetime_paid.retain(|_, paid| *paid != 0);
     behaviour
 }

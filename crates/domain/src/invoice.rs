@@ -176,6 +176,33 @@ pub enum InvoiceFact {
 }
 
 impl InvoiceFact {
+    /// Whether the fact can change what the invoice counts for in its customer's payment
+    /// behaviour (being issued, closed, amounts, payments). relance's own facts (promises,
+    /// holds, approvals, payment claims, escalations) and disputes only pause or route dunning;
+    /// a property test holds them to it.
+    pub fn changes_payment_behaviour(&self) -> bool {
+        match self {
+            Self::Issued { .. }
+            | Self::Updated { .. }
+            | Self::Voided
+            | Self::CreditApplied { .. }
+            | Self::PaymentSucceeded { .. }
+            | Self::PaymentFailed { .. }
+            | Self::Refunded { .. }
+            | Self::WrittenOff { .. } => true,
+            Self::Disputed { .. }
+            | Self::PromisedToPay { .. }
+            | Self::PromiseCancelled
+            | Self::HoldPlaced { .. }
+            | Self::HoldReleased
+            | Self::ApprovalRequested { .. }
+            | Self::ApprovalSettled
+            | Self::PaymentClaimed { .. }
+            | Self::PaymentClaimSettled
+            | Self::Escalated { .. } => false,
+        }
+    }
+
     /// A short name of the fact, for logs and metrics.
     pub fn name(&self) -> &'static str {
         match self {

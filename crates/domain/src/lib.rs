@@ -24,9 +24,9 @@ mod version;
 
 pub use book::{scoped, Book, BookEvent, Scoped, StateChange};
 pub use customer::{
-    apply_customer_event, payment_behaviour, Contact, CustomerEvent, CustomerFacts,
-    CustomerProfile, InvoiceOutcome, OutcomeColumns, PaymentBehaviour, PreferredChannel, RiskLevel,
-    Segment,
+    apply_customer_event, payment_behaviour, BehaviourChange, Contact, CustomerEvent,
+    CustomerFacts, CustomerProfile, InvoiceOutcome, OutcomeColumns, PaymentBehaviour,
+    PreferredChannel, RiskLevel, Segment,
 };
 pub use invoice::{
     apply_invoice_event, ClosedReason, DunningState, DunningView, EscalationTarget, Invoice,

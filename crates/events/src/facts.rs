@@ -2,11 +2,13 @@
 //! reported by customers): applied through the domain in the caller's transaction, with the
 //! state changes they cause published through the outbox and the invoices marked for planning.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, Utc};
 use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{scoped, Book, BookEvent, Invoice, InvoiceEvent, InvoiceFact, Scoped};
 use relance_storage::outbox::OutboxRecord;
-use relance_storage::{invoices, StorageError};
+use relance_storage::{customers, invoices, StorageError};
 use sqlx::PgConnection;
 
 use crate::{state_changed_record, CauseRef, EventBuildError};
@@ -60,6 +62,9 @@ pub async fn apply_invoice_fact(
         invoices: loaded.into_iter().collect(),
         customers: locked_customers.into_iter().collect(),
     };
+    let outcomes_before = fact
+        .changes_payment_behaviour()
+        .then(|| book.outcomes(now, UNKNOWN_ZONE));
     let mut records = Vec::new();
     let ids: Vec<Scoped> = book.invoices.keys().cloned().collect();
     for key in &ids {
@@ -106,5 +111,15 @@ pub async fn apply_invoice_fact(
         .map(|(invoice, view, today)| (*invoice, view, *today))
         .collect();
     invoices::upsert(transaction, &rows, Some(now)).await?;
+    if let Some(before) = outcomes_before {
+        let owners: BTreeSet<Scoped> = book
+            .invoices
+            .values()
+            .map(|invoice| scoped(&invoice.tenant, &invoice.customer_id))
+            .collect();
+        let owners: Vec<Scoped> = owners.into_iter().collect();
+        let changes = book.behaviour_changes(&before, &owners, now, UNKNOWN_ZONE);
+        customers::add_behaviour_changes(transaction, &changes).await?;
+    }
     Ok(records)
 }

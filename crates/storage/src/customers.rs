@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use relance_domain::{CustomerFacts, PaymentBehaviour, PreferredChannel, RiskLevel};
+use relance_domain::{BehaviourChange, CustomerFacts, PreferredChannel, RiskLevel};
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
@@ -54,13 +54,15 @@ fn channel_code(channel: PreferredChannel) -> &'static str {
     }
 }
 
-/// Writes customers with their payment behaviour, in one statement.
+/// Writes customers, adding each one's change of payment behaviour to the sums stored (a new
+/// customer starts from nothing), in one statement. Changes add up in the database, so two
+/// writers of one customer never overwrite each other's.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the upsert fails.
 pub async fn upsert(
     connection: &mut PgConnection,
-    customers: &[(&CustomerFacts, &PaymentBehaviour)],
+    customers: &[(&CustomerFacts, &BehaviourChange)],
 ) -> Result<(), StorageError> {
     if customers.is_empty() {
         return Ok(());
@@ -80,16 +82,9 @@ pub async fn upsert(
     let mut customer_since = Vec::new();
     let mut tags = Vec::new();
     let mut preferred_channel = Vec::new();
-    let mut paid_invoices = Vec::new();
-    let mut paid_on_time = Vec::new();
-    let mut total_days_late = Vec::new();
-    let mut open_invoices = Vec::new();
-    let mut overdue_invoices = Vec::new();
-    let mut open_balance = Vec::new();
-    let mut lifetime_paid = Vec::new();
-    let mut first_invoice_on = Vec::new();
+    let mut changes = BehaviourColumns::default();
     let mut facts = Vec::new();
-    for (customer, behaviour) in customers {
+    for (customer, change) in customers {
         let profile = customer.profile.as_ref().map(|profile| &profile.value);
         customer_id.push(customer.customer_id.clone());
         tenant.push(customer.tenant.clone());
@@ -103,7 +98,7 @@ pub async fn upsert(
         country.push(profile.map(|profile| profile.country.clone()));
         vip.push(profile.is_some_and(|profile| profile.segment.vip));
         risk_level.push(profile.and_then(|profile| profile.segment.risk_level.map(risk_code)));
-        customer_since.push(behaviour.customer_since(profile));
+        customer_since.push(profile.and_then(|profile| profile.segment.customer_since));
         // Postgres arrays cannot nest arrays of different lengths, so each customer's tags
         // travel as one JSON array and become text[] in SQL.
         tags.push(serde_json::json!(profile
@@ -111,34 +106,28 @@ pub async fn upsert(
             .unwrap_or_default()));
         preferred_channel
             .push(profile.and_then(|profile| profile.segment.preferred_channel.map(channel_code)));
-        paid_invoices.push(i32::try_from(behaviour.paid_invoices).unwrap_or(i32::MAX));
-        paid_on_time.push(i32::try_from(behaviour.paid_on_time).unwrap_or(i32::MAX));
-        total_days_late.push(behaviour.total_days_late);
-        open_invoices.push(i32::try_from(behaviour.open_invoices).unwrap_or(i32::MAX));
-        overdue_invoices.push(i32::try_from(behaviour.overdue_invoices).unwrap_or(i32::MAX));
-        open_balance.push(serde_json::to_value(&behaviour.open_balance).unwrap_or_default());
-        lifetime_paid.push(serde_json::to_value(&behaviour.lifetime_paid).unwrap_or_default());
-        first_invoice_on.push(behaviour.first_invoice_on);
+        changes.push(change);
         // JSON text, without a `serde_json::Value` tree between (as invoices' facts).
         facts.push(serde_json::to_string(customer).unwrap_or_else(|_| "null".to_string()));
     }
+    // `customer_since` is what the profile says; readers fall back on `first_invoice_on`.
     sqlx::query(
         "INSERT INTO customers (customer_id, tenant, legal_name, first_name, last_name, email, phone,
              locale, timezone, country, vip, risk_level, customer_since, tags, preferred_channel,
-             paid_invoices, paid_on_time, total_days_late, open_invoices, overdue_invoices,
+             paid_invoices, paid_on_time, total_days_late, open_invoices,
              open_balance, lifetime_paid, first_invoice_on, facts)
          SELECT customer_id, tenant, legal_name, first_name, last_name, email, phone, locale,
              timezone, country, vip, risk_level, customer_since,
              ARRAY(SELECT jsonb_array_elements_text(tags)), preferred_channel, paid_invoices,
-             paid_on_time, total_days_late, open_invoices, overdue_invoices, open_balance,
+             paid_on_time, total_days_late, open_invoices, open_balance,
              lifetime_paid, first_invoice_on, facts::jsonb
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
              $7::text[], $8::text[], $9::text[], $10::text[], $11::bool[], $12::text[],
              $13::date[], $14::jsonb[], $15::text[], $16::int[], $17::int[], $18::bigint[],
-             $19::int[], $20::int[], $21::jsonb[], $22::jsonb[], $23::date[], $24::text[])
+             $19::int[], $20::jsonb[], $21::jsonb[], $22::date[], $23::text[])
              AS t(customer_id, tenant, legal_name, first_name, last_name, email, phone, locale,
                   timezone, country, vip, risk_level, customer_since, tags, preferred_channel,
-                  paid_invoices, paid_on_time, total_days_late, open_invoices, overdue_invoices,
+                  paid_invoices, paid_on_time, total_days_late, open_invoices,
                   open_balance, lifetime_paid, first_invoice_on, facts)
          ON CONFLICT (tenant, customer_id) DO UPDATE SET
              legal_name = EXCLUDED.legal_name, first_name = EXCLUDED.first_name,
@@ -147,10 +136,17 @@ pub async fn upsert(
              vip = EXCLUDED.vip, risk_level = EXCLUDED.risk_level,
              customer_since = EXCLUDED.customer_since, tags = EXCLUDED.tags,
              preferred_channel = EXCLUDED.preferred_channel,
-             paid_invoices = EXCLUDED.paid_invoices, paid_on_time = EXCLUDED.paid_on_time,
-             total_days_late = EXCLUDED.total_days_late, open_invoices = EXCLUDED.open_invoices,
-             overdue_invoices = EXCLUDED.overdue_invoices, open_balance = EXCLUDED.open_balance,
-             lifetime_paid = EXCLUDED.lifetime_paid, first_invoice_on = EXCLUDED.first_invoice_on,
+             paid_invoices = customers.paid_invoices + EXCLUDED.paid_invoices,
+             paid_on_time = customers.paid_on_time + EXCLUDED.paid_on_time,
+             total_days_late = customers.total_days_late + EXCLUDED.total_days_late,
+             open_invoices = customers.open_invoices + EXCLUDED.open_invoices,
+             open_balance = CASE WHEN EXCLUDED.open_balance = '{}'::jsonb
+                 THEN customers.open_balance
+                 ELSE relance_add_amounts(customers.open_balance, EXCLUDED.open_balance) END,
+             lifetime_paid = CASE WHEN EXCLUDED.lifetime_paid = '{}'::jsonb
+                 THEN customers.lifetime_paid
+                 ELSE relance_add_amounts(customers.lifetime_paid, EXCLUDED.lifetime_paid) END,
+             first_invoice_on = least(customers.first_invoice_on, EXCLUDED.first_invoice_on),
              facts = EXCLUDED.facts, updated_at = now()",
     )
     .bind(&customer_id)
@@ -168,17 +164,102 @@ pub async fn upsert(
     .bind(&customer_since)
     .bind(&tags)
     .bind(&preferred_channel)
-    .bind(&paid_invoices)
-    .bind(&paid_on_time)
-    .bind(&total_days_late)
-    .bind(&open_invoices)
-    .bind(&overdue_invoices)
-    .bind(&open_balance)
-    .bind(&lifetime_paid)
-    .bind(&first_invoice_on)
+    .bind(&changes.paid_invoices)
+    .bind(&changes.paid_on_time)
+    .bind(&changes.total_days_late)
+    .bind(&changes.open_invoices)
+    .bind(&changes.open_balance)
+    .bind(&changes.lifetime_paid)
+    .bind(&changes.first_invoice_on)
     .bind(&facts)
     .execute(connection)
     .await
     .map_err(StorageError::query("writing customers"))?;
     Ok(())
+}
+
+/// Adds changes of payment behaviour to existing customers (their profiles unchanged): for
+/// facts relance applies to invoices outside ingest. Changes that change nothing are skipped.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn add_behaviour_changes(
+    connection: &mut PgConnection,
+    changes: &[(Scoped, BehaviourChange)],
+) -> Result<(), StorageError> {
+    let changed: Vec<_> = changes
+        .iter()
+        .filter(|(_, change)| !change.is_none())
+        .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    let mut tenant = Vec::new();
+    let mut customer_id = Vec::new();
+    let mut columns = BehaviourColumns::default();
+    for ((tenant_of, customer), change) in changed {
+        tenant.push(tenant_of.clone());
+        customer_id.push(customer.clone());
+        columns.push(change);
+    }
+    sqlx::query(
+        "UPDATE customers SET
+             paid_invoices = customers.paid_invoices + c.paid_invoices,
+             paid_on_time = customers.paid_on_time + c.paid_on_time,
+             total_days_late = customers.total_days_late + c.total_days_late,
+             open_invoices = customers.open_invoices + c.open_invoices,
+             open_balance = relance_add_amounts(customers.open_balance, c.open_balance),
+             lifetime_paid = relance_add_amounts(customers.lifetime_paid, c.lifetime_paid),
+             first_invoice_on = least(customers.first_invoice_on, c.first_invoice_on),
+             updated_at = now()
+         FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::int[],
+             $7::jsonb[], $8::jsonb[], $9::date[])
+             AS c(tenant, customer_id, paid_invoices, paid_on_time, total_days_late,
+                  open_invoices, open_balance, lifetime_paid, first_invoice_on)
+         WHERE customers.tenant = c.tenant AND customers.customer_id = c.customer_id",
+    )
+    .bind(&tenant)
+    .bind(&customer_id)
+    .bind(&columns.paid_invoices)
+    .bind(&columns.paid_on_time)
+    .bind(&columns.total_days_late)
+    .bind(&columns.open_invoices)
+    .bind(&columns.open_balance)
+    .bind(&columns.lifetime_paid)
+    .bind(&columns.first_invoice_on)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query(
+        "adding to customers' payment behaviour",
+    ))?;
+    Ok(())
+}
+
+/// Behaviour changes as columns, to bind as arrays.
+#[derive(Default)]
+struct BehaviourColumns {
+    paid_invoices: Vec<i32>,
+    paid_on_time: Vec<i32>,
+    total_days_late: Vec<i64>,
+    open_invoices: Vec<i32>,
+    open_balance: Vec<serde_json::Value>,
+    lifetime_paid: Vec<serde_json::Value>,
+    first_invoice_on: Vec<Option<chrono::NaiveDate>>,
+}
+
+impl BehaviourColumns {
+    fn push(&mut self, change: &BehaviourChange) {
+        let count = |value: i64| {
+            i32::try_from(value).unwrap_or(if value < 0 { i32::MIN } else { i32::MAX })
+        };
+        self.paid_invoices.push(count(change.paid_invoices));
+        self.paid_on_time.push(count(change.paid_on_time));
+        self.total_days_late.push(change.total_days_late);
+        self.open_invoices.push(count(change.open_invoices));
+        self.open_balance
+            .push(serde_json::to_value(&change.open_balance).unwrap_or_default());
+        self.lifetime_paid
+            .push(serde_json::to_value(&change.lifetime_paid).unwrap_or_default());
+        self.first_invoice_on.push(change.earliest_issue);
+    }
 }

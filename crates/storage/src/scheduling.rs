@@ -169,7 +169,8 @@ pub async fn load_customers(
     let (tenants, ids) = key_columns(keys);
     let rows: Vec<CustomerRow> = sqlx::query_as(
         "SELECT customer_id, tenant, facts, paid_invoices, paid_on_time, total_days_late,
-                customer_since, held, held_until, held_by, hold_reason
+                coalesce(customer_since, first_invoice_on), held, held_until, held_by,
+                hold_reason
          FROM customers
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
     )

@@ -33,9 +33,14 @@ pub async fn seed(settings: &Settings, events: Vec<BookEvent>, now: DateTime<Utc
         .customers
         .values()
         .map(|customer| {
+            // Seeded customers are new: their sums start from nothing.
             (
                 customer,
-                book.behaviour_of(&customer.tenant, &customer.customer_id, today),
+                relance_domain::BehaviourChange::from_nothing_to(&book.behaviour_of(
+                    &customer.tenant,
+                    &customer.customer_id,
+                    today,
+                )),
             )
         })
         .collect();

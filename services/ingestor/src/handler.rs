@@ -205,6 +205,8 @@ impl IngestHandler {
             invoices: loaded_invoices.into_iter().collect(),
             customers: loaded_customers.into_iter().collect(),
         };
+        // What the invoices counted for in their customers' stored behaviour before the batch.
+        let outcomes_before = book.outcomes(now, UNKNOWN_ZONE);
 
         let mut outbox_records: Vec<OutboxRecord> = Vec::new();
         let mut touched_invoices = BTreeSet::new();
@@ -384,17 +386,13 @@ impl IngestHandler {
         applied.cancelled_commands =
             scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled, now).await?;
 
-        // Payment behaviour needs every invoice of the touched customers.
-        // Their other invoices are read from the columns stored beside each invoice, not
-        // decoded from their facts.
+        // Payment behaviour is stored as sums: each touched customer's sums get what the batch
+        // changed of their invoices, without reading their other invoices.
         let touched: Vec<Scoped> = touched_customers.into_iter().collect();
-        let in_book: Vec<Scoped> = book.invoices.keys().cloned().collect();
-        let elsewhere =
-            invoices::outcome_columns_of_customers(&mut transaction, &touched, &in_book).await?;
-        let behaviours = book.behaviours(&touched, &elsewhere, now, UNKNOWN_ZONE);
-        let customer_rows: Vec<_> = behaviours
+        let changes = book.behaviour_changes(&outcomes_before, &touched, now, UNKNOWN_ZONE);
+        let customer_rows: Vec<_> = changes
             .iter()
-            .filter_map(|(key, behaviour)| book.customers.get(key).map(|facts| (facts, behaviour)))
+            .filter_map(|(key, change)| book.customers.get(key).map(|facts| (facts, change)))
             .collect();
         customers::upsert(&mut transaction, &customer_rows).await?;
 

@@ -422,6 +422,9 @@ impl Scheduler {
                 "relance.reminder.approval_requested"
             };
             for event in facts {
+                // Approval requests and escalations leave payment behaviour alone (property
+                // tested in relance-domain), so the customers' sums need no change here.
+                debug_assert!(!event.fact.changes_payment_behaviour());
                 let invoice_id = event.invoice_id.clone();
                 let key = scoped(&event.tenant, &event.invoice_id);
                 let event_id = event.event_id.clone();

@@ -6,7 +6,8 @@ use chrono::{Days, NaiveDate};
 use proptest::prelude::*;
 use proptest::sample::subsequence;
 use relance_domain::{
-    apply_invoice_event, EscalationTarget, Invoice, InvoiceEvent, InvoiceFact, RefundKind,
+    apply_invoice_event, payment_behaviour, BehaviourChange, Book, BookEvent, EscalationTarget,
+    Invoice, InvoiceEvent, InvoiceFact, PaymentBehaviour, RefundKind,
 };
 
 use crate::{at, date, eur, event};
@@ -212,5 +213,110 @@ proptest! {
         let mut backward = events.clone();
         backward.reverse();
         prop_assert_eq!(forward, apply_all(&backward));
+    }
+}
+
+/// Histories of three invoices of one customer, interleaved, cut into batches applied at times
+/// days apart.
+fn batched_histories() -> impl Strategy<Value = Vec<(u32, Vec<InvoiceEvent>)>> {
+    (history(), history(), history(), any::<u64>(), 1usize..6).prop_map(
+        |(first, second, third, seed, batches)| {
+            let mut events: Vec<InvoiceEvent> = Vec::new();
+            for (number, history) in [first, second, third].into_iter().enumerate() {
+                for mut event in history {
+                    event.invoice_id = format!("inv_{number}");
+                    event.event_id = format!("{}-{}", event.invoice_id, event.event_id);
+                    events.push(event);
+                }
+            }
+            // A deterministic shuffle from the seed keeps each invoice's own order random too.
+            let mut state = seed | 1;
+            for index in (1..events.len()).rev() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let other = usize::try_from(state % (index as u64 + 1)).unwrap_or(0);
+                events.swap(index, other);
+            }
+            let size = events.len().div_ceil(batches);
+            events
+                .chunks(size)
+                .enumerate()
+                .map(|(batch, events)| (u32::try_from(batch).unwrap_or(0) * 5 + 1, events.to_vec()))
+                .collect()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The ingestor stores behaviour as sums and adds each batch's change: whatever the batches
+    /// and however many days pass between them, the sums equal the behaviour computed from all
+    /// the invoices at the end (the first invoice's date is the earliest ever seen).
+    #[test]
+    fn behaviour_changes_added_batch_by_batch_equal_the_behaviour_of_all_invoices(
+        batches in batched_histories(),
+    ) {
+        let customer = ("acme".to_string(), "cus_1".to_string());
+        let mut book = Book::default();
+        let mut stored = PaymentBehaviour::default();
+        let mut earliest_seen = None;
+        for (day, events) in &batches {
+            let now = at(*day, 12);
+            let before = book.outcomes(now, chrono_tz::UTC);
+            for event in events {
+                // A rejected event leaves the book as it was, as in the ingestor.
+                let _ = book.apply_at(&BookEvent::Invoice(event.clone()), now, chrono_tz::UTC);
+            }
+            let changes = book.behaviour_changes(&before, std::slice::from_ref(&customer), now, chrono_tz::UTC);
+            prop_assert_eq!(changes.len(), 1);
+            stored = changes[0].1.applied_to(&stored);
+            for outcome in book.outcomes(now, chrono_tz::UTC).values() {
+                if let Some(issued_on) = outcome.issued_on {
+                    earliest_seen = Some(earliest_seen.map_or(issued_on, |first: NaiveDate| first.min(issued_on)));
+                }
+            }
+        }
+        let today = date("2026-12-31");
+        let mut expected = book.behaviour_of("acme", "cus_1", today);
+        expected.first_invoice_on = earliest_seen;
+        prop_assert_eq!(stored, expected);
+    }
+
+    #[test]
+    fn a_change_from_nothing_builds_the_behaviour_and_no_change_changes_nothing(
+        batches in batched_histories(),
+    ) {
+        let mut book = Book::default();
+        for (day, events) in &batches {
+            for event in events {
+                let _ = book.apply_at(&BookEvent::Invoice(event.clone()), at(*day, 12), chrono_tz::UTC);
+            }
+        }
+        let outcomes: Vec<_> = book.outcomes(at(28, 12), chrono_tz::UTC).into_values().collect();
+        let behaviour = payment_behaviour(&outcomes);
+        prop_assert_eq!(BehaviourChange::from_nothing_to(&behaviour).applied_to(&PaymentBehaviour::default()), behaviour.clone());
+        let unchanged = BehaviourChange::between(&outcomes, &outcomes);
+        prop_assert!(unchanged.is_none());
+        prop_assert_eq!(unchanged.applied_to(&behaviour), behaviour);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The tracker and the scheduler apply such facts without touching payment behaviour.
+    #[test]
+    fn a_fact_said_not_to_change_payment_behaviour_never_changes_the_invoices_outcome(
+        events in history(),
+        next in (100usize..200).prop_flat_map(|index| (fact(index), Just(index))),
+        today in today(),
+    ) {
+        let invoice = apply_all(&events);
+        let (fact, index) = next;
+        prop_assume!(!fact.changes_payment_behaviour());
+        let after = apply_invoice_event(Some(&invoice), &event(&format!("e{index}"), at(27, 23), fact)).expect("applies");
+        prop_assert_eq!(after.outcome(today), invoice.outcome(today));
     }
 }

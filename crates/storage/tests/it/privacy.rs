@@ -3,8 +3,8 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use relance_domain::{
-    apply_customer_event, apply_invoice_event, payment_behaviour, Contact, Currency, CustomerEvent,
-    CustomerProfile, InvoiceContact, InvoiceEvent, InvoiceFact, Money, Segment,
+    apply_customer_event, apply_invoice_event, Contact, Currency, CustomerEvent, CustomerProfile,
+    InvoiceContact, InvoiceEvent, InvoiceFact, Money, Segment,
 };
 use relance_storage::retention::{purge, RetentionPeriods};
 use relance_storage::{customers, erasure, invoices};
@@ -71,9 +71,12 @@ async fn seed_customer(pool: &PgPool) {
     )
     .unwrap();
     let mut connection = pool.acquire().await.unwrap();
-    customers::upsert(&mut connection, &[(&facts, &payment_behaviour(&[]))])
-        .await
-        .unwrap();
+    customers::upsert(
+        &mut connection,
+        &[(&facts, &relance_domain::BehaviourChange::default())],
+    )
+    .await
+    .unwrap();
     let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
     invoices::upsert(
         &mut connection,

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{NaiveDate, TimeZone, Utc};
 use relance_domain::{
-    apply_customer_event, apply_invoice_event, payment_behaviour, Contact, Currency, CustomerEvent,
-    CustomerProfile, InvoiceEvent, InvoiceFact, Money, Segment,
+    apply_customer_event, apply_invoice_event, BehaviourChange, Contact, Currency, CustomerEvent,
+    CustomerFacts, CustomerProfile, InvoiceEvent, InvoiceFact, Money, PaymentBehaviour, Segment,
 };
 use relance_storage::outbox::{self, OutboxRecord};
 use relance_storage::processed::{record_new_events, EventKey};
@@ -252,33 +252,6 @@ async fn invoices_round_trip_with_their_derived_state(pool: PgPool) {
     .unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[&relance_storage::scoped("acme", "inv_1")], paid);
-    // Payment behaviour reads the customer's other invoices from their stored columns: the
-    // same as their facts say.
-    let of_customer = invoices::outcome_columns_of_customers(
-        &mut transaction,
-        &[relance_storage::scoped("acme", "cus_1")],
-        &[relance_storage::scoped("acme", "inv_1")],
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        of_customer,
-        vec![(
-            relance_storage::scoped("acme", "cus_1"),
-            other.outcome_columns(today)
-        )]
-    );
-    let paid_columns = invoices::outcome_columns_of_customers(
-        &mut transaction,
-        &[relance_storage::scoped("acme", "cus_1")],
-        &[relance_storage::scoped("acme", "inv_2")],
-    )
-    .await
-    .unwrap();
-    assert!(paid_columns.contains(&(
-        relance_storage::scoped("acme", "cus_1"),
-        paid.outcome_columns(today)
-    )));
     transaction.commit().await.unwrap();
 
     let (state, due, amount_due, net_paid): (String, NaiveDate, i64, i64) =
@@ -320,7 +293,7 @@ async fn customers_round_trip_with_profile_columns_and_behaviour(pool: PgPool) {
         },
     )
     .unwrap();
-    let behaviour = payment_behaviour(&[]);
+    let behaviour = BehaviourChange::default();
     let mut connection = pool.acquire().await.unwrap();
     customers::upsert(&mut connection, &[(&facts, &behaviour)])
         .await
@@ -341,6 +314,105 @@ async fn customers_round_trip_with_profile_columns_and_behaviour(pool: PgPool) {
     assert!(vip);
     assert_eq!(tags, vec!["smb".to_string(), "bakery".to_string()]);
     assert_eq!(email.as_deref(), Some("c@durand.fr"));
+}
+
+fn change(
+    counts: [i64; 4],
+    open_balance: &[(&str, i64)],
+    lifetime_paid: &[(&str, i64)],
+    earliest_issue: Option<&str>,
+) -> BehaviourChange {
+    let amounts = |pairs: &[(&str, i64)]| {
+        pairs
+            .iter()
+            .map(|(code, amount)| (Currency::parse(*code).unwrap(), *amount))
+            .collect()
+    };
+    BehaviourChange {
+        paid_invoices: counts[0],
+        paid_on_time: counts[1],
+        total_days_late: counts[2],
+        open_invoices: counts[3],
+        open_balance: amounts(open_balance),
+        lifetime_paid: amounts(lifetime_paid),
+        earliest_issue: earliest_issue.map(day),
+    }
+}
+
+async fn stored_behaviour(pool: &PgPool) -> (PaymentBehaviour, Option<NaiveDate>) {
+    let (paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid, first_invoice_on): (i32, i32, i64, i32, serde_json::Value, serde_json::Value, Option<NaiveDate>) =
+        sqlx::query_as("SELECT paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid, first_invoice_on FROM customers WHERE customer_id = 'cus_1'")
+            .fetch_one(pool).await.unwrap();
+    let mut connection = pool.acquire().await.unwrap();
+    let scheduled = relance_storage::scheduling::load_customers(
+        &mut connection,
+        &[relance_storage::scoped("acme", "cus_1")],
+    )
+    .await
+    .unwrap();
+    (
+        PaymentBehaviour {
+            paid_invoices: paid_invoices.try_into().unwrap(),
+            paid_on_time: paid_on_time.try_into().unwrap(),
+            total_days_late,
+            open_invoices: open_invoices.try_into().unwrap(),
+            open_balance: serde_json::from_value(open_balance).unwrap(),
+            lifetime_paid: serde_json::from_value(lifetime_paid).unwrap(),
+            first_invoice_on,
+        },
+        scheduled[0].customer_since,
+    )
+}
+
+/// The database adds changes of payment behaviour as `BehaviourChange::applied_to` does, through
+/// both writers (the ingestor's upsert and the facts' update), and the scheduler reads the first
+/// invoice's date as `customer_since` when the profile does not say it.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn behaviour_changes_add_up_in_the_database_as_in_the_domain(pool: PgPool) {
+    let facts = CustomerFacts {
+        tenant: "acme".into(),
+        customer_id: "cus_1".into(),
+        profile: None,
+    };
+    let changes = [
+        change([0, 0, 0, 2], &[("EUR", 15_000)], &[], Some("2026-10-05")),
+        change(
+            [1, 0, 4, -1],
+            &[("EUR", -10_000), ("USD", 700)],
+            &[("EUR", 10_000)],
+            Some("2026-09-30"),
+        ),
+        change([0, 0, 0, 0], &[], &[], None),
+        change(
+            [1, 1, 0, -1],
+            &[("EUR", -5_000)],
+            &[("EUR", 5_000), ("USD", 300)],
+            Some("2026-11-02"),
+        ),
+        change([0, 0, 0, 0], &[], &[("USD", -300)], None),
+    ];
+    let mut expected = PaymentBehaviour::default();
+    let mut connection = pool.acquire().await.unwrap();
+    for (index, change) in changes.iter().enumerate() {
+        if index % 2 == 0 {
+            customers::upsert(&mut connection, &[(&facts, change)])
+                .await
+                .unwrap();
+        } else {
+            let key = relance_storage::scoped("acme", "cus_1");
+            customers::add_behaviour_changes(&mut connection, &[(key, change.clone())])
+                .await
+                .unwrap();
+        }
+        expected = change.applied_to(&expected);
+        let (stored, customer_since) = stored_behaviour(&pool).await;
+        assert_eq!(stored, expected, "after change {index}");
+        assert_eq!(customer_since, expected.first_invoice_on);
+    }
+    // Nothing owed in euros and nothing left paid in dollars: those currencies are left out.
+    assert_eq!(expected.open_balance.len(), 1);
+    assert_eq!(expected.lifetime_paid.len(), 1);
+    assert_eq!(expected.first_invoice_on, Some(day("2026-09-30")));
 }
 
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use relance_domain::{BehaviourChange, CustomerFacts, PreferredChannel, RiskLevel};
+use relance_domain::{
+    BehaviourChange, CustomerFacts, PaymentBehaviour, PreferredChannel, RiskLevel,
+};
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
@@ -16,12 +18,43 @@ pub async fn load_for_update(
     connection: &mut PgConnection,
     keys: &[Scoped],
 ) -> Result<HashMap<Scoped, CustomerFacts>, StorageError> {
+    Ok(load_for_update_with_behaviour(connection, keys)
+        .await?
+        .into_iter()
+        .map(|(key, (facts, _))| (key, facts))
+        .collect())
+}
+
+type CustomerRow = (
+    String,
+    String,
+    RawFacts,
+    i32,
+    i32,
+    i64,
+    i32,
+    String,
+    String,
+    Option<chrono::NaiveDate>,
+);
+
+/// Loads and locks the customers among `keys` that exist, with their stored payment
+/// behaviour: locked, it can be written back as whole values ([`write_behaviours`]).
+///
+/// # Errors
+/// [`StorageError`] when the query fails or a stored customer is unreadable.
+pub async fn load_for_update_with_behaviour(
+    connection: &mut PgConnection,
+    keys: &[Scoped],
+) -> Result<HashMap<Scoped, (CustomerFacts, PaymentBehaviour)>, StorageError> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let (tenants, ids) = key_columns(keys);
-    let rows: Vec<(String, String, RawFacts)> = sqlx::query_as(
-        "SELECT tenant, customer_id, facts FROM customers
+    let rows: Vec<CustomerRow> = sqlx::query_as(
+        "SELECT tenant, customer_id, facts, paid_invoices, paid_on_time, total_days_late,
+                open_invoices, open_balance::text, lifetime_paid::text, first_invoice_on
+         FROM customers
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
          ORDER BY tenant, customer_id FOR UPDATE",
     )
@@ -31,10 +64,88 @@ pub async fn load_for_update(
     .await
     .map_err(StorageError::query("loading customers"))?;
     rows.into_iter()
-        .map(|(tenant, id, facts)| {
-            decode_facts("customer", &id, &facts).map(|facts| ((tenant, id), facts))
-        })
+        .map(
+            |(
+                tenant,
+                id,
+                facts,
+                paid_invoices,
+                paid_on_time,
+                total_days_late,
+                open_invoices,
+                open_balance,
+                lifetime_paid,
+                first_invoice_on,
+            )| {
+                let facts = decode_facts("customer", &id, &facts)?;
+                let amounts = |text: &str| {
+                    serde_json::from_str(text).map_err(|error| StorageError::Unreadable {
+                        what: "payment behaviour of customer",
+                        id: id.clone(),
+                        detail: error.to_string(),
+                    })
+                };
+                let count = |value: i32| u32::try_from(value).unwrap_or(0);
+                let behaviour = PaymentBehaviour {
+                    paid_invoices: count(paid_invoices),
+                    paid_on_time: count(paid_on_time),
+                    total_days_late,
+                    open_invoices: count(open_invoices),
+                    open_balance: amounts(&open_balance)?,
+                    lifetime_paid: amounts(&lifetime_paid)?,
+                    first_invoice_on,
+                };
+                Ok(((tenant, id), (facts, behaviour)))
+            },
+        )
         .collect()
+}
+
+/// Writes the payment behaviour of customers locked by [`load_for_update_with_behaviour`] in
+/// this transaction, as whole values (their profiles unchanged).
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn write_behaviours(
+    connection: &mut PgConnection,
+    behaviours: &[(&Scoped, PaymentBehaviour)],
+) -> Result<(), StorageError> {
+    if behaviours.is_empty() {
+        return Ok(());
+    }
+    let mut tenant = Vec::new();
+    let mut customer_id = Vec::new();
+    let mut columns = BehaviourColumns::default();
+    for ((tenant_of, customer), behaviour) in behaviours {
+        tenant.push(tenant_of.clone());
+        customer_id.push(customer.clone());
+        columns.push(&BehaviourChange::from_nothing_to(behaviour));
+    }
+    sqlx::query(
+        "UPDATE customers SET
+             paid_invoices = c.paid_invoices, paid_on_time = c.paid_on_time,
+             total_days_late = c.total_days_late, open_invoices = c.open_invoices,
+             open_balance = c.open_balance, lifetime_paid = c.lifetime_paid,
+             first_invoice_on = c.first_invoice_on, updated_at = now()
+         FROM UNNEST($1::text[], $2::text[], $3::int[], $4::int[], $5::bigint[], $6::int[],
+             $7::jsonb[], $8::jsonb[], $9::date[])
+             AS c(tenant, customer_id, paid_invoices, paid_on_time, total_days_late,
+                  open_invoices, open_balance, lifetime_paid, first_invoice_on)
+         WHERE customers.tenant = c.tenant AND customers.customer_id = c.customer_id",
+    )
+    .bind(&tenant)
+    .bind(&customer_id)
+    .bind(&columns.paid_invoices)
+    .bind(&columns.paid_on_time)
+    .bind(&columns.total_days_late)
+    .bind(&columns.open_invoices)
+    .bind(&columns.open_balance)
+    .bind(&columns.lifetime_paid)
+    .bind(&columns.first_invoice_on)
+    .execute(connection)
+    .await
+    .map_err(StorageError::query("writing customers' payment behaviour"))?;
+    Ok(())
 }
 
 fn risk_code(risk: RiskLevel) -> &'static str {

@@ -199,11 +199,19 @@ impl IngestHandler {
         }
         // Customers before invoices: the scheduler locks in the same order, so the two never
         // deadlock.
-        let loaded_customers = customers::load_for_update(&mut transaction, &customer_ids).await?;
+        let loaded_customers =
+            customers::load_for_update_with_behaviour(&mut transaction, &customer_ids).await?;
         let loaded_invoices = invoices::load_for_update(&mut transaction, &invoice_ids).await?;
+        let mut stored_behaviours = HashMap::with_capacity(loaded_customers.len());
         let mut book = Book {
             invoices: loaded_invoices.into_iter().collect(),
-            customers: loaded_customers.into_iter().collect(),
+            customers: loaded_customers
+                .into_iter()
+                .map(|(key, (facts, behaviour))| {
+                    stored_behaviours.insert(key.clone(), behaviour);
+                    (key, facts)
+                })
+                .collect(),
         };
         // What the invoices counted for in their customers' stored behaviour before the batch.
         let outcomes_before = book.outcomes(now, UNKNOWN_ZONE);
@@ -368,7 +376,7 @@ impl IngestHandler {
         invoices::upsert(&mut transaction, &rows, Some(now)).await?;
         // The scheduler reads only due invoices: a customer's new profile (segment, VIP, time
         // zone) reaches all their open invoices' plans now, not when each comes due.
-        let profiles: Vec<Scoped> = changed_profiles.into_iter().collect();
+        let profiles: Vec<Scoped> = changed_profiles.iter().cloned().collect();
         scheduling::mark_customers_for_replanning(&mut transaction, &profiles, now).await?;
         let stopped: Vec<Scoped> = changed
             .iter()
@@ -387,13 +395,29 @@ impl IngestHandler {
             scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled, now).await?;
 
         // Payment behaviour is stored as sums: each touched customer's sums get what the batch
-        // changed of their invoices, without reading their other invoices.
+        // changed of their invoices, without reading their other invoices. A customer locked
+        // above whose profile is unchanged gets only its new sums; a new one, or a new profile,
+        // is written whole, its sums added to in the database (another transaction may create
+        // the same customer at once).
         let touched: Vec<Scoped> = touched_customers.into_iter().collect();
         let changes = book.behaviour_changes(&outcomes_before, &touched, now, UNKNOWN_ZONE);
-        let customer_rows: Vec<_> = changes
-            .iter()
-            .filter_map(|(key, change)| book.customers.get(key).map(|facts| (facts, change)))
-            .collect();
+        let mut new_sums = Vec::new();
+        let mut customer_rows = Vec::new();
+        for (key, change) in &changes {
+            match stored_behaviours.get(key) {
+                Some(stored) if !changed_profiles.contains(key) => {
+                    if !change.is_none() {
+                        new_sums.push((key, change.applied_to(stored)));
+                    }
+                }
+                _ => {
+                    if let Some(facts) = book.customers.get(key) {
+                        customer_rows.push((facts, change));
+                    }
+                }
+            }
+        }
+        customers::write_behaviours(&mut transaction, &new_sums).await?;
         customers::upsert(&mut transaction, &customer_rows).await?;
 
         forget(&mut transaction, CONSUMER, &refused_events).await?;

@@ -365,7 +365,8 @@ async fn stored_behaviour(pool: &PgPool) -> (PaymentBehaviour, Option<NaiveDate>
 }
 
 /// The database adds changes of payment behaviour as `BehaviourChange::applied_to` does, through
-/// both writers (the ingestor's upsert and the facts' update), and the scheduler reads the first
+/// every writer (the ingestor's upsert of new customers, its write of locked customers' sums,
+/// and the facts' update), and the scheduler reads the first
 /// invoice's date as `customer_since` when the profile does not say it.
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn behaviour_changes_add_up_in_the_database_as_in_the_domain(pool: PgPool) {
@@ -394,15 +395,29 @@ async fn behaviour_changes_add_up_in_the_database_as_in_the_domain(pool: PgPool)
     let mut expected = PaymentBehaviour::default();
     let mut connection = pool.acquire().await.unwrap();
     for (index, change) in changes.iter().enumerate() {
-        if index % 2 == 0 {
-            customers::upsert(&mut connection, &[(&facts, change)])
+        let key = relance_storage::scoped("acme", "cus_1");
+        match index % 3 {
+            0 => customers::upsert(&mut connection, &[(&facts, change)])
+                .await
+                .unwrap(),
+            1 => customers::add_behaviour_changes(&mut connection, &[(key, change.clone())])
+                .await
+                .unwrap(),
+            _ => {
+                let mut transaction = pool.begin().await.unwrap();
+                let locked = customers::load_for_update_with_behaviour(
+                    &mut transaction,
+                    std::slice::from_ref(&key),
+                )
                 .await
                 .unwrap();
-        } else {
-            let key = relance_storage::scoped("acme", "cus_1");
-            customers::add_behaviour_changes(&mut connection, &[(key, change.clone())])
-                .await
-                .unwrap();
+                let (loaded_facts, stored) = &locked[&key];
+                assert_eq!(loaded_facts, &facts);
+                customers::write_behaviours(&mut transaction, &[(&key, change.applied_to(stored))])
+                    .await
+                    .unwrap();
+                transaction.commit().await.unwrap();
+            }
         }
         expected = change.applied_to(&expected);
         let (stored, customer_since) = stored_behaviour(&pool).await;

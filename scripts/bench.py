@@ -884,6 +884,8 @@ class Bench:
         env.update({
             # As the image runs them (deploy/Dockerfile), so that memory is measured as deployed.
             "MALLOC_ARENA_MAX": "2",
+            "MALLOC_MMAP_THRESHOLD_": "131072",
+            "MALLOC_TRIM_THRESHOLD_": "131072",
             "RELANCE_ENV": "test",
             "RELANCE_CONFIG_DIR": str(ROOT / "config"),
             "RELANCE__TELEMETRY__LOG_LEVEL": "info,sqlx=warn,librdkafka=warn",

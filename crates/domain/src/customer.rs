@@ -225,9 +225,12 @@ pub struct BehaviourChange {
     pub open_balance: BTreeMap<Currency, i64>,
     pub lifetime_paid: BTreeMap<Currency, i64>,
     /// The earliest issue date among the invoices after the change, when it is earlier than
-    /// any of theirs before. The first invoice's date only ever moves earlier: an invoice whose
-    /// issue date is corrected to a later one leaves the earlier date in place.
+    /// any of theirs before.
     pub earliest_issue: Option<NaiveDate>,
+    /// The earliest issue date among the invoices before the change, when the change moved it
+    /// later (an issue date corrected): if it was the customer's first, the first must be
+    /// found again among all their invoices ([`BehaviourChange::needs_first_issue_recount`]).
+    pub withdrawn_issue: Option<NaiveDate>,
 }
 
 impl BehaviourChange {
@@ -251,6 +254,8 @@ impl BehaviourChange {
         // What was counted before is already in the stored date, which is no later.
         change.earliest_issue =
             earliest_after.filter(|after| earliest_before.is_none_or(|before| after < &before));
+        change.withdrawn_issue =
+            earliest_before.filter(|before| earliest_after.is_none_or(|after| after > *before));
         change.open_balance.retain(|_, amount| *amount != 0);
         change.lifetime_paid.retain(|_, amount| *amount != 0);
         change
@@ -266,7 +271,15 @@ impl BehaviourChange {
             open_balance: behaviour.open_balance.clone(),
             lifetime_paid: behaviour.lifetime_paid.clone(),
             earliest_issue: behaviour.first_invoice_on,
+            withdrawn_issue: None,
         }
+    }
+
+    /// Whether, added to `stored`, the customer's first issue date must be found again among
+    /// all their invoices: the change moved later the date that was the customer's first. The
+    /// sums are otherwise exact without reading any other invoice.
+    pub fn needs_first_issue_recount(&self, stored: &PaymentBehaviour) -> bool {
+        self.withdrawn_issue.is_some() && self.withdrawn_issue == stored.first_invoice_on
     }
 
     /// Whether it changes nothing.
@@ -275,7 +288,8 @@ impl BehaviourChange {
     }
 
     /// `behaviour` with the change added: the same sums the database adds when it stores the
-    /// change (`customers::upsert`).
+    /// change (`customers::upsert`). The first issue date only moves earlier here; see
+    /// [`BehaviourChange::needs_first_issue_recount`].
     pub fn applied_to(&self, behaviour: &PaymentBehaviour) -> PaymentBehaviour {
         let add = |count: u32, change: i64| {
             u32::try_from((i64::from(count) + change).max(0)).unwrap_or(u32::MAX)

@@ -145,6 +145,35 @@ pub async fn load(
         .collect()
 }
 
+/// The earliest issue date among the invoices of each of `customer_keys` (as written in this
+/// transaction), for customers whose first invoice's date moved later.
+///
+/// # Errors
+/// [`StorageError::Query`] when the query fails.
+pub async fn first_issue_dates(
+    connection: &mut PgConnection,
+    customer_keys: &[Scoped],
+) -> Result<HashMap<Scoped, Option<NaiveDate>>, StorageError> {
+    if customer_keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let (tenants, customer_ids) = key_columns(customer_keys);
+    let rows: Vec<(String, String, Option<NaiveDate>)> = sqlx::query_as(
+        "SELECT tenant, customer_id, min(issued_on) FROM invoices
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         GROUP BY tenant, customer_id",
+    )
+    .bind(&tenants)
+    .bind(&customer_ids)
+    .fetch_all(connection)
+    .await
+    .map_err(StorageError::query("finding customers' first issue dates"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, customer_id, first)| ((tenant, customer_id), first))
+        .collect())
+}
+
 /// Writes invoices and their views, each derived for the date beside it (the customer's
 /// date), in one statement. With `plan_at`, each is also marked for planning then (what
 /// [`crate::scheduling::mark_for_replanning`] does, in the same row write: the ingestor marks

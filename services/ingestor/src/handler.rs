@@ -15,7 +15,7 @@ use std::time::Instant;
 use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode_record, BillingEvent, DecodeError, Envelope, EventFamily};
 use relance_domain::calendar::UNKNOWN_ZONE;
-use relance_domain::{scoped, Book, BookEvent, DunningState, Scoped};
+use relance_domain::{scoped, BehaviourChange, Book, BookEvent, DunningState, Scoped};
 use relance_kafka::{
     BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
 };
@@ -395,30 +395,47 @@ impl IngestHandler {
             scheduling::cancel_reminders(&mut transaction, &stopped, &cancelled, now).await?;
 
         // Payment behaviour is stored as sums: each touched customer's sums get what the batch
-        // changed of their invoices, without reading their other invoices. A customer locked
-        // above whose profile is unchanged gets only its new sums; a new one, or a new profile,
-        // is written whole, its sums added to in the database (another transaction may create
-        // the same customer at once).
+        // changed of their invoices, without reading their other invoices (only their first
+        // issue date, when the batch moved it later). A customer locked above gets its new sums
+        // as whole values, and its profile if that changed; a new one is written whole, its
+        // sums added to in the database (another transaction may create it at once).
         let touched: Vec<Scoped> = touched_customers.into_iter().collect();
         let changes = book.behaviour_changes(&outcomes_before, &touched, now, UNKNOWN_ZONE);
+        let recount: Vec<Scoped> = changes
+            .iter()
+            .filter(|(key, change)| {
+                stored_behaviours
+                    .get(key)
+                    .is_some_and(|stored| change.needs_first_issue_recount(stored))
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
+        let first_issues = invoices::first_issue_dates(&mut transaction, &recount).await?;
+        let unchanged = BehaviourChange::default();
         let mut new_sums = Vec::new();
         let mut customer_rows = Vec::new();
         for (key, change) in &changes {
+            let Some(facts) = book.customers.get(key) else {
+                continue;
+            };
             match stored_behaviours.get(key) {
-                Some(stored) if !changed_profiles.contains(key) => {
+                Some(stored) => {
+                    if changed_profiles.contains(key) {
+                        customer_rows.push((facts, &unchanged));
+                    }
                     if !change.is_none() {
-                        new_sums.push((key, change.applied_to(stored)));
+                        let mut sums = change.applied_to(stored);
+                        if let Some(first) = first_issues.get(key) {
+                            sums.first_invoice_on = *first;
+                        }
+                        new_sums.push((key, sums));
                     }
                 }
-                _ => {
-                    if let Some(facts) = book.customers.get(key) {
-                        customer_rows.push((facts, change));
-                    }
-                }
+                None => customer_rows.push((facts, change)),
             }
         }
-        customers::write_behaviours(&mut transaction, &new_sums).await?;
         customers::upsert(&mut transaction, &customer_rows).await?;
+        customers::write_behaviours(&mut transaction, &new_sums).await?;
 
         forget(&mut transaction, CONSUMER, &refused_events).await?;
         outbox::enqueue(&mut transaction, &outbox_records).await?;

@@ -336,6 +336,7 @@ fn change(
         open_balance: amounts(open_balance),
         lifetime_paid: amounts(lifetime_paid),
         earliest_issue: earliest_issue.map(day),
+        withdrawn_issue: None,
     }
 }
 
@@ -428,6 +429,33 @@ async fn behaviour_changes_add_up_in_the_database_as_in_the_domain(pool: PgPool)
     assert_eq!(expected.open_balance.len(), 1);
     assert_eq!(expected.lifetime_paid.len(), 1);
     assert_eq!(expected.first_invoice_on, Some(day("2026-09-30")));
+}
+
+/// A per-currency sum past BIGINT saturates, in the database as in the domain, instead of
+/// making every later write of the customer fail.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn per_currency_sums_saturate_in_the_database_as_in_the_domain(pool: PgPool) {
+    let facts = CustomerFacts {
+        tenant: "acme".into(),
+        customer_id: "cus_1".into(),
+        profile: None,
+    };
+    let huge = change([0, 0, 0, 1], &[("EUR", i64::MAX - 5)], &[], None);
+    let more = change([0, 0, 0, 1], &[("EUR", 1_000)], &[], None);
+    let mut connection = pool.acquire().await.unwrap();
+    customers::upsert(&mut connection, &[(&facts, &huge)])
+        .await
+        .unwrap();
+    customers::upsert(&mut connection, &[(&facts, &more)])
+        .await
+        .unwrap();
+    let expected = more.applied_to(&huge.applied_to(&PaymentBehaviour::default()));
+    assert_eq!(
+        expected.open_balance.values().copied().collect::<Vec<_>>(),
+        vec![i64::MAX]
+    );
+    let (stored, _) = stored_behaviour(&pool).await;
+    assert_eq!(stored, expected);
 }
 
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]

@@ -174,8 +174,8 @@ impl World {
     pub async fn customers_by_tenant(
         &self,
     ) -> BTreeMap<(String, String), (CustomerFacts, StoredBehaviour)> {
-        let rows: Vec<(String, String, serde_json::Value, i32, i32, i64, i32, serde_json::Value, serde_json::Value)> = sqlx::query_as(
-            "SELECT tenant, customer_id, facts, paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid FROM customers",
+        let rows: Vec<(String, String, serde_json::Value, i32, i32, i64, i32, serde_json::Value, serde_json::Value, Option<NaiveDate>)> = sqlx::query_as(
+            "SELECT tenant, customer_id, facts, paid_invoices, paid_on_time, total_days_late, open_invoices, open_balance, lifetime_paid, first_invoice_on FROM customers",
         )
         .fetch_all(&self.pool)
         .await
@@ -192,6 +192,7 @@ impl World {
                     open_invoices,
                     open_balance,
                     lifetime_paid,
+                    first_invoice_on,
                 )| {
                     (
                         (tenant, id),
@@ -204,6 +205,7 @@ impl World {
                                 open_invoices,
                                 open_balance,
                                 lifetime_paid,
+                                first_invoice_on,
                             },
                         ),
                     )
@@ -270,6 +272,7 @@ pub struct StoredBehaviour {
     pub open_invoices: i32,
     pub open_balance: serde_json::Value,
     pub lifetime_paid: serde_json::Value,
+    pub first_invoice_on: Option<NaiveDate>,
 }
 
 /// Replays `events`, in order and without duplicates, through the pure domain model.
@@ -341,6 +344,10 @@ pub async fn assert_database_matches_model(world: &World, model: &Book, today: N
             behaviour.lifetime_paid,
             serde_json::to_value(&expected.lifetime_paid).unwrap(),
             "lifetime paid of {id:?}"
+        );
+        assert_eq!(
+            behaviour.first_invoice_on, expected.first_invoice_on,
+            "first invoice of {id:?}"
         );
     }
 }

@@ -210,6 +210,51 @@ async fn a_tricky_sequence_out_of_order_ends_in_the_right_state() {
     ingestor.stop().await;
 }
 
+fn issued_on(id: &str, invoice_id: &str, issued_on: &str, revision: i64) -> Published {
+    event(
+        TopicKind::Invoices,
+        "billing.invoice.issued",
+        id,
+        at(1, 9),
+        json!({
+            "invoice_id": invoice_id, "customer_id": "cus_1", "number": invoice_id, "issued_on": issued_on,
+            "due_on": "2026-12-31", "total": {"amount_minor": 5_000, "currency": "EUR"}, "revision": revision
+        }),
+    )
+}
+
+/// Payment behaviour is kept as sums, without reading the customer's other invoices; when a
+/// corrected issue date moves the customer's first invoice later, the first date is found again.
+#[tokio::test]
+async fn a_corrected_issue_date_moves_the_customers_first_invoice_later() {
+    let ingestor = TestIngestor::spawn("first-issue").await;
+    let world = &ingestor.world;
+    world
+        .publish(&[
+            issued_on("e1", "inv_1", "2016-11-01", 1),
+            issued_on("e2", "inv_2", "2026-11-03", 1),
+        ])
+        .await;
+    world.wait_processed(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        world.customers().await["cus_1"].1.first_invoice_on,
+        chrono::NaiveDate::from_ymd_opt(2016, 11, 1),
+        "the typo, for now"
+    );
+    world
+        .publish(&[issued_on("e3", "inv_1", "2026-11-05", 2)])
+        .await;
+    world.wait_processed(3, Duration::from_secs(30)).await;
+    let customers = world.customers().await;
+    assert_eq!(
+        customers["cus_1"].1.first_invoice_on,
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 3),
+        "inv_2 is now the first"
+    );
+    assert_eq!(customers["cus_1"].1.open_invoices, 2);
+    ingestor.stop().await;
+}
+
 #[tokio::test]
 async fn ten_thousand_mixed_events_end_in_the_state_the_pure_model_gives() {
     let events = stream(20_261_123, "acme", 480);

@@ -421,19 +421,32 @@ async fn mark_governed(
     ))
 }
 
-/// Sets each invoice's next planning time and last plan (JSON text), in one statement. A
-/// customer's invoices are all planned together; those whose plan did not change are not
-/// rewritten.
+/// How many plans one statement writes. A planning round of 200 customers with ten due invoices
+/// each wrote 2,000 plans in one Bind message of several megabytes, and each pooled connection
+/// keeps its write buffer at the largest size it has sent: 10 MB of the scheduler's heap at its
+/// peak (heaptrack, make bench). Smaller statements cost nothing measurable beside the rows.
+const PLANS_PER_STATEMENT: usize = 250;
+
+/// Sets each invoice's next planning time and last plan (JSON text), in statements of
+/// [`PLANS_PER_STATEMENT`] invoices. A customer's invoices are all planned together; those whose
+/// plan did not change are not rewritten.
 ///
 /// # Errors
-/// [`StorageError::Query`] when the update fails.
+/// [`StorageError::Query`] when an update fails.
 pub async fn set_next_actions(
     connection: &mut PgConnection,
     rows: &[(Scoped, Option<DateTime<Utc>>, String)],
 ) -> Result<(), StorageError> {
-    if rows.is_empty() {
-        return Ok(());
+    for chunk in rows.chunks(PLANS_PER_STATEMENT) {
+        set_next_actions_of(connection, chunk).await?;
     }
+    Ok(())
+}
+
+async fn set_next_actions_of(
+    connection: &mut PgConnection,
+    rows: &[(Scoped, Option<DateTime<Utc>>, String)],
+) -> Result<(), StorageError> {
     let tenants: Vec<&str> = rows.iter().map(|row| row.0 .0.as_str()).collect();
     let ids: Vec<&str> = rows.iter().map(|row| row.0 .1.as_str()).collect();
     let times: Vec<Option<DateTime<Utc>>> = rows.iter().map(|row| row.1).collect();

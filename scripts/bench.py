@@ -883,7 +883,7 @@ class Bench:
         env = {key: value for key, value in os.environ.items() if not key.startswith("RELANCE_")}
         env.update({
             # As the image runs them (deploy/Dockerfile), so that memory is measured as deployed.
-            "MALLOC_ARENA_MAX": "2",
+            "MALLOC_ARENA_MAX": "1",
             "MALLOC_MMAP_THRESHOLD_": "131072",
             "MALLOC_TRIM_THRESHOLD_": "131072",
             "RELANCE_ENV": "test",

@@ -2,7 +2,7 @@
 """`make bench`: how fast relance is, each figure beside the raw limit measured in the same run
 (issue 15).
 
-    scripts/bench.py --build release          # the full run (about 15 minutes on 2 cores)
+    scripts/bench.py --build release          # the full run (about 7 minutes on 2 cores)
     scripts/bench.py --quick                  # smaller sizes, a few minutes, to try it
     scripts/bench.py --phases ingest,cancel   # some phases only
     scripts/bench.py --profile                # and where the time goes (perf, pg_stat_statements)

@@ -2080,7 +2080,8 @@ class Run:
         duplicate_ids = []
         if duplicates:
             status, counts = http_json("GET", f"{self.mock.admin_url}/_mock/send-ids?min_count=2", timeout=30)
-            duplicate_ids = sorted(counts) if status == 200 and isinstance(counts, dict) else []
+            per_id = counts.get("send_ids") if status == 200 and isinstance(counts, dict) else None
+            duplicate_ids = sorted(per_id) if isinstance(per_id, dict) else []
         sms_files = sorted(path.name for path in self.sms_folder.glob("*.sms.txt"))
         checks.append(Check("Duplicate messages at the mock (one send id accepted twice)",
                             f"{duplicates} ({len(duplicate_ids)} send ids) of {mock_stats.get('messages_accepted', 0):,} accepted",

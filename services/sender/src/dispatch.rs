@@ -337,6 +337,18 @@ impl Dispatcher {
             if ready.is_empty() {
                 continue;
             }
+            // The guard's transaction may have waited (a slow or restarting database): a call
+            // that could still be running when the lease ends would race the next holder, whose
+            // question to the provider may come before this message arrives (the chaos run saw
+            // one message accepted twice). Begun but not sent, they are handed back; the next
+            // holder asks the provider, finds nothing and sends.
+            if Instant::now() + provider.timeout + LEASE_MARGIN > deadline {
+                let begun: Vec<Job> = ready.into_iter().map(|ready| ready.job).collect();
+                let rest: Vec<Job> = begun.into_iter().chain(remaining.by_ref()).collect();
+                tracing::info!(provider = %provider.name, deliveries = rest.len(), "The lease ran short while the guard decided; deliveries handed back unsent.");
+                self.release(&rest, token, self.clock.now()).await?;
+                break;
+            }
             // Half-open: this wave is the trial (the allowance made it one message).
             let _ = provider.permit();
             let outcomes = self.send(provider, &ready).instrument(span.clone()).await;

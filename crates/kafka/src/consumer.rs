@@ -15,8 +15,12 @@
 //!   redelivered to whoever owns the partition next; handlers are idempotent.
 //! - Offsets are committed synchronously after every batch, before the next poll, so a
 //!   rebalance (which only happens inside a poll) never finds processed but uncommitted work.
+//! - With several lanes, each lane's batch is its own task, and records of a full lane are held
+//!   back (not processed, not committed) for the next rounds so that every lane gets a full
+//!   batch. Held records of a partition revoked meanwhile are dropped: the partition's next
+//!   owner reads them from the committed offset.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -196,7 +200,7 @@ impl ConsumerRunner {
     ///
     /// # Errors
     /// [`ConsumerError::Handler`] with the handler's fatal error.
-    pub async fn run<H: BatchHandler>(
+    pub async fn run<H: BatchHandler + 'static>(
         self,
         handler: H,
         shutdown: CancellationToken,
@@ -208,8 +212,10 @@ impl ConsumerRunner {
     /// overlaps another's on the CPU. Records are dealt to lanes by partition number: a key's
     /// records keep one lane and their order, and so do those of a key on several topics of as
     /// many partitions (a customer's invoices and profile). Every lane's part of a poll is
-    /// handled, and what was handled committed, before the next poll: a rebalance never finds
-    /// processed but uncommitted work. Lanes can still meet on a row (topics of different
+    /// handled, each lane in its own task, and what was handled committed, before the next
+    /// poll: a rebalance never finds processed but uncommitted work. A poll goes on until every
+    /// lane's batch is full (or the batch's time is up), holding back what a full lane cannot
+    /// take yet. Lanes can still meet on a row (topics of different
     /// partition counts); handlers lock in one order and retry a deadlock as transient.
     ///
     /// # Errors
@@ -217,9 +223,9 @@ impl ConsumerRunner {
     ///
     /// # Panics
     /// When `handlers` is empty.
-    pub async fn run_lanes<H: BatchHandler>(
+    pub async fn run_lanes<H: BatchHandler + 'static>(
         self,
-        mut handlers: Vec<H>,
+        handlers: Vec<H>,
         shutdown: CancellationToken,
     ) -> Result<(), ConsumerError> {
         assert!(
@@ -227,43 +233,108 @@ impl ConsumerRunner {
             "a consumer needs at least one handler"
         );
         let lanes = handlers.len();
+        let mut handlers: Vec<Option<H>> = handlers.into_iter().map(Some).collect();
         let mut parts: Vec<Vec<ConsumedRecord>> = (0..lanes)
             .map(|_| Vec::with_capacity(self.options.batch_max_messages))
             .collect();
-        while let Some(first) = self.next_record(&shutdown).await {
-            parts[lane_of(first.partition, lanes)].push(first);
-            self.fill_parts(&mut parts).await;
-            let outcomes = {
-                let work = handlers
-                    .iter_mut()
-                    .zip(&parts)
-                    .filter(|(_, part)| !part.is_empty())
-                    .map(|(handler, part)| async {
-                        let outcome = self.process_with_retries(handler, part, &shutdown).await;
-                        (outcome, part.as_slice())
-                    });
-                join_all(work).await
-            };
-            let mut handled: Vec<&ConsumedRecord> = Vec::new();
+        let mut held: Vec<VecDeque<ConsumedRecord>> = (0..lanes).map(|_| VecDeque::new()).collect();
+        loop {
+            self.take_held(&mut held, &mut parts);
+            if parts.iter().all(Vec::is_empty) {
+                let Some(first) = self.next_record(&shutdown).await else {
+                    break;
+                };
+                parts[lane_of(first.partition, lanes)].push(first);
+            }
+            self.fill_parts(&mut parts, &mut held).await;
+            // Each lane is its own task, so that one lane's CPU work (decoding, planning) runs
+            // beside the other's, not only beside its wait on the database.
+            let mut tasks = Vec::with_capacity(lanes);
+            for (index, part) in parts.iter_mut().enumerate() {
+                if part.is_empty() {
+                    continue;
+                }
+                let Some(mut handler) = handlers[index].take() else {
+                    continue;
+                };
+                let batch = std::mem::take(part);
+                let retrying = Retrying {
+                    options: self.options.clone(),
+                    metrics: self.metrics.clone(),
+                };
+                let shutdown = shutdown.clone();
+                tasks.push(tokio::spawn(
+                    async move {
+                        let outcome = retrying.process(&mut handler, &batch, &shutdown).await;
+                        (index, handler, batch, outcome)
+                    }
+                    .in_current_span(),
+                ));
+            }
+            let mut handled: Vec<(usize, Vec<ConsumedRecord>)> = Vec::with_capacity(lanes);
             let mut abandoned = false;
-            for (outcome, part) in outcomes {
-                match outcome? {
-                    true => handled.extend(part),
-                    false => abandoned = true,
+            let mut failure = None;
+            for finished in join_all(tasks).await {
+                match finished {
+                    Ok((index, handler, batch, outcome)) => {
+                        handlers[index] = Some(handler);
+                        match outcome {
+                            Ok(true) => handled.push((index, batch)),
+                            Ok(false) => abandoned = true,
+                            Err(error) => failure = Some(error),
+                        }
+                    }
+                    Err(panicked) => failure = Some(ConsumerError::Handler(Box::new(panicked))),
                 }
             }
-            if !handled.is_empty() {
-                self.commit(&handled).await;
+            // A lane failed for good: nothing of the round is committed.
+            if let Some(error) = failure {
+                return Err(error);
             }
-            for part in &mut parts {
-                part.clear();
+            let records: Vec<&ConsumedRecord> =
+                handled.iter().flat_map(|(_, batch)| batch).collect();
+            if !records.is_empty() {
+                self.commit(&records).await;
             }
-            if abandoned {
+            // The lanes' buffers are used again.
+            for (index, mut batch) in handled {
+                batch.clear();
+                parts[index] = batch;
+            }
+            if abandoned || shutdown.is_cancelled() {
                 break;
             }
         }
         tracing::info!("Consumer stopped; leaving the group.");
         Ok(())
+    }
+
+    /// Starts a round with the records held back from the last poll, in their order, except
+    /// those of partitions this member no longer owns (a rebalance happened in that poll):
+    /// their next owner reads them from the committed offset.
+    fn take_held(&self, held: &mut [VecDeque<ConsumedRecord>], parts: &mut [Vec<ConsumedRecord>]) {
+        if held.iter().all(VecDeque::is_empty) {
+            return;
+        }
+        let assigned = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(error = %error, "Could not read the assignment; records held back are dropped and read again.");
+                for lane in held.iter_mut() {
+                    lane.clear();
+                }
+                return;
+            }
+        };
+        for (lane, part) in held.iter_mut().zip(parts.iter_mut()) {
+            let room = self.options.batch_max_messages.saturating_sub(part.len());
+            let taken = lane.len().min(room);
+            part.extend(lane.drain(..taken).filter(|record| {
+                assigned
+                    .find_partition(&record.topic, record.partition)
+                    .is_some()
+            }));
+        }
     }
 
     /// The next record, or `None` once shutdown is requested.
@@ -291,20 +362,32 @@ impl ConsumerRunner {
         }
     }
 
-    /// Reads on until a lane's part is full, as many records as all lanes hold are read, or
-    /// the batch's time is up.
-    async fn fill_parts(&self, parts: &mut [Vec<ConsumedRecord>]) {
+    /// Reads on until every lane's part is full or the batch's time is up. A record whose lane
+    /// is full is held back for the next rounds (at most [`HELD_BATCHES_A_LANE`] batches a
+    /// lane), so that the lanes fill evenly: a fetch brings a partition's records in a run,
+    /// and stopping at the first full lane left the others idle.
+    async fn fill_parts(
+        &self,
+        parts: &mut [Vec<ConsumedRecord>],
+        held: &mut [VecDeque<ConsumedRecord>],
+    ) {
         let deadline = tokio::time::Instant::now() + self.options.batch_max_wait;
         let lanes = parts.len();
         let most = self.options.batch_max_messages;
         let mut total: usize = parts.iter().map(Vec::len).sum();
-        while total < most.saturating_mul(lanes) && parts.iter().all(|part| part.len() < most) {
+        let most_held = most.saturating_mul(HELD_BATCHES_A_LANE);
+        while total < most.saturating_mul(lanes) && held.iter().all(|lane| lane.len() < most_held) {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
                     self.metrics.record_consumed(message.topic());
-                    parts[lane_of(message.partition(), lanes)]
-                        .push(ConsumedRecord::from_message(&message));
-                    total += 1;
+                    let lane = lane_of(message.partition(), lanes);
+                    let record = ConsumedRecord::from_message(&message);
+                    if parts[lane].len() < most && held[lane].is_empty() {
+                        parts[lane].push(record);
+                        total += 1;
+                    } else {
+                        held[lane].push_back(record);
+                    }
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(error = %error, "Kafka consumer error.");
@@ -315,8 +398,44 @@ impl ConsumerRunner {
         }
     }
 
+    async fn commit(&self, batch: &[&ConsumedRecord]) {
+        let mut next_offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+        for record in batch {
+            let next = next_offsets
+                .entry((record.topic.as_str(), record.partition))
+                .or_insert(0);
+            *next = (*next).max(record.offset + 1);
+        }
+        let mut offsets = TopicPartitionList::with_capacity(next_offsets.len());
+        for ((topic, partition), next) in next_offsets {
+            if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(next))
+            {
+                self.metrics.record_commit_failure(&error);
+                return;
+            }
+        }
+        let consumer = Arc::clone(&self.consumer);
+        // A synchronous commit blocks its thread until the broker answers.
+        let result =
+            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
+        match result {
+            Ok(Ok(())) => self.metrics.record_batch_committed(),
+            Ok(Err(error)) => self.metrics.record_commit_failure(&error),
+            Err(join_error) => tracing::error!(error = %join_error, "Offset commit task failed."),
+        }
+    }
+}
+
+/// What a lane needs to handle its batch away from the runner: the retry policy and metrics.
+#[derive(Clone)]
+struct Retrying {
+    options: RunnerOptions,
+    metrics: KafkaMetrics,
+}
+
+impl Retrying {
     /// Returns whether the batch was processed (`false`: abandoned at shutdown).
-    async fn process_with_retries<H: BatchHandler>(
+    async fn process<H: BatchHandler>(
         &self,
         handler: &mut H,
         batch: &[ConsumedRecord],
@@ -400,34 +519,12 @@ impl ConsumerRunner {
         }
         Ok(true)
     }
-
-    async fn commit(&self, batch: &[&ConsumedRecord]) {
-        let mut next_offsets: BTreeMap<(&str, i32), i64> = BTreeMap::new();
-        for record in batch {
-            let next = next_offsets
-                .entry((record.topic.as_str(), record.partition))
-                .or_insert(0);
-            *next = (*next).max(record.offset + 1);
-        }
-        let mut offsets = TopicPartitionList::with_capacity(next_offsets.len());
-        for ((topic, partition), next) in next_offsets {
-            if let Err(error) = offsets.add_partition_offset(topic, partition, Offset::Offset(next))
-            {
-                self.metrics.record_commit_failure(&error);
-                return;
-            }
-        }
-        let consumer = Arc::clone(&self.consumer);
-        // A synchronous commit blocks its thread until the broker answers.
-        let result =
-            tokio::task::spawn_blocking(move || consumer.commit(&offsets, CommitMode::Sync)).await;
-        match result {
-            Ok(Ok(())) => self.metrics.record_batch_committed(),
-            Ok(Err(error)) => self.metrics.record_commit_failure(&error),
-            Err(join_error) => tracing::error!(error = %join_error, "Offset commit task failed."),
-        }
-    }
 }
+
+/// How many batches of records a lane may hold back while the others fill. A fetch brings up
+/// to `max.partition.fetch.bytes` of one partition in a run (a thousand or more small
+/// records), so one batch was not enough to reach the other lanes' records behind it.
+const HELD_BATCHES_A_LANE: usize = 4;
 
 /// The lane of a partition's records.
 fn lane_of(partition: i32, lanes: usize) -> usize {

@@ -53,6 +53,10 @@ pub struct Recorder {
     pub in_flight: Arc<AtomicUsize>,
     /// The most batches seen in hand at once.
     pub most_in_flight: Arc<AtomicUsize>,
+    /// The size of every batch handled, in order.
+    pub batch_sizes: Arc<Mutex<Vec<usize>>>,
+    /// Batches begun while another was in hand.
+    pub overlapping: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -85,6 +89,10 @@ impl BatchHandler for Recorder {
         }
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        if now > 1 {
+            self.overlapping.fetch_add(1, Ordering::SeqCst);
+        }
+        self.batch_sizes.lock().unwrap().push(batch.len());
         if let Some(hold) = self.hold {
             tokio::time::sleep(hold).await;
         }
@@ -137,18 +145,35 @@ pub fn start_lanes(
     topics: &[&str],
     handlers: Vec<Recorder>,
 ) -> RunningConsumer {
-    let registry = prometheus::Registry::new();
-    let runner = ConsumerRunner::new(
-        &fixture.settings.kafka,
-        "test",
+    start_lanes_with(
+        fixture,
         group,
         topics,
+        handlers,
         RunnerOptions {
             batch_max_messages: 50,
             batch_max_wait: Duration::from_millis(20),
             retry_initial: Duration::from_millis(20),
             retry_max: Duration::from_millis(100),
         },
+    )
+}
+
+/// A runner with a handler a lane and these options.
+pub fn start_lanes_with(
+    fixture: &Fixture,
+    group: &str,
+    topics: &[&str],
+    handlers: Vec<Recorder>,
+    options: RunnerOptions,
+) -> RunningConsumer {
+    let registry = prometheus::Registry::new();
+    let runner = ConsumerRunner::new(
+        &fixture.settings.kafka,
+        "test",
+        group,
+        topics,
+        options,
         KafkaMetrics::register(&registry).expect("metrics"),
     )
     .expect("runner");

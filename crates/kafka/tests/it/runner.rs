@@ -1,9 +1,11 @@
 use std::time::Duration;
 
+use relance_kafka::RunnerOptions;
 use relance_testkit::wait_for;
 
 use crate::{
-    committed_offsets, fixture, group_name, record, start_consumer, start_lanes, Recorder,
+    committed_offsets, fixture, group_name, record, start_consumer, start_lanes, start_lanes_with,
+    Recorder,
 };
 
 #[tokio::test]
@@ -303,5 +305,85 @@ async fn lanes_handle_their_partitions_at_once_in_order_and_all_are_committed() 
         committed,
         i64::try_from(total).unwrap(),
         "every lane's offsets committed"
+    );
+}
+
+/// A fetch brings a partition's records in a run: a round that stopped at the first full lane
+/// left the other lane idle while its records waited in the queue.
+#[tokio::test]
+async fn both_lanes_get_full_batches_when_records_wait_for_both() {
+    let partitions = 2;
+    let fixture = fixture("even-lanes", partitions).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("even-lanes");
+    let keys = 8;
+    let per_key = 50;
+    // Key after key: each partition's records form long runs, as a backlog does.
+    for key in 0..keys {
+        for index in 0..per_key {
+            fixture
+                .producer
+                .send(&record(
+                    &topic,
+                    &format!("cus_{key}"),
+                    format!("cus_{key} {index:02}").as_bytes(),
+                    &[],
+                ))
+                .await
+                .expect("produce");
+        }
+    }
+    let shared = Recorder {
+        hold: Some(Duration::from_millis(20)),
+        ..Recorder::default()
+    };
+    let lanes: Vec<Recorder> = (0..2)
+        .map(|_| Recorder {
+            seen: Default::default(),
+            ..shared.clone()
+        })
+        .collect();
+    let batch = 50;
+    let consumer = start_lanes_with(
+        &fixture,
+        &group,
+        &[&topic],
+        lanes.clone(),
+        RunnerOptions {
+            batch_max_messages: batch,
+            // Long enough for every fetch to arrive: the rounds are shaped by the runner only.
+            batch_max_wait: Duration::from_secs(1),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+        },
+    );
+    let total = keys * per_key;
+    wait_for(Duration::from_secs(60), "every record handled", || {
+        let lanes = lanes.clone();
+        async move {
+            (lanes.iter().map(|lane| lane.records().len()).sum::<usize>() >= total).then_some(())
+        }
+    })
+    .await;
+    consumer.stop().await.expect("clean stop");
+
+    let per_lane: Vec<usize> = lanes.iter().map(|lane| lane.records().len()).collect();
+    assert!(
+        per_lane.iter().all(|&count| count > 0),
+        "both lanes had records: {per_lane:?}"
+    );
+    let sizes = shared.batch_sizes.lock().unwrap().clone();
+    let full = sizes.iter().filter(|&&size| size == batch).count();
+    // Every batch full but at most one a lane (each lane's last), and the lanes at work
+    // together in every round where both had records.
+    assert!(
+        full + 2 >= sizes.len(),
+        "batches not full while records waited: {sizes:?}"
+    );
+    let rounds_with_both = per_lane.iter().min().unwrap() / batch;
+    let overlapping = shared.overlapping.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        overlapping + 1 >= rounds_with_both,
+        "the lanes worked together in {overlapping} rounds of the {rounds_with_both} where both had a full batch waiting (batches {sizes:?})"
     );
 }

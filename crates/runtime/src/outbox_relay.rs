@@ -285,7 +285,11 @@ impl OutboxRelay {
                 Err(error) => failed.push((pending.id, topic, error)),
             }
         }
-        outbox::mark_published(&mut transaction, &published).await?;
+        if self.settings.retention_hours == 0 {
+            outbox::delete_published(&mut transaction, &published).await?;
+        } else {
+            outbox::mark_published(&mut transaction, &published).await?;
+        }
         transaction
             .commit()
             .await

@@ -274,6 +274,23 @@ pub async fn mark_published(
     Ok(())
 }
 
+/// Deletes records just published, for a relay that keeps none (`outbox.retention_hours = 0`):
+/// one row deletion instead of rewriting the row (payload included) and deleting it later.
+///
+/// # Errors
+/// [`StorageError::Query`] when the delete fails.
+pub async fn delete_published(
+    connection: &mut PgConnection,
+    ids: &[i64],
+) -> Result<(), StorageError> {
+    sqlx::query("DELETE FROM outbox WHERE id = ANY($1)")
+        .bind(ids)
+        .execute(connection)
+        .await
+        .map_err(StorageError::query("deleting published outbox records"))?;
+    Ok(())
+}
+
 /// Records a failed publication attempt of a record; `terminal` when the broker will never
 /// accept it (the record is then never retried).
 ///

@@ -161,6 +161,21 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
         outbox::pending_count(&pool, "relance-other").await.unwrap(),
         1
     );
+
+    // A relay that keeps nothing deletes what it published, and only that.
+    let mut relay = pool.begin().await.unwrap();
+    let theirs = outbox::claim_pending(&mut relay, "relance-other", 10)
+        .await
+        .unwrap();
+    outbox::delete_published(&mut relay, &[theirs[0].id])
+        .await
+        .unwrap();
+    relay.commit().await.unwrap();
+    let left: Vec<i64> = sqlx::query_scalar("SELECT id FROM outbox ORDER BY id")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, vec![rest[0].id], "only the record set aside is left");
 }
 
 fn invoice_event(id: &str, invoice_id: &str, customer_id: &str, fact: InvoiceFact) -> InvoiceEvent {

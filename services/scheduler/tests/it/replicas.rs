@@ -141,5 +141,13 @@ async fn three_replicas_and_ten_thousand_due_invoices_publish_each_command_exact
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2_500);
+    // outbox.retention_hours = 0 (the default): a record is deleted as it is published.
+    assert_eq!(settings.outbox.retention_hours, 0);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = $1")
+        .bind(&settings.kafka.topics.reminders)
+        .fetch_one(&replicas[0].pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "published commands are deleted from the outbox");
     let _ = Arc::new(());
 }

@@ -106,6 +106,9 @@ pub async fn spawn_tracker(
         "RELANCE__TRACKER__GROUP_ID",
         settings.tracker.group_id.clone(),
     ));
+    // These tests read what the tracker published from the outbox: keep published records
+    // (the default deletes them as they are published).
+    overrides.push(("RELANCE__OUTBOX__RETENTION_HOURS", "24".into()));
     overrides.extend(extra.iter().cloned());
     let mut process = ServiceProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_tracker")),

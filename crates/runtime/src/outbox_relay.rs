@@ -261,28 +261,37 @@ impl OutboxRelay {
             self.health.succeeded();
             return Ok(0);
         }
-        let records: Vec<OutgoingRecord> = pending
-            .iter()
-            .map(|pending| OutgoingRecord {
-                topic: pending.record.topic.clone(),
-                key: pending.record.key.clone(),
-                payload: pending.record.payload.clone(),
-                headers: pending.record.headers.clone(),
+        // The records are moved, not copied, into what the producer sends: a round is up to
+        // `batch_size` payloads.
+        let (sources, records): (Vec<(i64, String)>, Vec<OutgoingRecord>) = pending
+            .into_iter()
+            .map(|pending| {
+                let record = pending.record;
+                (
+                    (pending.id, record.topic.clone()),
+                    OutgoingRecord {
+                        topic: record.topic,
+                        key: record.key,
+                        payload: record.payload,
+                        headers: record.headers,
+                    },
+                )
             })
-            .collect();
+            .unzip();
         let results = self.producer.send_all(&records).await;
-        let mut published = Vec::with_capacity(pending.len());
+        drop(records);
+        let mut published = Vec::with_capacity(sources.len());
         let mut refused: Vec<(i64, &str, ProduceError)> = Vec::new();
         let mut failed: Vec<(i64, &str, ProduceError)> = Vec::new();
-        for (pending, result) in pending.iter().zip(results) {
-            let topic = pending.record.topic.as_str();
+        for ((id, topic), result) in sources.iter().zip(results) {
+            let topic = topic.as_str();
             match result {
                 Ok(_) => {
                     self.metrics.published.with_label_values(&[topic]).inc();
-                    published.push(pending.id);
+                    published.push(*id);
                 }
-                Err(error) if !error.is_retryable() => refused.push((pending.id, topic, error)),
-                Err(error) => failed.push((pending.id, topic, error)),
+                Err(error) if !error.is_retryable() => refused.push((*id, topic, error)),
+                Err(error) => failed.push((*id, topic, error)),
             }
         }
         if self.settings.retention_hours == 0 {

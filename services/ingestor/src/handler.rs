@@ -165,10 +165,13 @@ impl IngestHandler {
         let mut conflicting =
             conflicting_payloads(&mut transaction, CONSUMER, &redelivered).await?;
         for (index, plan) in plans.iter().enumerate() {
+            if first_copy[index] {
+                continue;
+            }
             if let Planned::Event { key, .. } = plan {
                 let id = (key.source.clone(), key.id.clone());
                 let first = seen.get(&id).cloned().flatten();
-                if !first_copy[index] && first.is_some() && first != key.payload_sha256 {
+                if first.is_some() && first != key.payload_sha256 {
                     conflicting
                         .entry(id)
                         .or_insert_with(|| first.unwrap_or_default());
@@ -176,15 +179,25 @@ impl IngestHandler {
             }
         }
         let mut refused_events: Vec<(String, String)> = Vec::new();
-        let is_new = |index: usize, key: &EventKey| {
-            first_copy[index] && new.contains(&(key.source.clone(), key.id.clone()))
-        };
+        // Whether each record is the first copy of an event the ledger had not seen, looked up
+        // once a record (each lookup builds its key).
+        let new_at: Vec<bool> = plans
+            .iter()
+            .enumerate()
+            .map(|(index, plan)| match plan {
+                Planned::Event { key, .. } => {
+                    first_copy[index] && new.contains(&(key.source.clone(), key.id.clone()))
+                }
+                _ => false,
+            })
+            .collect();
+        let is_new = |index: usize| new_at[index];
 
         let mut invoice_ids = Vec::new();
         let mut customer_ids = Vec::new();
         for (index, plan) in plans.iter().enumerate() {
-            if let Planned::Event { key, event, .. } = plan {
-                if is_new(index, key) {
+            if let Planned::Event { event, .. } = plan {
+                if is_new(index) {
                     match event.as_ref() {
                         BookEvent::Invoice(event) => {
                             invoice_ids.push(scoped(&event.tenant, &event.invoice_id));
@@ -249,7 +262,7 @@ impl IngestHandler {
                 }
                 Planned::Event {
                     key, event_type, ..
-                } if !is_new(index, key) => {
+                } if !is_new(index) => {
                     let id = (key.source.clone(), key.id.clone());
                     match conflicting.get(&id) {
                         Some(first) if key.payload_sha256.as_ref() != Some(first) => {

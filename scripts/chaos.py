@@ -1621,6 +1621,9 @@ class Run:
             # restarted while PostgreSQL is down starts and reports not ready.
             "RELANCE__DATABASE__MIGRATE_ON_START": "false",
             "RELANCE__KAFKA__BOOTSTRAP_SERVERS": self.broker.bootstrap,
+            # The checks read what was published from the outbox (which commands the broker
+            # had acknowledged when it was killed): keep published records, marked.
+            "RELANCE__OUTBOX__RETENTION_HOURS": "24",
             "RELANCE__RUNTIME__CLOCK__SPEED": repr(self.clock.speed),
             "RELANCE__RUNTIME__CLOCK__START": sim.rfc3339(self.clock.start),
             "RELANCE__RUNTIME__CLOCK__EPOCH": sim.rfc3339(self.clock.epoch),

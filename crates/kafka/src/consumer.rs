@@ -17,8 +17,9 @@
 //!   rebalance (which only happens inside a poll) never finds processed but uncommitted work.
 //! - With several lanes, each lane's batch is its own task, and records of a full lane are held
 //!   back (not processed, not committed) for the next rounds so that every lane gets a full
-//!   batch. Held records of a partition revoked meanwhile are dropped: the partition's next
-//!   owner reads them from the committed offset.
+//!   batch. Records (held or in hand) of a partition revoked after they were read are dropped:
+//!   its fetch position went back to the committed offset, so its owner, this member again or
+//!   another, reads them again in order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -26,12 +27,12 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::join_all;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use relance_config::KafkaSettings;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -233,53 +234,58 @@ impl ConsumerRunner {
             "a consumer needs at least one handler"
         );
         let lanes = handlers.len();
+        let most = self.options.batch_max_messages;
         let mut handlers: Vec<Option<H>> = handlers.into_iter().map(Some).collect();
-        let mut parts: Vec<Vec<ConsumedRecord>> = (0..lanes)
-            .map(|_| Vec::with_capacity(self.options.batch_max_messages))
-            .collect();
-        let mut held: Vec<VecDeque<ConsumedRecord>> = (0..lanes).map(|_| VecDeque::new()).collect();
+        let mut held: Vec<VecDeque<Tagged>> = (0..lanes).map(|_| VecDeque::new()).collect();
         loop {
+            let mut parts: Vec<Vec<Tagged>> =
+                (0..lanes).map(|_| Vec::with_capacity(most)).collect();
             self.take_held(&mut held, &mut parts);
             if parts.iter().all(Vec::is_empty) {
                 let Some(first) = self.next_record(&shutdown).await else {
                     break;
                 };
-                parts[lane_of(first.partition, lanes)].push(first);
+                let read_at = self.consumer.context().revocation_count();
+                held[lane_of(first.partition, lanes)].push_back((read_at, first));
+                self.take_held(&mut held, &mut parts);
             }
             self.fill_parts(&mut parts, &mut held).await;
+            self.drop_revoked(&mut parts, &held);
             // Each lane is its own task, so that one lane's CPU work (decoding, planning) runs
-            // beside the other's, not only beside its wait on the database.
-            let mut tasks = Vec::with_capacity(lanes);
-            for (index, part) in parts.iter_mut().enumerate() {
+            // beside the other's, not only beside its wait on the database. A JoinSet, so that
+            // aborting the runner aborts the lanes.
+            let mut tasks = JoinSet::new();
+            for (index, part) in parts.into_iter().enumerate() {
                 if part.is_empty() {
                     continue;
                 }
                 let Some(mut handler) = handlers[index].take() else {
                     continue;
                 };
-                let batch = std::mem::take(part);
+                let batch: Vec<ConsumedRecord> =
+                    part.into_iter().map(|(_, record)| record).collect();
                 let retrying = Retrying {
                     options: self.options.clone(),
                     metrics: self.metrics.clone(),
                 };
                 let shutdown = shutdown.clone();
-                tasks.push(tokio::spawn(
+                tasks.spawn(
                     async move {
                         let outcome = retrying.process(&mut handler, &batch, &shutdown).await;
                         (index, handler, batch, outcome)
                     }
                     .in_current_span(),
-                ));
+                );
             }
-            let mut handled: Vec<(usize, Vec<ConsumedRecord>)> = Vec::with_capacity(lanes);
+            let mut handled: Vec<Vec<ConsumedRecord>> = Vec::with_capacity(lanes);
             let mut abandoned = false;
             let mut failure = None;
-            for finished in join_all(tasks).await {
+            while let Some(finished) = tasks.join_next().await {
                 match finished {
                     Ok((index, handler, batch, outcome)) => {
                         handlers[index] = Some(handler);
                         match outcome {
-                            Ok(true) => handled.push((index, batch)),
+                            Ok(true) => handled.push(batch),
                             Ok(false) => abandoned = true,
                             Err(error) => failure = Some(error),
                         }
@@ -291,15 +297,9 @@ impl ConsumerRunner {
             if let Some(error) = failure {
                 return Err(error);
             }
-            let records: Vec<&ConsumedRecord> =
-                handled.iter().flat_map(|(_, batch)| batch).collect();
+            let records: Vec<&ConsumedRecord> = handled.iter().flatten().collect();
             if !records.is_empty() {
                 self.commit(&records).await;
-            }
-            // The lanes' buffers are used again.
-            for (index, mut batch) in handled {
-                batch.clear();
-                parts[index] = batch;
             }
             if abandoned || shutdown.is_cancelled() {
                 break;
@@ -309,32 +309,44 @@ impl ConsumerRunner {
         Ok(())
     }
 
-    /// Starts a round with the records held back from the last poll, in their order, except
-    /// those of partitions this member no longer owns (a rebalance happened in that poll):
-    /// their next owner reads them from the committed offset.
-    fn take_held(&self, held: &mut [VecDeque<ConsumedRecord>], parts: &mut [Vec<ConsumedRecord>]) {
-        if held.iter().all(VecDeque::is_empty) {
-            return;
-        }
-        let assigned = match self.consumer.assignment() {
-            Ok(assignment) => assignment,
-            Err(error) => {
-                tracing::warn!(error = %error, "Could not read the assignment; records held back are dropped and read again.");
-                for lane in held.iter_mut() {
-                    lane.clear();
-                }
-                return;
-            }
-        };
+    /// Starts a round with the records held back from the last poll, in their order, up to a
+    /// batch a lane.
+    fn take_held(&self, held: &mut [VecDeque<Tagged>], parts: &mut [Vec<Tagged>]) {
+        let context = self.consumer.context();
+        let most = self.options.batch_max_messages;
         for (lane, part) in held.iter_mut().zip(parts.iter_mut()) {
-            let room = self.options.batch_max_messages.saturating_sub(part.len());
-            let taken = lane.len().min(room);
-            part.extend(lane.drain(..taken).filter(|record| {
-                assigned
-                    .find_partition(&record.topic, record.partition)
-                    .is_some()
-            }));
+            while part.len() < most {
+                let Some((read_at, record)) = lane.pop_front() else {
+                    break;
+                };
+                if !context.revoked_since(read_at, &record.topic, record.partition) {
+                    part.push((read_at, record));
+                }
+            }
         }
+    }
+
+    /// Drops the records, in hand or held back, of partitions revoked after they were read:
+    /// the partition's fetch position went back to its committed offset (reassigned to this
+    /// member, librdkafka reads them again) or to another member, so handling them now would
+    /// handle them twice, or beside their new owner.
+    fn drop_revoked(&self, parts: &mut [Vec<Tagged>], held: &[VecDeque<Tagged>]) {
+        let context = self.consumer.context();
+        for part in parts.iter_mut() {
+            part.retain(|(read_at, record)| {
+                !context.revoked_since(*read_at, &record.topic, record.partition)
+            });
+        }
+        // Held records are checked when taken; revocations older than every record still in
+        // hand or held back concern none of them.
+        let oldest = parts
+            .iter()
+            .filter_map(|part| part.first())
+            .chain(held.iter().filter_map(VecDeque::front))
+            .map(|(read_at, _)| *read_at)
+            .min()
+            .unwrap_or_else(|| context.revocation_count());
+        context.forget_revocations_up_to(oldest);
     }
 
     /// The next record, or `None` once shutdown is requested.
@@ -365,28 +377,26 @@ impl ConsumerRunner {
     /// Reads on until every lane's part is full or the batch's time is up. A record whose lane
     /// is full is held back for the next rounds (at most [`HELD_BATCHES_A_LANE`] batches a
     /// lane), so that the lanes fill evenly: a fetch brings a partition's records in a run,
-    /// and stopping at the first full lane left the others idle.
-    async fn fill_parts(
-        &self,
-        parts: &mut [Vec<ConsumedRecord>],
-        held: &mut [VecDeque<ConsumedRecord>],
-    ) {
+    /// and stopping at the first full lane left the others idle. Each record is tagged with
+    /// the revocations seen when it was read.
+    async fn fill_parts(&self, parts: &mut [Vec<Tagged>], held: &mut [VecDeque<Tagged>]) {
         let deadline = tokio::time::Instant::now() + self.options.batch_max_wait;
         let lanes = parts.len();
         let most = self.options.batch_max_messages;
-        let mut total: usize = parts.iter().map(Vec::len).sum();
         let most_held = most.saturating_mul(HELD_BATCHES_A_LANE);
+        let mut total: usize = parts.iter().map(Vec::len).sum();
         while total < most.saturating_mul(lanes) && held.iter().all(|lane| lane.len() < most_held) {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
                     self.metrics.record_consumed(message.topic());
+                    let read_at = self.consumer.context().revocation_count();
                     let lane = lane_of(message.partition(), lanes);
                     let record = ConsumedRecord::from_message(&message);
                     if parts[lane].len() < most && held[lane].is_empty() {
-                        parts[lane].push(record);
+                        parts[lane].push((read_at, record));
                         total += 1;
                     } else {
-                        held[lane].push_back(record);
+                        held[lane].push_back((read_at, record));
                     }
                 }
                 Ok(Err(error)) => {
@@ -520,6 +530,9 @@ impl Retrying {
         Ok(true)
     }
 }
+
+/// A record and the number of revocations its consumer had seen when it was read.
+type Tagged = (u64, ConsumedRecord);
 
 /// How many batches of records a lane may hold back while the others fill. A fetch brings up
 /// to `max.partition.fetch.bytes` of one partition in a run (a thousand or more small

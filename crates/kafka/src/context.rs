@@ -1,5 +1,8 @@
 //! librdkafka callbacks routed to `tracing`, with rebalances logged.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -12,6 +15,16 @@ use rdkafka::TopicPartitionList;
 pub struct RelanceContext {
     /// Where a consumer reports its lag per partition, from librdkafka's statistics.
     consumer_lag: Option<prometheus::IntGaugeVec>,
+    /// The partitions revoked so far, for a runner holding records read before.
+    revocations: Arc<Revocations>,
+}
+
+/// Revocations numbered in order: a record read while the count was `n` was read before every
+/// revocation numbered above `n`.
+#[derive(Default)]
+struct Revocations {
+    count: AtomicU64,
+    revoked: Mutex<Vec<(u64, String, i32)>>,
 }
 
 impl RelanceContext {
@@ -19,7 +32,56 @@ impl RelanceContext {
     pub fn with_consumer_lag(gauge: prometheus::IntGaugeVec) -> Self {
         Self {
             consumer_lag: Some(gauge),
+            revocations: Arc::default(),
         }
+    }
+
+    /// How many revocations this consumer has seen: the tag of a record read now.
+    pub fn revocation_count(&self) -> u64 {
+        self.revocations.count.load(Ordering::SeqCst)
+    }
+
+    /// Whether `topic`'s `partition` was revoked after a record tagged `read_at` was read (its
+    /// fetch position went back to the committed offset, or to another member).
+    pub fn revoked_since(&self, read_at: u64, topic: &str, partition: i32) -> bool {
+        if self.revocation_count() <= read_at {
+            return false;
+        }
+        let revoked = self
+            .revocations
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        revoked
+            .iter()
+            .any(|(number, revoked_topic, revoked_partition)| {
+                *number > read_at && revoked_topic == topic && *revoked_partition == partition
+            })
+    }
+
+    /// Forgets revocations no record still held was read before.
+    pub fn forget_revocations_up_to(&self, oldest_read_at: u64) {
+        self.revocations
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(number, _, _)| *number > oldest_read_at);
+    }
+
+    fn record_revocation(&self, partitions: &TopicPartitionList) {
+        let number = self.revocations.count.load(Ordering::SeqCst) + 1;
+        self.revocations
+            .revoked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|element| (number, element.topic().to_string(), element.partition())),
+            );
+        // Counted after the partitions are listed: a runner that sees the new count finds them.
+        self.revocations.count.store(number, Ordering::SeqCst);
     }
 }
 
@@ -78,6 +140,7 @@ impl ConsumerContext for RelanceContext {
             // batch, before it polls again, and rebalances only happen inside a poll.
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions revoked.");
+                self.record_revocation(partitions);
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions assigned.");
@@ -90,5 +153,46 @@ impl ConsumerContext for RelanceContext {
         if let Err(error) = result {
             tracing::warn!(error = %error, partitions = %describe(offsets), "Offset commit failed.");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partitions(list: &[(&str, i32)]) -> TopicPartitionList {
+        let mut partitions = TopicPartitionList::new();
+        for (topic, partition) in list {
+            partitions.add_partition(topic, *partition);
+        }
+        partitions
+    }
+
+    #[test]
+    fn a_record_is_revoked_only_by_a_revocation_of_its_partition_after_it_was_read() {
+        let context = RelanceContext::default();
+        let before = context.revocation_count();
+        context.record_revocation(&partitions(&[("invoices", 0), ("customers", 1)]));
+        let between = context.revocation_count();
+        assert!(context.revoked_since(before, "invoices", 0));
+        assert!(context.revoked_since(before, "customers", 1));
+        assert!(
+            !context.revoked_since(before, "invoices", 1),
+            "another partition"
+        );
+        assert!(
+            !context.revoked_since(between, "invoices", 0),
+            "read again after the revocation"
+        );
+        context.record_revocation(&partitions(&[("invoices", 1)]));
+        assert!(context.revoked_since(between, "invoices", 1));
+        assert!(context.revoked_since(before, "invoices", 0));
+        // Forgetting what no record read before still needs keeps what later ones do.
+        context.forget_revocations_up_to(between);
+        assert!(context.revoked_since(between, "invoices", 1));
+        assert!(
+            !context.revoked_since(before, "invoices", 0),
+            "forgotten: no record read before it is left"
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! The outbox relay: publishes what this service's transactions wrote to the outbox, in order,
-//! and marks it.
+//! and deletes it (or, with `outbox.retention_hours` above 0, marks it published and purges it
+//! that much later).
 //!
 //! - Each service relays its own records (those its connections wrote), and one relay of a
 //!   service publishes at a time across its replicas (an advisory lock of its own): one
 //!   service's stuck publisher never holds another's, and a payment cancelling a queued
 //!   command never waits for a publication in flight (no row is locked while sending).
-//! - A record is marked published only after the broker acknowledged it; a crash in between
-//!   publishes it again, which consumers absorb because every event has a stable id.
+//! - A record is deleted or marked published only after the broker acknowledged it; a crash
+//!   in between publishes it again, which consumers absorb because every event has a stable
+//!   id.
 //! - A record the broker will never accept (too large, invalid) is marked failed for good,
 //!   counted and logged, never retried; others stay pending and are retried.
 //! - A producer that keeps failing in a way a new producer cures (its state lost by a broker

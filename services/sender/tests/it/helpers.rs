@@ -66,6 +66,9 @@ pub async fn publish(settings: &Settings, commands: &[Value]) {
 /// The sender, on `settings`, with `extra` configuration.
 pub async fn spawn_sender(settings: &Settings, extra: &[(&'static str, String)]) -> ServiceProcess {
     let mut overrides = settings_overrides(settings);
+    // These tests count what the sender published (tasks, dead letters) in the outbox: keep
+    // published records (the default deletes them as they are published).
+    overrides.push(("RELANCE__OUTBOX__RETENTION_HOURS", "24".into()));
     overrides.extend(extra.iter().cloned());
     ServiceProcess::spawn(
         Path::new(env!("CARGO_BIN_EXE_sender")),
@@ -77,6 +80,7 @@ pub async fn spawn_sender(settings: &Settings, extra: &[(&'static str, String)])
 /// The sender, on `settings`, with `extra` configuration whose keys are built at run time.
 pub async fn spawn_sender_with(settings: &Settings, extra: &[(String, String)]) -> ServiceProcess {
     let mut overrides: Vec<(&str, String)> = settings_overrides(settings);
+    overrides.push(("RELANCE__OUTBOX__RETENTION_HOURS", "24".into()));
     overrides.extend(
         extra
             .iter()

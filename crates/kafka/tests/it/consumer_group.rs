@@ -4,7 +4,11 @@ use std::time::Duration;
 use relance_contracts::{decode, BillingEvent, CLOUDEVENTS_CONTENT_TYPE};
 use relance_testkit::wait_for;
 
-use crate::{committed_offsets, fixture, group_name, record, start_consumer, Recorder};
+use relance_kafka::RunnerOptions;
+
+use crate::{
+    committed_offsets, fixture, group_name, record, start_consumer, start_lanes_with, Recorder,
+};
 
 fn invoice_issued(event_id: &str, customer: &str) -> Vec<u8> {
     let example = std::fs::read_to_string(
@@ -189,4 +193,109 @@ async fn two_consumers_in_one_group_share_the_partitions() {
         .map(|offset| offset.max(0))
         .sum();
     assert_eq!(total, produced as i64, "the group committed every record");
+}
+
+/// A member holding records back for a full lane loses partitions to a new member, and may get
+/// some back: every record is still handled once, in its partition's order, by one member.
+#[tokio::test]
+async fn records_held_back_across_a_rebalance_are_handled_once_in_order() {
+    let partitions = 4;
+    let fixture = fixture("held-rebalance", partitions).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("held-rebalance");
+    let keys = 16;
+    let per_key = 40;
+    for key in 0..keys {
+        for index in 0..per_key {
+            fixture
+                .producer
+                .send(&record(
+                    &topic,
+                    &format!("cus_{key}"),
+                    format!("cus_{key} {index:02}").as_bytes(),
+                    &[],
+                ))
+                .await
+                .expect("produce");
+        }
+    }
+    let total = keys * per_key;
+    let options = RunnerOptions {
+        batch_max_messages: 20,
+        batch_max_wait: Duration::from_millis(200),
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(100),
+    };
+    // A slow member with two lanes: it holds records back while it works.
+    let slow = Recorder {
+        hold: Some(Duration::from_millis(150)),
+        ..Recorder::default()
+    };
+    let first: Vec<Recorder> = (0..2)
+        .map(|_| Recorder {
+            seen: Default::default(),
+            ..slow.clone()
+        })
+        .collect();
+    let member_a = start_lanes_with(&fixture, &group, &[&topic], first.clone(), options.clone());
+    wait_for(Duration::from_secs(60), "the first member at work", || {
+        let first = first.clone();
+        async move {
+            (first.iter().map(|lane| lane.records().len()).sum::<usize>() >= 60).then_some(())
+        }
+    })
+    .await;
+    let second = Recorder::default();
+    let member_b = start_lanes_with(&fixture, &group, &[&topic], vec![second.clone()], options);
+    let handled = || {
+        first
+            .iter()
+            .chain(std::iter::once(&second))
+            .map(|recorder| recorder.records())
+            .collect::<Vec<_>>()
+    };
+    wait_for(Duration::from_secs(90), "every record handled", || {
+        let every: usize = handled().iter().map(Vec::len).sum();
+        async move { (every >= total).then_some(()) }
+    })
+    .await;
+    // Anything handled twice would show up a moment later.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    member_a.stop().await.expect("stop a");
+    member_b.stop().await.expect("stop b");
+
+    let lists = handled();
+    assert!(!lists[2].is_empty(), "the second member got partitions");
+    let mut once = BTreeSet::new();
+    for list in &lists {
+        for record in list {
+            assert!(
+                once.insert((record.partition, record.offset)),
+                "partition {} offset {} handled twice",
+                record.partition,
+                record.offset
+            );
+        }
+        for partition in 0..partitions {
+            let offsets: Vec<i64> = list
+                .iter()
+                .filter(|record| record.partition == partition)
+                .map(|record| record.offset)
+                .collect();
+            assert!(
+                offsets.windows(2).all(|pair| pair[0] < pair[1]),
+                "partition {partition} out of order: {offsets:?}"
+            );
+        }
+    }
+    assert_eq!(once.len(), total, "every record handled");
+    let committed: i64 = committed_offsets(&fixture.settings, &group, &topic, partitions)
+        .into_iter()
+        .map(|offset| offset.max(0))
+        .sum();
+    assert_eq!(
+        committed,
+        i64::try_from(total).unwrap(),
+        "everything committed"
+    );
 }

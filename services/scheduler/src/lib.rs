@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
 use crate::metrics::SchedulerMetrics;
-use crate::planner::Scheduler;
+use crate::planner::{InFlight, Scheduler};
 use crate::policies::PolicySet;
 
 /// Policies that cannot be used: every problem, each naming the file and the key.
@@ -88,6 +88,7 @@ impl Service for SchedulerService {
             topics: settings.kafka.topics.clone(),
             metrics: metrics.clone(),
             relay: relay.waker(),
+            in_flight: InFlight::default(),
         };
         let listener =
             tokio::net::TcpListener::bind(&settings.scheduler.admin_listen_address).await?;

@@ -49,6 +49,48 @@ pub struct Scheduler {
     pub topics: TopicSettings,
     pub metrics: SchedulerMetrics,
     pub relay: Arc<Notify>,
+    /// Customers this process's workers are planning right now.
+    pub in_flight: InFlight,
+}
+
+/// The customers a process's planning workers hold, so that a worker's claim passes over its
+/// siblings' customers without asking PostgreSQL to try their locks (workers all claim the
+/// most overdue customers first, so without it most of a claim went on lock attempts on a
+/// sibling's customers). Only a shortcut: the row locks still keep workers and replicas
+/// apart.
+#[derive(Clone, Default)]
+pub struct InFlight(Arc<std::sync::Mutex<HashSet<Scoped>>>);
+
+impl InFlight {
+    fn snapshot(&self) -> HashSet<Scoped> {
+        self.0.lock().map(|held| held.clone()).unwrap_or_default()
+    }
+
+    fn hold(&self, customers: &[Scoped]) -> Held {
+        if let Ok(mut held) = self.0.lock() {
+            held.extend(customers.iter().cloned());
+        }
+        Held {
+            in_flight: self.clone(),
+            customers: customers.to_vec(),
+        }
+    }
+}
+
+/// Customers held by one round; released when the round ends, however it ends.
+struct Held {
+    in_flight: InFlight,
+    customers: Vec<Scoped>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.in_flight.0.lock() {
+            for customer in &self.customers {
+                held.remove(customer);
+            }
+        }
+    }
 }
 
 /// The customer as the policy sees it.
@@ -147,10 +189,12 @@ impl Scheduler {
     /// [`SchedulerError`] when the database is unavailable.
     pub async fn tick_isolating(&self, now: DateTime<Utc>) -> Result<TickReport, SchedulerError> {
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let candidates = scheduling::claim_due_customers(
+        let candidates = scheduling::claim_due_customers_among(
             &mut transaction,
             now,
             i64::from(self.settings.batch_customers),
+            None,
+            &self.in_flight.snapshot(),
         )
         .await?;
         transaction
@@ -209,8 +253,10 @@ impl Scheduler {
             customers = tracing::field::Empty,
             queued = tracing::field::Empty,
         );
+        // Released after the commit or the rollback below, when the rows are unlocked.
+        let mut held = None;
         let planned = self
-            .plan_claimed(&mut transaction, now, only)
+            .plan_claimed(&mut transaction, now, only, &mut held)
             .instrument(span.clone())
             .await;
         if let Ok((report, _)) = &planned {
@@ -253,14 +299,17 @@ impl Scheduler {
         transaction: &mut sqlx::PgConnection,
         now: DateTime<Utc>,
         only: Option<&[Scoped]>,
+        held: &mut Option<Held>,
     ) -> Result<(TickReport, bool), SchedulerError> {
         let customer_ids = scheduling::claim_due_customers_among(
             transaction,
             now,
             i64::from(self.settings.batch_customers),
             only,
+            &self.in_flight.snapshot(),
         )
         .await?;
+        *held = Some(self.in_flight.hold(&customer_ids));
         if customer_ids.is_empty() {
             return Ok((TickReport::default(), false));
         }

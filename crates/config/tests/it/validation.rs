@@ -296,7 +296,7 @@ fn planning_workers_need_a_connection_each_and_two_more() {
         )
     };
     let settings = load(&[]).expect("the defaults hold");
-    assert_eq!(settings.scheduler.planning_workers, 2);
+    assert_eq!(settings.scheduler.planning_workers, 4);
     let message = load(&[
         ("RELANCE__SCHEDULER__PLANNING_WORKERS", "9"),
         ("RELANCE__DATABASE__MAX_CONNECTIONS", "10"),

@@ -89,6 +89,7 @@ async fn a_credit_manager_approves_edits_and_pauses_through_relancectl() {
         topics: settings.kafka.topics.clone(),
         metrics: metrics.clone(),
         relay: relay.clone(),
+        in_flight: relance_scheduler::planner::InFlight::default(),
     };
     let report = scheduler.tick(now).await.unwrap();
     assert_eq!(

@@ -68,6 +68,7 @@ async fn a_token_acts_only_for_its_tenants_and_within_its_role() {
         topics: settings.kafka.topics.clone(),
         metrics: metrics.clone(),
         relay: relay.clone(),
+        in_flight: relance_scheduler::planner::InFlight::default(),
     };
     assert_eq!(scheduler.tick(now).await.unwrap().awaiting_approval, 1);
     let reminder: uuid::Uuid =

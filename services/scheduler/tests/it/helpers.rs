@@ -30,6 +30,7 @@ pub fn scheduler(settings: &Settings) -> Scheduler {
         topics: settings.kafka.topics.clone(),
         metrics: SchedulerMetrics::register(&registry).expect("metrics"),
         relay: Arc::new(tokio::sync::Notify::new()),
+        in_flight: relance_scheduler::planner::InFlight::default(),
     }
 }
 

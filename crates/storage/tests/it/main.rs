@@ -59,3 +59,26 @@ async fn concurrent_migrations_take_turns(pool: PgPool) {
 async fn ping_succeeds_on_a_live_database(pool: PgPool) {
     ping(&pool).await.expect("database answers");
 }
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn large_facts_are_compressed_with_lz4(pool: PgPool) {
+    // A row past about 2 KB has its largest value compressed: with LZ4, not pglz (four times
+    // slower to write; see the migration).
+    let facts =
+        serde_json::json!({ "lines": vec!["Maintenance of the boiler, second floor"; 100] });
+    sqlx::query(
+        "INSERT INTO invoices (tenant, invoice_id, customer_id, state, total_minor,
+             amount_due_minor, overpaid_minor, net_paid_minor, state_as_of, facts)
+         VALUES ('acme', 'F-1', 'C-1', 'overdue', 1000, 1000, 0, 0, DATE '2026-12-01', $1)",
+    )
+    .bind(&facts)
+    .execute(&pool)
+    .await
+    .expect("insert");
+    let method: Option<String> =
+        sqlx::query_scalar("SELECT pg_column_compression(facts) FROM invoices")
+            .fetch_one(&pool)
+            .await
+            .expect("compression");
+    assert_eq!(method.as_deref(), Some("lz4"));
+}

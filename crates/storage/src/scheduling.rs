@@ -87,10 +87,10 @@ pub async fn claim_due_customers_among(
     for window_per_customer in [CLAIM_FIRST_WINDOW_PER_CUSTOMER, CLAIM_WINDOW_PER_CUSTOMER] {
         let window = limit.saturating_mul(window_per_customer);
         let (candidates, window_rows) =
-            due_candidates(connection, now, window, limit, only).await?;
+            due_candidates(connection, now, window, limit, only, held_here).await?;
         let untried: Vec<Scoped> = candidates
             .into_iter()
-            .filter(|customer| !held_here.contains(customer) && !tried.contains(customer))
+            .filter(|customer| !tried.contains(customer))
             .collect();
         tried.extend(untried.iter().cloned());
         if !untried.is_empty() {
@@ -112,13 +112,21 @@ async fn due_candidates(
     window: i64,
     limit: i64,
     only: Option<&[Scoped]>,
+    held_here: &HashSet<Scoped>,
 ) -> Result<(Vec<Scoped>, i64), StorageError> {
     let (tenants, ids) = only.map(key_columns).unzip();
+    let (held_tenants, held_ids): (Vec<&str>, Vec<&str>) = held_here
+        .iter()
+        .map(|(tenant, id)| (tenant.as_str(), id.as_str()))
+        .unzip();
     // Only the most overdue invoices are looked at (an index scan in time order, however long
     // the backlog): aggregating every due invoice on every claim made draining a backlog
     // quadratic. A claim that finds fewer customers than it wants simply comes back.
     // Ties are left unordered: which of two equally overdue customers comes first does not
     // matter, and ordering them by text made the sort the slowest part of the claim.
+    // The invoices of customers held here do not count in the window: siblings hold the most
+    // overdue customers, and with many due invoices each they filled the window, so rounds
+    // came back short and their workers waited for the next tick.
     let rows: Vec<(String, String, i64)> = sqlx::query_as(
         "SELECT tenant, customer_id, sum(invoices) OVER ()::bigint
          FROM (SELECT tenant, customer_id, min(next_action_at) AS due, count(*) AS invoices
@@ -127,6 +135,8 @@ async fn due_candidates(
                        AND ($3::text[] IS NULL
                             OR (tenant, customer_id) IN
                                (SELECT * FROM unnest($3::text[], $4::text[])))
+                       AND (tenant, customer_id) NOT IN
+                           (SELECT * FROM unnest($6::text[], $7::text[]))
                      ORDER BY next_action_at
                      LIMIT $2) AS most_overdue
                GROUP BY tenant, customer_id) AS due
@@ -138,6 +148,8 @@ async fn due_candidates(
     .bind(tenants)
     .bind(ids)
     .bind(limit.saturating_mul(CLAIM_CANDIDATES_PER_CUSTOMER))
+    .bind(&held_tenants)
+    .bind(&held_ids)
     .fetch_all(&mut *connection)
     .await
     .map_err(StorageError::query("finding customers with due invoices"))?;

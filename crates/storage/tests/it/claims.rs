@@ -109,3 +109,18 @@ async fn a_claim_takes_every_due_customer_when_fewer_are_due_than_wanted(pool: P
         "C02 is held by the first claim: {among:?}"
     );
 }
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn invoices_of_customers_held_by_siblings_do_not_fill_the_window(pool: PgPool) {
+    // Siblings hold the five most overdue customers, ten due invoices each: fifty invoices
+    // ahead of the others, more than even the wide window of a claim of two (forty).
+    for index in 0..8 {
+        seed(&pool, index, 10).await;
+    }
+    let siblings: HashSet<Scoped> = (0..5).map(customer).collect();
+    let mut transaction = pool.begin().await.unwrap();
+    let claimed = claim_due_customers_among(&mut transaction, now(), 2, None, &siblings)
+        .await
+        .unwrap();
+    assert_eq!(claimed, vec![customer(5), customer(6)]);
+}

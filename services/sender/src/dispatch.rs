@@ -194,12 +194,6 @@ impl Dispatcher {
         }
     }
 
-    /// The clock's time after `real` time has passed (leases, backoff and pauses are spans of
-    /// real time: a provider recovers in real seconds, whatever the clock shows).
-    fn after(&self, real: Duration) -> DateTime<Utc> {
-        self.clock.now() + chrono::Duration::from_std(real).unwrap_or(chrono::Duration::MAX)
-    }
-
     /// Takes up to `want` tokens from the provider's shared bucket.
     async fn tokens(
         &self,
@@ -272,7 +266,11 @@ impl Dispatcher {
                 provider: &provider.name,
                 routes: &routes,
                 now: self.clock.now(),
-                lease_until: self.after(lease),
+                // A span of real time on the clock (scaled by its speed): the holder times its
+                // wave in real time, so on a fast clock an unscaled lease ran out for the other
+                // replicas while the holder was still sending (a message went out twice in a
+                // chaos run, where every wave lost its lease).
+                lease_until: self.clock.after(lease),
                 limit: i64::from(granted),
                 token,
             },
@@ -310,7 +308,7 @@ impl Dispatcher {
             if let Allowance::Wait(wait) = provider.allowance(batch) {
                 let rest: Vec<Job> = remaining.collect();
                 tracing::info!(provider = %provider.name, deliveries = rest.len(), "The provider's circuit is open; deliveries wait without spending an attempt.");
-                self.release(&rest, token, self.after(wait)).await?;
+                self.release(&rest, token, self.clock.after(wait)).await?;
                 break;
             }
             let wave: Vec<Job> = remaining.by_ref().take(provider.wave_size()).collect();
@@ -445,7 +443,7 @@ impl Dispatcher {
                     tracing::warn!(delivery = %job.claimed.delivery_id, provider = %name, reason = %reason, "Cannot ask the provider about an unfinished attempt yet.");
                     settlements.push(Settlement {
                         update: deliveries::DeliveryUpdate {
-                            next_attempt_at: Some(self.after(after)),
+                            next_attempt_at: Some(self.clock.after(after)),
                             in_doubt: true,
                             outcome: Some("ambiguous".into()),
                             error_code: Some("reconcile_unavailable".into()),
@@ -850,7 +848,7 @@ impl Dispatcher {
                     attempt,
                     next,
                     now,
-                    |real| self.after(real),
+                    |real| self.clock.after(real),
                 ),
             });
         }

@@ -279,7 +279,7 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
         }
         Some(Ok(())) => {}
     }
-    if let Some(path) = nul_in(&value, String::new()) {
+    if let Some(path) = nul_in(&value) {
         return Err(fail(
             DecodeErrorKind::InvalidText,
             format!("{event_type} v{version}: {path} holds a NUL character (U+0000), which no text can hold."),
@@ -307,22 +307,37 @@ pub fn decode_value<E: EventFamily>(value: Value) -> Result<DecodedEvent<E>, Dec
 }
 
 /// The JSON pointer of the first string (key or value) holding U+0000, if any.
-fn nul_in(value: &Value, path: String) -> Option<String> {
-    match value {
-        Value::String(text) => text.contains('\0').then_some(path),
-        Value::Array(items) => items
+fn nul_in(value: &Value) -> Option<String> {
+    let mut segments = Vec::new();
+    nul_path(value, &mut segments).then(|| {
+        segments
             .iter()
-            .enumerate()
-            .find_map(|(index, item)| nul_in(item, format!("{path}/{index}"))),
-        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
-            let here = format!("{path}/{key}");
-            if key.contains('\0') {
-                Some(here)
-            } else {
-                nul_in(item, here)
+            .rev()
+            .fold(String::new(), |path, segment| path + "/" + segment)
+    })
+}
+
+/// Whether `value` holds U+0000; if so `segments` ends up with its path, innermost first. The
+/// path is built only on the way back from a find: every event is checked, and almost none
+/// holds one.
+fn nul_path(value: &Value, segments: &mut Vec<String>) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().enumerate().any(|(index, item)| {
+            let found = nul_path(item, segments);
+            if found {
+                segments.push(index.to_string());
             }
+            found
         }),
-        _ => None,
+        Value::Object(fields) => fields.iter().any(|(key, item)| {
+            let found = key.contains('\0') || nul_path(item, segments);
+            if found {
+                segments.push(key.clone());
+            }
+            found
+        }),
+        _ => false,
     }
 }
 

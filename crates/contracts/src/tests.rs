@@ -664,6 +664,29 @@ fn each_kind_of_bad_record_is_reported_with_its_reason() {
 }
 
 #[test]
+fn a_nul_character_is_reported_with_the_path_of_its_string() {
+    let good = example_bytes("billing.invoice.issued");
+    assert!(decode::<BillingEvent>(&serde_json::to_vec(&good).expect("json")).is_ok());
+
+    let mut nested = good;
+    nested["data"]["contact"]["last_name"] = Value::from("Dur\u{0}and");
+    let error = decode::<BillingEvent>(&serde_json::to_vec(&nested).expect("json"))
+        .expect_err("NUL in a nested string");
+    assert_eq!(error.kind, DecodeErrorKind::InvalidText);
+    assert!(
+        error
+            .detail
+            .contains(" /data/contact/last_name holds a NUL"),
+        "{}",
+        error.detail
+    );
+    assert_eq!(
+        error.identity.id.as_ref().map(Id::as_str),
+        Some("evt_01JD3K8Z7Q")
+    );
+}
+
+#[test]
 fn constrained_values_reject_what_the_contract_rejects() {
     assert!(Currency::parse("EUR").is_ok());
     assert!(Currency::parse("eur").is_err());

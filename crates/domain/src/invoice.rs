@@ -467,12 +467,12 @@ impl Invoice {
 
     /// The sums of the ledgers in the invoice's currency, and how many amounts were left out.
     fn sums(&self) -> (SignedAmount, SignedAmount, SignedAmount, u32) {
-        let currency = self.currency().cloned();
+        let currency = self.currency();
         let mut conflicting = 0u32;
         let mut sum = |amounts: &mut dyn Iterator<Item = &Money>| -> SignedAmount {
             let mut total: SignedAmount = 0;
             for amount in amounts {
-                if Some(&amount.currency) == currency.as_ref() {
+                if Some(&amount.currency) == currency {
                     total += SignedAmount::from(amount.amount_minor);
                 } else {
                     conflicting += 1;
@@ -484,6 +484,13 @@ impl Invoice {
         let paid = sum(&mut self.payments.values().map(|entry| &entry.amount));
         let refunded = sum(&mut self.refunds.values().map(|entry| &entry.amount));
         (credited, paid, refunded, conflicting)
+    }
+
+    /// How many amounts in another currency than the invoice's are kept but left out of its
+    /// sums (the view's `conflicting_amounts`, which does not depend on the date).
+    #[must_use]
+    pub fn conflicting_amounts(&self) -> u32 {
+        self.sums().3
     }
 
     /// The dunning view of the invoice on `today` (a date in the customer's time zone).

@@ -49,10 +49,7 @@ pub struct DeadLetterWriter {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// The bytes a record takes on the broker, near enough: key, value and headers.

@@ -77,13 +77,7 @@ pub async fn list(
     .map_err(StorageError::query("listing dead letters"))
 }
 
-type OriginalRow = (
-    i64,
-    String,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    serde_json::Value,
-);
+type OriginalRow = (i64, String, Option<Vec<u8>>, Option<Vec<u8>>, String);
 
 /// The originals of the dead letters matching `filter` (oldest first, at most `limit`), as
 /// records to publish again to the topic they were read from, with a `relance_replay_of`
@@ -99,7 +93,7 @@ pub async fn take_for_replay(
     let rows: Vec<OriginalRow> = sqlx::query_as(&format!(
         "UPDATE dead_letters SET replayed_at = now(), replay_count = replay_count + 1
          WHERE id IN (SELECT id FROM dead_letters WHERE {WHERE} ORDER BY id LIMIT $6 FOR UPDATE)
-         RETURNING id, source_topic, original_key, original_payload, original_headers"
+         RETURNING id, source_topic, original_key, original_payload, original_headers::text"
     ))
     .bind(&filter.ids)
     .bind(&filter.reason)
@@ -112,7 +106,7 @@ pub async fn take_for_replay(
     .map_err(StorageError::query("taking dead letters to replay"))?;
     let mut records = Vec::with_capacity(rows.len());
     for (id, topic, key, payload, headers) in rows {
-        let mut headers: Headers = crate::outbox::headers_from_json(id, headers)?;
+        let mut headers: Headers = crate::outbox::headers_from_json(id, &headers)?;
         headers.retain(|(name, _)| name != "relance_replay_of");
         headers.push((
             "relance_replay_of".into(),

@@ -11,7 +11,7 @@ use crate::error::StorageError;
 pub type Headers = Vec<(String, Option<Vec<u8>>)>;
 
 /// A row of the outbox as read back: id, topic, key, payload, headers.
-type PendingRow = (i64, String, Option<Vec<u8>>, Vec<u8>, serde_json::Value);
+type PendingRow = (i64, String, Option<Vec<u8>>, Vec<u8>, String);
 
 /// A Kafka record waiting in the outbox.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -48,29 +48,41 @@ pub struct StoredDeadLetter {
     pub truncated: bool,
 }
 
-#[derive(Serialize, Deserialize)]
+/// A header as the `headers` column keeps it (JSON).
+#[derive(Deserialize)]
 struct StoredHeader {
     key: String,
     /// Base64, so headers of any bytes survive JSON.
     value: Option<String>,
 }
 
-fn headers_to_json(headers: &[(String, Option<Vec<u8>>)]) -> serde_json::Value {
-    let stored: Vec<StoredHeader> = headers
+/// [`StoredHeader`] as written, borrowing the name.
+#[derive(Serialize)]
+struct StoredHeaderRef<'a> {
+    key: &'a str,
+    value: Option<String>,
+}
+
+/// The headers as JSON text, bound as `text[]` and cast to `jsonb` by the statement: a
+/// `serde_json::Value` tree between would be built and serialised again for every record.
+fn headers_to_json(headers: &[(String, Option<Vec<u8>>)]) -> String {
+    let stored: Vec<StoredHeaderRef<'_>> = headers
         .iter()
-        .map(|(key, value)| StoredHeader {
-            key: key.clone(),
+        .map(|(key, value)| StoredHeaderRef {
+            key,
             value: value
                 .as_ref()
                 .map(|value| base64::engine::general_purpose::STANDARD.encode(value)),
         })
         .collect();
-    serde_json::to_value(stored).unwrap_or(serde_json::Value::Array(Vec::new()))
+    // Serialising names and strings cannot fail.
+    serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_string())
 }
 
-pub(crate) fn headers_from_json(id: i64, json: serde_json::Value) -> Result<Headers, StorageError> {
+/// Headers from the JSON text of a `headers` column (selected as `headers::text`).
+pub(crate) fn headers_from_json(id: i64, json: &str) -> Result<Headers, StorageError> {
     let stored: Vec<StoredHeader> =
-        serde_json::from_value(json).map_err(|source| StorageError::Corrupt {
+        serde_json::from_str(json).map_err(|source| StorageError::Corrupt {
             what: "outbox headers",
             id: id.to_string(),
             source,
@@ -112,7 +124,7 @@ pub async fn enqueue(
         .iter()
         .map(|record| record.payload.as_slice())
         .collect();
-    let headers: Vec<serde_json::Value> = records
+    let headers: Vec<String> = records
         .iter()
         .map(|record| headers_to_json(&record.headers))
         .collect();
@@ -131,7 +143,7 @@ pub async fn enqueue(
                 CASE WHEN cancel_keys IS NULL THEN NULL
                      ELSE ARRAY(SELECT jsonb_array_elements_text(cancel_keys)) END,
                 reminder_id
-         FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::jsonb[], $5::jsonb[], $6::uuid[])
+         FROM UNNEST($1::text[], $2::bytea[], $3::bytea[], $4::text[]::jsonb[], $5::jsonb[], $6::uuid[])
               WITH ORDINALITY AS t(topic, message_key, payload, headers, cancel_keys, reminder_id, position)
          ORDER BY position",
     )
@@ -166,7 +178,7 @@ async fn keep_dead_letters(
     let offsets: Vec<i64> = dead.iter().map(|d| d.source_offset).collect();
     let keys: Vec<Option<&[u8]>> = dead.iter().map(|d| d.original_key.as_deref()).collect();
     let payloads: Vec<Option<&[u8]>> = dead.iter().map(|d| d.original_payload.as_deref()).collect();
-    let headers: Vec<serde_json::Value> = dead
+    let headers: Vec<String> = dead
         .iter()
         .map(|d| headers_to_json(&d.original_headers))
         .collect();
@@ -177,7 +189,7 @@ async fn keep_dead_letters(
              original_headers, original_sha256, truncated)
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::int[],
              $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bytea[], $11::bytea[],
-             $12::jsonb[], $13::text[], $14::bool[])",
+             $12::text[]::jsonb[], $13::text[], $14::bool[])",
     )
     .bind(text(|d| d.service.clone()))
     .bind(text(|d| d.reason.clone()))
@@ -230,7 +242,7 @@ pub async fn claim_pending(
         return Ok(Vec::new());
     }
     let rows: Vec<PendingRow> = sqlx::query_as(
-        "SELECT id, topic, message_key, payload, headers FROM outbox
+        "SELECT id, topic, message_key, payload, headers::text FROM outbox
          WHERE published_at IS NULL AND failed_at IS NULL AND (producer = $1 OR producer IS NULL)
          ORDER BY id LIMIT $2",
     )
@@ -247,7 +259,7 @@ pub async fn claim_pending(
                     topic,
                     key,
                     payload,
-                    headers: headers_from_json(id, headers)?,
+                    headers: headers_from_json(id, &headers)?,
                     ..OutboxRecord::default()
                 },
             })

@@ -27,7 +27,7 @@ pub struct EventKey {
 pub async fn record_new_events(
     connection: &mut PgConnection,
     consumer: &str,
-    events: &[EventKey],
+    events: &[&EventKey],
 ) -> Result<HashSet<(String, String)>, StorageError> {
     if events.is_empty() {
         return Ok(HashSet::new());
@@ -73,10 +73,11 @@ pub async fn record_new_events(
 pub async fn conflicting_payloads(
     connection: &mut PgConnection,
     consumer: &str,
-    events: &[EventKey],
+    events: &[&EventKey],
 ) -> Result<HashMap<(String, String), String>, StorageError> {
     let known: Vec<&EventKey> = events
         .iter()
+        .copied()
         .filter(|event| event.payload_sha256.is_some())
         .collect();
     if known.is_empty() {

@@ -8,14 +8,14 @@
 //! outbox; commit. Only then does the consumer commit the offsets. A crash anywhere before the
 //! database commit redoes the batch; after it, the ledger makes the redelivered events no-ops.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
 use relance_contracts::dead_letter::EventIdentity;
 use relance_contracts::{decode_record, BillingEvent, DecodeError, Envelope, EventFamily};
 use relance_domain::calendar::UNKNOWN_ZONE;
-use relance_domain::{scoped, BehaviourChange, Book, BookEvent, DunningState, Scoped};
+use relance_domain::{scoped, BehaviourChange, Book, BookEvent, DunningState, Invoice, Scoped};
 use relance_kafka::{
     BatchHandler, ConsumedRecord, DeadLetter, DeadLetterWriter, HandlerError, KafkaMetrics,
 };
@@ -136,18 +136,18 @@ impl IngestHandler {
 
         // The first copy of an event in the batch is the candidate; later copies are duplicates
         // (or, saying something else, conflicting duplicates).
-        let mut seen: HashMap<(String, String), Option<String>> = HashMap::new();
-        let mut candidates = Vec::new();
+        let mut seen: HashMap<(&str, &str), Option<&str>> = HashMap::new();
+        let mut candidates: Vec<&EventKey> = Vec::new();
         let first_copy: Vec<bool> = plans
             .iter()
             .map(|plan| match plan {
                 Planned::Event { key, .. } => {
                     // Keep the first copy's digest: later copies are judged against it.
-                    let id = (key.source.clone(), key.id.clone());
+                    let id = (key.source.as_str(), key.id.as_str());
                     let first = !seen.contains_key(&id);
                     if first {
-                        seen.insert(id, key.payload_sha256.clone());
-                        candidates.push(key.clone());
+                        seen.insert(id, key.payload_sha256.as_deref());
+                        candidates.push(key);
                     }
                     first
                 }
@@ -156,11 +156,16 @@ impl IngestHandler {
             .collect();
 
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let new = record_new_events(&mut transaction, CONSUMER, &candidates).await?;
-        let redelivered: Vec<EventKey> = candidates
+        let recorded = record_new_events(&mut transaction, CONSUMER, &candidates).await?;
+        // Looked up without building owned keys: once or twice for every record.
+        let new: HashSet<(&str, &str)> = recorded
             .iter()
-            .filter(|key| !new.contains(&(key.source.clone(), key.id.clone())))
-            .cloned()
+            .map(|(source, id)| (source.as_str(), id.as_str()))
+            .collect();
+        let redelivered: Vec<&EventKey> = candidates
+            .iter()
+            .copied()
+            .filter(|key| !new.contains(&(key.source.as_str(), key.id.as_str())))
             .collect();
         let mut conflicting =
             conflicting_payloads(&mut transaction, CONSUMER, &redelivered).await?;
@@ -169,12 +174,14 @@ impl IngestHandler {
                 continue;
             }
             if let Planned::Event { key, .. } = plan {
-                let id = (key.source.clone(), key.id.clone());
-                let first = seen.get(&id).cloned().flatten();
-                if first.is_some() && first != key.payload_sha256 {
+                let first = seen
+                    .get(&(key.source.as_str(), key.id.as_str()))
+                    .copied()
+                    .flatten();
+                if first.is_some() && first != key.payload_sha256.as_deref() {
                     conflicting
-                        .entry(id)
-                        .or_insert_with(|| first.unwrap_or_default());
+                        .entry((key.source.clone(), key.id.clone()))
+                        .or_insert_with(|| first.unwrap_or_default().to_string());
                 }
             }
         }
@@ -186,7 +193,7 @@ impl IngestHandler {
             .enumerate()
             .map(|(index, plan)| match plan {
                 Planned::Event { key, .. } => {
-                    first_copy[index] && new.contains(&(key.source.clone(), key.id.clone()))
+                    first_copy[index] && new.contains(&(key.source.as_str(), key.id.as_str()))
                 }
                 _ => false,
             })
@@ -299,11 +306,7 @@ impl IngestHandler {
                         BookEvent::Invoice(event) => book
                             .invoices
                             .get(&scoped(&event.tenant, &event.invoice_id))
-                            .map_or(0, |invoice| {
-                                invoice
-                                    .view(book.today_of_invoice(invoice, now, UNKNOWN_ZONE))
-                                    .conflicting_amounts
-                            }),
+                            .map_or(0, Invoice::conflicting_amounts),
                         BookEvent::Customer(_) => 0,
                     };
                     let conflicts_before = conflicts(&book);
@@ -632,10 +635,9 @@ pub const CONFLICTING_DUPLICATE: &str = "conflicting_duplicate";
 /// fixed), so a redelivery has the same digest whatever its JSON layout.
 fn data_sha256(data: &BillingEvent) -> String {
     use sha2::Digest as _;
-    sha2::Sha256::digest(serde_json::to_vec(data).unwrap_or_default())
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(sha2::Sha256::digest(
+        serde_json::to_vec(data).unwrap_or_default(),
+    ))
 }
 
 /// The dead-letter reason of an invoice whose payment page is not https or not on a host its

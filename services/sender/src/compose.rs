@@ -241,11 +241,7 @@ pub fn body_sha256(message: &RenderedMessage) -> String {
         hasher.update([0u8]);
     }
     hasher.update(message.text.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex::encode(hasher.finalize())
 }
 
 /// The correlation values every provider gets: ids only, never personal data.

@@ -25,14 +25,14 @@ fn key(id: &str) -> EventKey {
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn only_events_not_seen_before_are_reported_new(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
-    let first = record_new_events(&mut connection, "ingestor", &[key("e1"), key("e2")])
+    let first = record_new_events(&mut connection, "ingestor", &[&key("e1"), &key("e2")])
         .await
         .unwrap();
     assert_eq!(first.len(), 2);
     let second = record_new_events(
         &mut connection,
         "ingestor",
-        &[key("e2"), key("e3"), key("e3")],
+        &[&key("e2"), &key("e3"), &key("e3")],
     )
     .await
     .unwrap();
@@ -40,7 +40,7 @@ async fn only_events_not_seen_before_are_reported_new(pool: PgPool) {
         second.into_iter().map(|(_, id)| id).collect::<Vec<_>>(),
         vec!["e3".to_string()]
     );
-    let other_consumer = record_new_events(&mut connection, "tracker", &[key("e1")])
+    let other_consumer = record_new_events(&mut connection, "tracker", &[&key("e1")])
         .await
         .unwrap();
     assert_eq!(other_consumer.len(), 1, "each consumer has its own ledger");

@@ -1957,10 +1957,12 @@ class Background(threading.Thread):
 
 
 def setting_override(text: str) -> str:
-    """A --set argument: RELANCE__SECTION__KEY=VALUE."""
+    """A --set argument: RELANCE__SECTION__KEY=VALUE, or one of glibc's allocator settings
+    (MALLOC_*, GLIBC_TUNABLES) to measure one against the image's."""
     name, _, _ = text.partition("=")
-    if "=" not in text or not name.startswith("RELANCE__"):
-        raise argparse.ArgumentTypeError(f"expected RELANCE__SECTION__KEY=VALUE, got {text!r}")
+    if "=" not in text or not (name.startswith(("RELANCE__", "MALLOC_")) or name == "GLIBC_TUNABLES"):
+        raise argparse.ArgumentTypeError(
+            f"expected RELANCE__SECTION__KEY=VALUE (or MALLOC_*=VALUE, GLIBC_TUNABLES=VALUE), got {text!r}")
     return text
 
 

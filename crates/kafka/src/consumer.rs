@@ -249,8 +249,11 @@ impl ConsumerRunner {
                 held[lane_of(first.partition, lanes)].push_back((read_at, first));
                 self.take_held(&mut held, &mut parts);
             }
+            let filling = std::time::Instant::now();
             self.fill_parts(&mut parts, &mut held).await;
             self.drop_revoked(&mut parts, &held);
+            let filled = filling.elapsed();
+            let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
             // Each lane is its own task, so that one lane's CPU work (decoding, planning) runs
             // beside the other's, not only beside its wait on the database. A JoinSet, so that
             // aborting the runner aborts the lanes.
@@ -277,10 +280,13 @@ impl ConsumerRunner {
                     .in_current_span(),
                 );
             }
+            let handling = std::time::Instant::now();
+            let mut lane_times = Vec::with_capacity(lanes);
             let mut handled: Vec<Vec<ConsumedRecord>> = Vec::with_capacity(lanes);
             let mut abandoned = false;
             let mut failure = None;
             while let Some(finished) = tasks.join_next().await {
+                lane_times.push(handling.elapsed().as_millis());
                 match finished {
                     Ok((index, handler, batch, outcome)) => {
                         handlers[index] = Some(handler);
@@ -298,9 +304,19 @@ impl ConsumerRunner {
                 return Err(error);
             }
             let records: Vec<&ConsumedRecord> = handled.iter().flatten().collect();
+            let committing = std::time::Instant::now();
             if !records.is_empty() {
                 self.commit(&records).await;
             }
+            // Where a round's time goes, to see whether the lanes wait on each other, on the
+            // poll or on the commit.
+            tracing::debug!(
+                lane_records = ?sizes,
+                fill_ms = filled.as_millis(),
+                lanes_done_ms = ?lane_times,
+                commit_ms = committing.elapsed().as_millis(),
+                "Consumer round."
+            );
             if abandoned || shutdown.is_cancelled() {
                 break;
             }

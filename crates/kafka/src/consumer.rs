@@ -15,11 +15,13 @@
 //!   redelivered to whoever owns the partition next; handlers are idempotent.
 //! - Offsets are committed synchronously after every batch, before the next poll, so a
 //!   rebalance (which only happens inside a poll) never finds processed but uncommitted work.
-//! - With several lanes, each lane's batch is its own task, and records of a full lane are held
-//!   back (not processed, not committed) for the next rounds so that every lane gets a full
-//!   batch. Records (held or in hand) of a partition revoked after they were read are dropped:
-//!   its fetch position went back to the committed offset, so its owner, this member again or
-//!   another, reads them again in order.
+//! - With several lanes, each lane's batch is its own task. A round deals the records read to
+//!   the lanes by partition number, a partition's to one lane (which lane changes from round to
+//!   round, so that one partition's run of records does not leave the other lanes idle);
+//!   records a round cannot take are held back (not processed, not committed) for the next.
+//!   Records of a partition revoked after they were read are dropped: its fetch position went
+//!   back to the committed offset, so its owner, this member again or another, reads them
+//!   again in order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -210,14 +212,17 @@ impl ConsumerRunner {
     }
 
     /// Like [`run`](Self::run), with a handler a lane, so that one lane's work in the database
-    /// overlaps another's on the CPU. Records are dealt to lanes by partition number: a key's
-    /// records keep one lane and their order, and so do those of a key on several topics of as
-    /// many partitions (a customer's invoices and profile). Every lane's part of a poll is
-    /// handled, each lane in its own task, and what was handled committed, before the next
-    /// poll: a rebalance never finds processed but uncommitted work. A poll goes on until every
-    /// lane's batch is full (or the batch's time is up), holding back what a full lane cannot
-    /// take yet. Lanes can still meet on a row (topics of different
-    /// partition counts); handlers lock in one order and retry a deadlock as transient.
+    /// overlaps another's on the CPU. Records are dealt to lanes by partition number, a
+    /// partition's records of a round to one lane: a key's records are handled in order, one
+    /// batch at a time, and so are those of a key on several topics of as many partitions (a
+    /// customer's invoices and profile); the lane that takes a partition can change from round
+    /// to round. Every lane's batch of a round is handled, each lane in its own task, and what
+    /// was handled committed, before the next poll: a rebalance never finds processed but
+    /// uncommitted work. A poll goes on until the records read would fill every lane's batch
+    /// (or the batch's time is up), holding back what a round cannot take yet, the partition
+    /// whose first record was read first dealt first. Lanes can still meet on a row (topics of
+    /// different partition counts); handlers lock in one order and retry a deadlock as
+    /// transient.
     ///
     /// # Errors
     /// [`ConsumerError::Handler`] with a lane's fatal error.
@@ -234,25 +239,23 @@ impl ConsumerRunner {
             "a consumer needs at least one handler"
         );
         let lanes = handlers.len();
-        let most = self.options.batch_max_messages;
         let mut handlers: Vec<Option<H>> = handlers.into_iter().map(Some).collect();
-        let mut held: Vec<VecDeque<Tagged>> = (0..lanes).map(|_| VecDeque::new()).collect();
+        let mut held = Held::default();
         loop {
-            let mut parts: Vec<Vec<Tagged>> =
-                (0..lanes).map(|_| Vec::with_capacity(most)).collect();
-            self.take_held(&mut held, &mut parts);
-            if parts.iter().all(Vec::is_empty) {
+            if held.is_empty() {
                 let Some(first) = self.next_record(&shutdown).await else {
                     break;
                 };
                 let read_at = self.consumer.context().revocation_count();
-                held[lane_of(first.partition, lanes)].push_back((read_at, first));
-                self.take_held(&mut held, &mut parts);
+                held.push((read_at, first));
             }
             let filling = std::time::Instant::now();
-            self.fill_parts(&mut parts, &mut held).await;
-            self.drop_revoked(&mut parts, &held);
+            self.fill_held(&mut held, lanes).await;
+            let parts = self.deal(&mut held, lanes);
             let filled = filling.elapsed();
+            if parts.iter().all(Vec::is_empty) {
+                continue;
+            }
             let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
             // Each lane is its own task, so that one lane's CPU work (decoding, planning) runs
             // beside the other's, not only beside its wait on the database. A JoinSet, so that
@@ -312,6 +315,7 @@ impl ConsumerRunner {
             // poll or on the commit.
             tracing::debug!(
                 lane_records = ?sizes,
+                held_back = held.total,
                 fill_ms = filled.as_millis(),
                 lanes_done_ms = ?lane_times,
                 commit_ms = committing.elapsed().as_millis(),
@@ -325,44 +329,51 @@ impl ConsumerRunner {
         Ok(())
     }
 
-    /// Starts a round with the records held back from the last poll, in their order, up to a
-    /// batch a lane.
-    fn take_held(&self, held: &mut [VecDeque<Tagged>], parts: &mut [Vec<Tagged>]) {
+    /// A round's batches: the records held back, dealt to the lanes. A partition number's
+    /// records go to one lane in a round (its first `batch_max_messages` at most), and rounds
+    /// follow each other, so a key's records are handled in order, one batch at a time; which
+    /// lane takes a partition changes from round to round, so that a run of one partition's
+    /// records (a fetch brings them so) does not leave a lane idle while its own partitions'
+    /// records have not come yet. Records of partitions revoked after they were read are
+    /// dropped: the partition's fetch position went back to its committed offset (reassigned to
+    /// this member, librdkafka reads them again) or to another member, so handling them now
+    /// would handle them twice, or beside their new owner.
+    fn deal(&self, held: &mut Held, lanes: usize) -> Vec<Vec<Tagged>> {
         let context = self.consumer.context();
         let most = self.options.batch_max_messages;
-        for (lane, part) in held.iter_mut().zip(parts.iter_mut()) {
-            while part.len() < most {
-                let Some((read_at, record)) = lane.pop_front() else {
+        let mut parts: Vec<Vec<Tagged>> = (0..lanes).map(|_| Vec::with_capacity(most)).collect();
+        for partition in held.in_turn() {
+            let Some(lane) = (0..lanes)
+                .filter(|&lane| parts[lane].len() < most)
+                .min_by_key(|&lane| parts[lane].len())
+            else {
+                break;
+            };
+            let Some(queue) = held.queues.get_mut(&partition) else {
+                continue;
+            };
+            while parts[lane].len() < most {
+                let Some((_, (read_at, record))) = queue.pop_front() else {
                     break;
                 };
+                held.total -= 1;
                 if !context.revoked_since(read_at, &record.topic, record.partition) {
-                    part.push((read_at, record));
+                    parts[lane].push((read_at, record));
                 }
             }
         }
-    }
-
-    /// Drops the records, in hand or held back, of partitions revoked after they were read:
-    /// the partition's fetch position went back to its committed offset (reassigned to this
-    /// member, librdkafka reads them again) or to another member, so handling them now would
-    /// handle them twice, or beside their new owner.
-    fn drop_revoked(&self, parts: &mut [Vec<Tagged>], held: &[VecDeque<Tagged>]) {
-        let context = self.consumer.context();
-        for part in parts.iter_mut() {
-            part.retain(|(read_at, record)| {
-                !context.revoked_since(*read_at, &record.topic, record.partition)
-            });
-        }
-        // Held records are checked when taken; revocations older than every record still in
-        // hand or held back concern none of them.
-        let oldest = parts
-            .iter()
-            .filter_map(|part| part.first())
-            .chain(held.iter().filter_map(VecDeque::front))
-            .map(|(read_at, _)| *read_at)
+        held.queues.retain(|_, queue| !queue.is_empty());
+        // Revocations older than every record still held back concern none of them (those
+        // dealt were checked above).
+        let oldest = held
+            .queues
+            .values()
+            .filter_map(VecDeque::front)
+            .map(|(_, (read_at, _))| *read_at)
             .min()
             .unwrap_or_else(|| context.revocation_count());
         context.forget_revocations_up_to(oldest);
+        parts
     }
 
     /// The next record, or `None` once shutdown is requested.
@@ -390,30 +401,21 @@ impl ConsumerRunner {
         }
     }
 
-    /// Reads on until every lane's part is full or the batch's time is up. A record whose lane
-    /// is full is held back for the next rounds (at most [`HELD_BATCHES_A_LANE`] batches a
-    /// lane), so that the lanes fill evenly: a fetch brings a partition's records in a run,
-    /// and stopping at the first full lane left the others idle. Each record is tagged with
-    /// the revocations seen when it was read.
-    async fn fill_parts(&self, parts: &mut [Vec<Tagged>], held: &mut [VecDeque<Tagged>]) {
+    /// Reads on until the records held back would fill every lane's batch, or the batch's time
+    /// is up, or [`HELD_BATCHES_A_LANE`] batches a lane are held back in all. Each record is
+    /// tagged with the revocations seen when it was read.
+    async fn fill_held(&self, held: &mut Held, lanes: usize) {
         let deadline = tokio::time::Instant::now() + self.options.batch_max_wait;
-        let lanes = parts.len();
         let most = self.options.batch_max_messages;
-        let most_held = most.saturating_mul(HELD_BATCHES_A_LANE);
-        let mut total: usize = parts.iter().map(Vec::len).sum();
-        while total < most.saturating_mul(lanes) && held.iter().all(|lane| lane.len() < most_held) {
+        let most_held = most
+            .saturating_mul(HELD_BATCHES_A_LANE)
+            .saturating_mul(lanes);
+        while held.total < most_held && !held.fills(lanes, most) {
             match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
                     self.metrics.record_consumed(message.topic());
                     let read_at = self.consumer.context().revocation_count();
-                    let lane = lane_of(message.partition(), lanes);
-                    let record = ConsumedRecord::from_message(&message);
-                    if parts[lane].len() < most && held[lane].is_empty() {
-                        parts[lane].push((read_at, record));
-                        total += 1;
-                    } else {
-                        held[lane].push_back((read_at, record));
-                    }
+                    held.push((read_at, ConsumedRecord::from_message(&message)));
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(error = %error, "Kafka consumer error.");
@@ -550,14 +552,70 @@ impl Retrying {
 /// A record and the number of revocations its consumer had seen when it was read.
 type Tagged = (u64, ConsumedRecord);
 
-/// How many batches of records a lane may hold back while the others fill. A fetch brings up
-/// to `max.partition.fetch.bytes` of one partition in a run (a thousand or more small
-/// records), so one batch was not enough to reach the other lanes' records behind it.
+/// How many batches of records a lane may hold back (in all: lanes × this) while the others
+/// fill. A fetch brings up to `max.partition.fetch.bytes` of one partition in a run (a
+/// thousand or more small records), so one batch was not enough to reach the other
+/// partitions' records behind it.
 const HELD_BATCHES_A_LANE: usize = 4;
 
-/// The lane of a partition's records.
-fn lane_of(partition: i32, lanes: usize) -> usize {
-    usize::try_from(partition).unwrap_or(0) % lanes
+/// Records read and not yet handled, by partition number (a key's records on several topics
+/// of as many partitions share one), in the order they were read.
+#[derive(Default)]
+struct Held {
+    /// Each record with its place in the reading order.
+    queues: BTreeMap<i32, VecDeque<(u64, Tagged)>>,
+    total: usize,
+    read: u64,
+}
+
+impl Held {
+    fn push(&mut self, tagged: Tagged) {
+        self.queues
+            .entry(tagged.1.partition)
+            .or_default()
+            .push_back((self.read, tagged));
+        self.read += 1;
+        self.total += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// Partition numbers with records, the one whose first record was read first, first: no
+    /// partition waits behind others' runs (a payment behind a backlog of invoices).
+    fn in_turn(&self) -> Vec<i32> {
+        let mut partitions: Vec<(u64, i32)> = self
+            .queues
+            .iter()
+            .filter_map(|(partition, queue)| queue.front().map(|(read, _)| (*read, *partition)))
+            .collect();
+        partitions.sort_unstable();
+        partitions
+            .into_iter()
+            .map(|(_, partition)| partition)
+            .collect()
+    }
+
+    /// Whether dealing now would give every lane a full batch (as [`ConsumerRunner::deal`]
+    /// deals, revocations aside).
+    fn fills(&self, lanes: usize, most: usize) -> bool {
+        if self.total < lanes.saturating_mul(most) {
+            return false;
+        }
+        let mut loads = vec![0usize; lanes];
+        for partition in self.in_turn() {
+            let Some(lane) = (0..lanes)
+                .filter(|&lane| loads[lane] < most)
+                .min_by_key(|&lane| loads[lane])
+            else {
+                break;
+            };
+            let records = self.queues.get(&partition).map_or(0, VecDeque::len);
+            loads[lane] = (loads[lane] + records).min(most);
+        }
+        loads.iter().all(|&load| load >= most)
+    }
 }
 
 /// Exponential backoff with ±20 % jitter, so replicas do not retry in lockstep.

@@ -57,6 +57,8 @@ pub struct Recorder {
     pub batch_sizes: Arc<Mutex<Vec<usize>>>,
     /// Batches begun while another was in hand.
     pub overlapping: Arc<AtomicUsize>,
+    /// Every record handled, by every clone sharing it, as each batch ends.
+    pub all_handled: Arc<Mutex<Vec<ConsumedRecord>>>,
 }
 
 impl Recorder {
@@ -97,6 +99,7 @@ impl BatchHandler for Recorder {
             tokio::time::sleep(hold).await;
         }
         self.seen.lock().unwrap().extend_from_slice(batch);
+        self.all_handled.lock().unwrap().extend_from_slice(batch);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         Ok(())
     }

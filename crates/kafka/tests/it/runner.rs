@@ -268,22 +268,17 @@ async fn lanes_handle_their_partitions_at_once_in_order_and_all_are_committed() 
     for (index, lane) in lanes.iter().enumerate() {
         let records = lane.records();
         assert!(!records.is_empty(), "lane {index} had work");
-        for record in &records {
-            assert_eq!(
-                usize::try_from(record.partition).unwrap() % 2,
-                index,
-                "a partition's records stay in one lane"
-            );
-        }
         every.extend(records);
     }
     assert_eq!(every.len(), total, "each record handled once");
+    // In the order their batches ended, whichever lane handled them: a partition's batches
+    // follow each other, in one lane or another.
+    let handled = shared.all_handled.lock().unwrap().clone();
     for key in 0..keys {
         let prefix = format!("cus_{key} ");
-        let rounds: Vec<String> = lanes
+        let rounds: Vec<String> = handled
             .iter()
-            .flat_map(|lane| lane.records())
-            .filter_map(|record| String::from_utf8(record.payload.unwrap_or_default()).ok())
+            .filter_map(|record| String::from_utf8(record.payload.clone().unwrap_or_default()).ok())
             .filter(|payload| payload.starts_with(&prefix))
             .collect();
         let mut sorted = rounds.clone();
@@ -386,4 +381,136 @@ async fn both_lanes_get_full_batches_when_records_wait_for_both() {
         overlapping + 1 >= rounds_with_both,
         "the lanes worked together in {overlapping} rounds of the {rounds_with_both} where both had a full batch waiting (batches {sizes:?})"
     );
+}
+
+/// Lanes take the partitions that have records, round by round: records only on partitions of
+/// one parity (a fetch's run of one partition does the same for a while) once kept the other
+/// lane idle, since partitions were dealt to lanes by their number.
+#[tokio::test]
+async fn lanes_share_the_partitions_that_have_records_and_keep_each_key_in_order() {
+    let partitions = 4;
+    let fixture = fixture("shared-lanes", partitions).await;
+    // Which partition each key goes to, learnt on another topic of as many partitions (the
+    // producer's partitioner depends only on the key and the partition count).
+    let probe = fixture.topics.invoices.clone();
+    let candidates: Vec<String> = (0..32).map(|key| format!("cus_{key}")).collect();
+    for key in &candidates {
+        fixture
+            .producer
+            .send(&record(&probe, key, key.as_bytes(), &[]))
+            .await
+            .expect("produce");
+    }
+    let prober = Recorder::default();
+    let probing = start_consumer(
+        &fixture,
+        &group_name("shared-lanes-probe"),
+        &[&probe],
+        prober.clone(),
+    );
+    wait_for(Duration::from_secs(60), "every probe handled", || {
+        let prober = prober.clone();
+        let expected = candidates.len();
+        async move { (prober.records().len() >= expected).then_some(()) }
+    })
+    .await;
+    probing.stop().await.expect("clean stop");
+    let odd: Vec<String> = prober
+        .records()
+        .into_iter()
+        .filter(|record| record.partition % 2 == 1)
+        .filter_map(|record| String::from_utf8(record.payload.unwrap_or_default()).ok())
+        .collect();
+    let on_one = prober
+        .records()
+        .iter()
+        .filter(|record| record.partition == 1)
+        .count();
+    let on_three = prober
+        .records()
+        .iter()
+        .filter(|record| record.partition == 3)
+        .count();
+    assert!(
+        on_one > 0 && on_three > 0,
+        "keys on partitions 1 and 3 among {candidates:?}"
+    );
+
+    let topic = fixture.topics.customers.clone();
+    let per_key = 40;
+    for index in 0..per_key {
+        for key in &odd {
+            fixture
+                .producer
+                .send(&record(
+                    &topic,
+                    key,
+                    format!("{key} {index:02}").as_bytes(),
+                    &[],
+                ))
+                .await
+                .expect("produce");
+        }
+    }
+    let shared = Recorder {
+        hold: Some(Duration::from_millis(20)),
+        ..Recorder::default()
+    };
+    let lanes: Vec<Recorder> = (0..2)
+        .map(|_| Recorder {
+            seen: Default::default(),
+            ..shared.clone()
+        })
+        .collect();
+    let consumer = start_lanes_with(
+        &fixture,
+        &group_name("shared-lanes"),
+        &[&topic],
+        lanes.clone(),
+        RunnerOptions {
+            batch_max_messages: 20,
+            batch_max_wait: Duration::from_millis(200),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+        },
+    );
+    let total = odd.len() * per_key;
+    wait_for(Duration::from_secs(60), "every record handled", || {
+        let lanes = lanes.clone();
+        async move {
+            (lanes.iter().map(|lane| lane.records().len()).sum::<usize>() >= total).then_some(())
+        }
+    })
+    .await;
+    consumer.stop().await.expect("clean stop");
+
+    let per_lane: Vec<usize> = lanes.iter().map(|lane| lane.records().len()).collect();
+    assert!(
+        per_lane.iter().all(|&count| count > 0),
+        "both lanes had records though every record is on an odd partition: {per_lane:?}"
+    );
+    assert!(
+        shared.overlapping.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the lanes worked at the same time"
+    );
+    let handled: Vec<String> = shared
+        .all_handled
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|record| String::from_utf8(record.payload.clone().unwrap_or_default()).ok())
+        .collect();
+    assert_eq!(handled.len(), total, "each record handled once");
+    for key in &odd {
+        let prefix = format!("{key} ");
+        // In the order their batches ended: a partition's batches follow each other.
+        let mut seen: Vec<&String> = handled
+            .iter()
+            .filter(|payload| payload.starts_with(&prefix))
+            .collect();
+        let in_order = seen.windows(2).all(|pair| pair[0] < pair[1]);
+        seen.sort();
+        assert!(in_order, "{key}'s records in their order: {seen:?}");
+        assert_eq!(seen.len(), per_key);
+    }
 }

@@ -193,7 +193,18 @@ async fn a_payment_after_a_click_is_recovered_amount_for_the_reminders_step_and_
     );
     assert_eq!((credited, model.as_str()), (73_456, "last_touch"));
 
-    let (_, metrics) = tracker.get("/metrics").await;
+    // The tracker counts an attribution once its transaction has committed: the row can be
+    // seen a moment before the counters move.
+    let metrics = wait_for(
+        Duration::from_secs(10),
+        "the attribution counted",
+        || async {
+            let (_, metrics) = tracker.get("/metrics").await;
+            (counter(&metrics, "relance_time_to_payment_seconds_count", &[]) >= 1.0)
+                .then_some(metrics)
+        },
+    )
+    .await;
     let reminder = [
         "step=\"first_reminder\"",
         "template=\"first_reminder\"",

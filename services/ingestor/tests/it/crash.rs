@@ -7,14 +7,22 @@ use std::time::Duration;
 use relance_testkit::{service_env, settings_overrides, ServiceProcess};
 
 use crate::helpers::{
-    assert_database_matches_model, fresh_settings, replay_through_the_model, World,
+    assert_database_matches_model, fresh_settings, replay_through_the_model, today, World,
 };
 use crate::simulator::stream;
 
-fn overrides(world: &World) -> Vec<(&'static str, String)> {
+fn overrides(world: &World, epoch: &str) -> Vec<(&'static str, String)> {
     let mut overrides = settings_overrides(&world.settings);
     // Small batches, so the kill lands between many commits.
     overrides.push(("RELANCE__INGESTOR__BATCH_MAX_MESSAGES", "50".into()));
+    // Both processes on one simulated clock at noon of `today()` (noon in Paris too, where the
+    // stream's customers live): on the real clock the model's date and the customers' local
+    // date differed for an hour or two around midnight.
+    overrides.push((
+        "RELANCE__RUNTIME__CLOCK__START",
+        format!("{}T11:00:00Z", today()),
+    ));
+    overrides.push(("RELANCE__RUNTIME__CLOCK__EPOCH", epoch.to_string()));
     overrides
 }
 
@@ -27,8 +35,9 @@ async fn a_sigkilled_ingestor_loses_nothing_and_applies_nothing_twice_after_rest
         .map(|event| event.value["id"].as_str().unwrap())
         .collect();
     let binary = Path::new(env!("CARGO_BIN_EXE_ingestor"));
+    let epoch = chrono::Utc::now().to_rfc3339();
 
-    let mut first = ServiceProcess::spawn(binary, service_env(&overrides(&world))).await;
+    let mut first = ServiceProcess::spawn(binary, service_env(&overrides(&world, &epoch))).await;
     world.publish(&events).await;
     let quarter = unique.len() / 4;
     world
@@ -43,7 +52,7 @@ async fn a_sigkilled_ingestor_loses_nothing_and_applies_nothing_twice_after_rest
         unique.len()
     );
 
-    let mut second = ServiceProcess::spawn(binary, service_env(&overrides(&world))).await;
+    let mut second = ServiceProcess::spawn(binary, service_env(&overrides(&world, &epoch))).await;
     world
         .wait_processed(unique.len(), Duration::from_secs(240))
         .await;
@@ -55,9 +64,8 @@ async fn a_sigkilled_ingestor_loses_nothing_and_applies_nothing_twice_after_rest
         "each event recorded once"
     );
 
-    let today = chrono::Utc::now().date_naive();
-    let model = replay_through_the_model(&events, today);
-    assert_database_matches_model(&world, &model, today).await;
+    let model = replay_through_the_model(&events, today());
+    assert_database_matches_model(&world, &model, today()).await;
     let status = second
         .signal_and_wait("TERM", Duration::from_secs(10))
         .await;

@@ -182,6 +182,7 @@ pub struct KafkaSettings {
     pub fetch_wait_max_ms: u64,
     pub consumer_prefetch_messages: u64,
     pub consumer_prefetch_kbytes: u64,
+    pub consumer_fetch_backoff_ms: u64,
     pub auto_offset_reset: AutoOffsetReset,
     pub message_timeout_ms: u64,
     pub dead_letter_max_bytes: u64,

@@ -176,6 +176,7 @@ const TYPED_LIBRDKAFKA_KEYS: &[(&str, &str)] = &[
         "queued.max.messages.kbytes",
         "kafka.consumer_prefetch_kbytes",
     ),
+    ("fetch.queue.backoff.ms", "kafka.consumer_fetch_backoff_ms"),
     ("auto.offset.reset", "kafka.auto_offset_reset"),
     ("message.timeout.ms", "kafka.message_timeout_ms"),
     ("delivery.timeout.ms", "kafka.message_timeout_ms"),
@@ -1015,6 +1016,12 @@ fn validate_kafka(kafka: &KafkaSettings, findings: &mut Findings) {
         kafka.consumer_prefetch_kbytes,
         1,
         2_097_151,
+    );
+    findings.range(
+        "kafka.consumer_fetch_backoff_ms",
+        kafka.consumer_fetch_backoff_ms,
+        0,
+        300_000,
     );
     findings.range(
         "kafka.dead_letter_max_bytes",

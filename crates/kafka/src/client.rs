@@ -110,6 +110,10 @@ pub fn consumer_config(settings: &KafkaSettings, service: &str, group_id: &str) 
             settings.consumer_prefetch_kbytes.to_string(),
         )
         .set(
+            "fetch.queue.backoff.ms",
+            settings.consumer_fetch_backoff_ms.to_string(),
+        )
+        .set(
             "statistics.interval.ms",
             settings.statistics_interval_ms.to_string(),
         );

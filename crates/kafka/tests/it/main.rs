@@ -170,9 +170,20 @@ pub fn start_lanes_with(
     handlers: Vec<Recorder>,
     options: RunnerOptions,
 ) -> RunningConsumer {
+    start_with_settings(&fixture.settings.kafka, group, topics, handlers, options)
+}
+
+/// A runner with these Kafka settings, a handler a lane and these options.
+pub fn start_with_settings(
+    kafka: &relance_config::KafkaSettings,
+    group: &str,
+    topics: &[&str],
+    handlers: Vec<Recorder>,
+    options: RunnerOptions,
+) -> RunningConsumer {
     let registry = prometheus::Registry::new();
     let runner = ConsumerRunner::new(
-        &fixture.settings.kafka,
+        kafka,
         "test",
         group,
         topics,

@@ -13,15 +13,17 @@
 //! - On shutdown, the batch in hand is finished (or, while waiting to retry, abandoned),
 //!   committed if processed, and the consumer leaves its group. Abandoned records are
 //!   redelivered to whoever owns the partition next; handlers are idempotent.
-//! - Offsets are committed synchronously after every batch, before the next poll, so a
-//!   rebalance (which only happens inside a poll) never finds processed but uncommitted work.
-//! - With several lanes, each lane's batch is its own task. A round deals the records read to
-//!   the lanes by partition number, a partition's to one lane (which lane changes from round to
-//!   round, so that one partition's run of records does not leave the other lanes idle);
-//!   records a round cannot take are held back (not processed, not committed) for the next.
-//!   Records of a partition revoked after they were read are dropped: its fetch position went
-//!   back to the committed offset, so its owner, this member again or another, reads them
-//!   again in order.
+//! - Offsets are committed synchronously after every batch. The runner polls only when no
+//!   lane is at work, so a rebalance (which only happens inside a poll) never finds processed
+//!   but uncommitted work.
+//! - With several lanes, each lane's batch is its own task. Records read are dealt to the lanes
+//!   by partition number, a partition number in one lane at a time (which lane changes from
+//!   batch to batch, so that one partition's run of records does not leave the other lanes
+//!   idle); records no lane can take yet are held back (not processed, not committed). A lane
+//!   that finishes while others work takes a full batch of the held-back records of partitions
+//!   no lane has in hand, without waiting for the others. Records of a partition revoked after
+//!   they were read are dropped: its fetch position went back to the committed offset, so its
+//!   owner, this member again or another, reads them again in order.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -213,16 +215,19 @@ impl ConsumerRunner {
 
     /// Like [`run`](Self::run), with a handler a lane, so that one lane's work in the database
     /// overlaps another's on the CPU. Records are dealt to lanes by partition number, a
-    /// partition's records of a round to one lane: a key's records are handled in order, one
-    /// batch at a time, and so are those of a key on several topics of as many partitions (a
-    /// customer's invoices and profile); the lane that takes a partition can change from round
-    /// to round. Every lane's batch of a round is handled, each lane in its own task, and what
-    /// was handled committed, before the next poll: a rebalance never finds processed but
-    /// uncommitted work. A poll goes on until the records read would fill every lane's batch
-    /// (or the batch's time is up), holding back what a round cannot take yet, the partition
-    /// whose first record was read first dealt first. Lanes can still meet on a row (topics of
-    /// different partition counts); handlers lock in one order and retry a deadlock as
-    /// transient.
+    /// partition number in one lane at a time: a key's records are handled in order, one batch
+    /// at a time, and so are those of a key on several topics of as many partitions (a
+    /// customer's invoices and profile); which lane takes a partition changes from batch to
+    /// batch. Each lane's batch is its own task and is committed as soon as it is handled. A
+    /// lane that finishes while others work takes its next batch from the records held back,
+    /// of partitions no lane has in hand, if they make a full batch; otherwise it waits. The
+    /// runner polls only when every lane is idle, so a rebalance (which happens only inside a
+    /// poll) never finds processed but uncommitted work. A poll reads until the records read
+    /// would fill every lane's batch (or the batch's time is up), and on while more are
+    /// already fetched, holding back up to [`HELD_BATCHES_A_LANE`] batches a lane; the
+    /// partition whose first record was read first is dealt first. Lanes can still meet on a
+    /// row (topics of different partition counts); handlers lock in one order and retry a
+    /// deadlock as transient.
     ///
     /// # Errors
     /// [`ConsumerError::Handler`] with a lane's fatal error.
@@ -239,111 +244,160 @@ impl ConsumerRunner {
             "a consumer needs at least one handler"
         );
         let lanes = handlers.len();
-        let mut handlers: Vec<Option<H>> = handlers.into_iter().map(Some).collect();
+        let most = self.options.batch_max_messages;
+        // A lane's handler is here while the lane is idle, and in its task while it works.
+        let mut idle: Vec<Option<H>> = handlers.into_iter().map(Some).collect();
+        // The partition numbers of each lane's batch in hand.
+        let mut in_hand: Vec<Vec<i32>> = vec![Vec::new(); lanes];
         let mut held = Held::default();
+        // A JoinSet, so that a lane's fatal error (returning) aborts the other lanes.
+        let mut tasks: JoinSet<LaneOutcome<H>> = JoinSet::new();
+        let mut stopping = false;
         loop {
-            if held.is_empty() {
-                let Some(first) = self.next_record(&shutdown).await else {
+            if tasks.is_empty() {
+                // Every lane is idle: the one moment the runner polls.
+                if stopping || shutdown.is_cancelled() {
                     break;
-                };
-                let read_at = self.consumer.context().revocation_count();
-                held.push((read_at, first));
-            }
-            let filling = std::time::Instant::now();
-            self.fill_held(&mut held, lanes).await;
-            let parts = self.deal(&mut held, lanes);
-            let filled = filling.elapsed();
-            if parts.iter().all(Vec::is_empty) {
+                }
+                if held.is_empty() {
+                    let Some(first) = self.next_record(&shutdown).await else {
+                        break;
+                    };
+                    let read_at = self.consumer.context().revocation_count();
+                    held.push((read_at, first));
+                }
+                let filling = std::time::Instant::now();
+                let read = self.fill_held(&mut held, lanes).await;
+                tracing::debug!(
+                    read,
+                    held = held.total,
+                    fill_ms = filling.elapsed().as_millis(),
+                    "Consumer poll."
+                );
+                let all: Vec<usize> = (0..lanes).collect();
+                let parts = self.deal(&mut held, &all, &[]);
+                for (lane, part) in parts.into_iter().enumerate() {
+                    self.start_lane(&mut tasks, &mut idle, &mut in_hand, lane, part, &shutdown);
+                }
                 continue;
             }
-            let sizes: Vec<usize> = parts.iter().map(Vec::len).collect();
-            // Each lane is its own task, so that one lane's CPU work (decoding, planning) runs
-            // beside the other's, not only beside its wait on the database. A JoinSet, so that
-            // aborting the runner aborts the lanes.
-            let mut tasks = JoinSet::new();
-            for (index, part) in parts.into_iter().enumerate() {
-                if part.is_empty() {
-                    continue;
-                }
-                let Some(mut handler) = handlers[index].take() else {
-                    continue;
-                };
-                let batch: Vec<ConsumedRecord> =
-                    part.into_iter().map(|(_, record)| record).collect();
-                let retrying = Retrying {
-                    options: self.options.clone(),
-                    metrics: self.metrics.clone(),
-                };
-                let shutdown = shutdown.clone();
-                tasks.spawn(
-                    async move {
-                        let outcome = retrying.process(&mut handler, &batch, &shutdown).await;
-                        (index, handler, batch, outcome)
-                    }
-                    .in_current_span(),
-                );
-            }
-            let handling = std::time::Instant::now();
-            let mut lane_times = Vec::with_capacity(lanes);
-            let mut handled: Vec<Vec<ConsumedRecord>> = Vec::with_capacity(lanes);
-            let mut abandoned = false;
-            let mut failure = None;
-            while let Some(finished) = tasks.join_next().await {
-                lane_times.push(handling.elapsed().as_millis());
-                match finished {
-                    Ok((index, handler, batch, outcome)) => {
-                        handlers[index] = Some(handler);
-                        match outcome {
-                            Ok(true) => handled.push(batch),
-                            Ok(false) => abandoned = true,
-                            Err(error) => failure = Some(error),
-                        }
-                    }
-                    Err(panicked) => failure = Some(ConsumerError::Handler(Box::new(panicked))),
-                }
-            }
-            // A lane failed for good: nothing of the round is committed.
-            if let Some(error) = failure {
-                return Err(error);
-            }
-            let records: Vec<&ConsumedRecord> = handled.iter().flatten().collect();
+            let Some(finished) = tasks.join_next().await else {
+                continue;
+            };
+            let (lane, handler, batch, outcome, took) = match finished {
+                Ok(finished) => finished,
+                Err(panicked) => return Err(ConsumerError::Handler(Box::new(panicked))),
+            };
+            idle[lane] = Some(handler);
+            in_hand[lane].clear();
             let committing = std::time::Instant::now();
-            if !records.is_empty() {
-                self.commit(&records).await;
+            match outcome {
+                Ok(true) => {
+                    let records: Vec<&ConsumedRecord> = batch.iter().collect();
+                    self.commit(&records).await;
+                }
+                Ok(false) => stopping = true,
+                // A lane failed for good: its batch is not committed, and the other lanes'
+                // batches in hand are abandoned (their transactions roll back).
+                Err(error) => return Err(error),
             }
-            // Where a round's time goes, to see whether the lanes wait on each other, on the
-            // poll or on the commit.
+            // Where time goes: whether lanes wait on the poll, on each other or on the commit.
             tracing::debug!(
-                lane_records = ?sizes,
-                held_back = held.total,
-                fill_ms = filled.as_millis(),
-                lanes_done_ms = ?lane_times,
+                lane,
+                records = batch.len(),
+                handle_ms = took.as_millis(),
                 commit_ms = committing.elapsed().as_millis(),
-                "Consumer round."
+                held = held.total,
+                "Consumer batch."
             );
-            if abandoned || shutdown.is_cancelled() {
-                break;
+            // With every lane idle the next batches come from a poll, which tops up what is
+            // held back with the other partitions' records.
+            if stopping || shutdown.is_cancelled() || tasks.is_empty() {
+                continue;
+            }
+            // Idle lanes take full batches of the partitions no lane has in hand, without a
+            // poll: the others are still at work.
+            loop {
+                let busy: Vec<i32> = in_hand.iter().flatten().copied().collect();
+                let Some(next) = (0..lanes).find(|&lane| idle[lane].is_some()) else {
+                    break;
+                };
+                if held.available(&busy) < most {
+                    break;
+                }
+                let parts = self.deal(&mut held, &[next], &busy);
+                let Some(part) = parts.into_iter().nth(next) else {
+                    break;
+                };
+                if part.is_empty() {
+                    break;
+                }
+                self.start_lane(&mut tasks, &mut idle, &mut in_hand, next, part, &shutdown);
             }
         }
         tracing::info!("Consumer stopped; leaving the group.");
         Ok(())
     }
 
-    /// A round's batches: the records held back, dealt to the lanes. A partition number's
-    /// records go to one lane in a round (its first `batch_max_messages` at most), and rounds
-    /// follow each other, so a key's records are handled in order, one batch at a time; which
-    /// lane takes a partition changes from round to round, so that a run of one partition's
-    /// records (a fetch brings them so) does not leave a lane idle while its own partitions'
-    /// records have not come yet. Records of partitions revoked after they were read are
-    /// dropped: the partition's fetch position went back to its committed offset (reassigned to
-    /// this member, librdkafka reads them again) or to another member, so handling them now
-    /// would handle them twice, or beside their new owner.
-    fn deal(&self, held: &mut Held, lanes: usize) -> Vec<Vec<Tagged>> {
+    /// Hands `part` to lane `lane` in its own task, so that one lane's CPU work (decoding,
+    /// planning) runs beside another's, not only beside its wait on the database.
+    fn start_lane<H: BatchHandler + 'static>(
+        &self,
+        tasks: &mut JoinSet<LaneOutcome<H>>,
+        idle: &mut [Option<H>],
+        in_hand: &mut [Vec<i32>],
+        lane: usize,
+        part: Vec<Tagged>,
+        shutdown: &CancellationToken,
+    ) {
+        if part.is_empty() {
+            return;
+        }
+        let Some(mut handler) = idle[lane].take() else {
+            return;
+        };
+        let mut partitions: Vec<i32> = part.iter().map(|(_, record)| record.partition).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        in_hand[lane] = partitions;
+        let batch: Vec<ConsumedRecord> = part.into_iter().map(|(_, record)| record).collect();
+        let retrying = Retrying {
+            options: self.options.clone(),
+            metrics: self.metrics.clone(),
+        };
+        let shutdown = shutdown.clone();
+        tasks.spawn(
+            async move {
+                let started = std::time::Instant::now();
+                let outcome = retrying.process(&mut handler, &batch, &shutdown).await;
+                (lane, handler, batch, outcome, started.elapsed())
+            }
+            .in_current_span(),
+        );
+    }
+
+    /// Batches for `lanes` from the records held back, of partition numbers not in `busy`. A
+    /// partition number's records go to one lane (its first `batch_max_messages` at most), and
+    /// a partition number is in one lane at a time, so a key's records are handled in order,
+    /// one batch at a time; which lane takes a partition changes from batch to batch, so that a
+    /// run of one partition's records (a fetch brings them so) does not leave a lane idle while
+    /// its own partitions' records have not come yet. Records of partitions revoked after they
+    /// were read are dropped: the partition's fetch position went back to its committed offset
+    /// (reassigned to this member, librdkafka reads them again) or to another member, so
+    /// handling them now would handle them twice, or beside their new owner. The result has a
+    /// batch for every lane, empty for those not in `lanes`.
+    fn deal(&self, held: &mut Held, lanes: &[usize], busy: &[i32]) -> Vec<Vec<Tagged>> {
         let context = self.consumer.context();
         let most = self.options.batch_max_messages;
-        let mut parts: Vec<Vec<Tagged>> = (0..lanes).map(|_| Vec::with_capacity(most)).collect();
+        let count = lanes.iter().copied().max().map_or(0, |lane| lane + 1);
+        let mut parts: Vec<Vec<Tagged>> = (0..count).map(|_| Vec::new()).collect();
         for partition in held.in_turn() {
-            let Some(lane) = (0..lanes)
+            if busy.contains(&partition) {
+                continue;
+            }
+            let Some(lane) = lanes
+                .iter()
+                .copied()
                 .filter(|&lane| parts[lane].len() < most)
                 .min_by_key(|&lane| parts[lane].len())
             else {
@@ -402,20 +456,30 @@ impl ConsumerRunner {
     }
 
     /// Reads on until the records held back would fill every lane's batch, or the batch's time
-    /// is up, or [`HELD_BATCHES_A_LANE`] batches a lane are held back in all. Each record is
-    /// tagged with the revocations seen when it was read.
-    async fn fill_held(&self, held: &mut Held, lanes: usize) {
+    /// is up, and on while records are already fetched, up to [`HELD_BATCHES_A_LANE`] batches
+    /// a lane held back in all: lanes that finish early take their next batch from them. Each
+    /// record is tagged with the revocations seen when it was read. Returns how many were read.
+    async fn fill_held(&self, held: &mut Held, lanes: usize) -> usize {
         let deadline = tokio::time::Instant::now() + self.options.batch_max_wait;
         let most = self.options.batch_max_messages;
         let most_held = most
             .saturating_mul(HELD_BATCHES_A_LANE)
             .saturating_mul(lanes);
-        while held.total < most_held && !held.fills(lanes, most) {
-            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+        let mut read = 0;
+        while held.total < most_held {
+            // Once the lanes would be full, only what librdkafka has already fetched: a
+            // timeout that has passed still polls the read once.
+            let until = if held.fills(lanes, most) {
+                tokio::time::Instant::now()
+            } else {
+                deadline
+            };
+            match tokio::time::timeout_at(until, self.consumer.recv()).await {
                 Ok(Ok(message)) => {
                     self.metrics.record_consumed(message.topic());
                     let read_at = self.consumer.context().revocation_count();
                     held.push((read_at, ConsumedRecord::from_message(&message)));
+                    read += 1;
                 }
                 Ok(Err(error)) => {
                     tracing::warn!(error = %error, "Kafka consumer error.");
@@ -424,6 +488,7 @@ impl ConsumerRunner {
                 Err(_) => break,
             }
         }
+        read
     }
 
     async fn commit(&self, batch: &[&ConsumedRecord]) {
@@ -552,10 +617,20 @@ impl Retrying {
 /// A record and the number of revocations its consumer had seen when it was read.
 type Tagged = (u64, ConsumedRecord);
 
+/// What a lane's task gives back: its lane, its handler, its batch, whether the batch was
+/// processed, and how long that took.
+type LaneOutcome<H> = (
+    usize,
+    H,
+    Vec<ConsumedRecord>,
+    Result<bool, ConsumerError>,
+    Duration,
+);
+
 /// How many batches of records a lane may hold back (in all: lanes × this) while the others
-/// fill. A fetch brings up to `max.partition.fetch.bytes` of one partition in a run (a
-/// thousand or more small records), so one batch was not enough to reach the other
-/// partitions' records behind it.
+/// fill, and for lanes that finish before the others. A fetch brings up to
+/// `max.partition.fetch.bytes` of one partition in a run (a thousand or more small records),
+/// so one batch was not enough to reach the other partitions' records behind it.
 const HELD_BATCHES_A_LANE: usize = 4;
 
 /// Records read and not yet handled, by partition number (a key's records on several topics
@@ -580,6 +655,15 @@ impl Held {
 
     fn is_empty(&self) -> bool {
         self.total == 0
+    }
+
+    /// Records held back of partition numbers not in `busy`.
+    fn available(&self, busy: &[i32]) -> usize {
+        self.queues
+            .iter()
+            .filter(|(partition, _)| !busy.contains(partition))
+            .map(|(_, queue)| queue.len())
+            .sum()
     }
 
     /// Partition numbers with records, the one whose first record was read first, first: no

@@ -59,6 +59,12 @@ pub struct Recorder {
     pub overlapping: Arc<AtomicUsize>,
     /// Every record handled, by every clone sharing it, as each batch ends.
     pub all_handled: Arc<Mutex<Vec<ConsumedRecord>>>,
+    /// The first batch begun (by any clone sharing it) takes this long instead of `hold`.
+    pub slow_first: Option<Duration>,
+    /// Batches begun, by every clone sharing it.
+    pub begun: Arc<AtomicUsize>,
+    /// For the slow batch, how many batches were begun while it was in hand.
+    pub begun_while_slow: Arc<Mutex<Vec<usize>>>,
 }
 
 impl Recorder {
@@ -95,7 +101,13 @@ impl BatchHandler for Recorder {
             self.overlapping.fetch_add(1, Ordering::SeqCst);
         }
         self.batch_sizes.lock().unwrap().push(batch.len());
-        if let Some(hold) = self.hold {
+        let begun = self.begun.fetch_add(1, Ordering::SeqCst);
+        let slow = self.slow_first.filter(|_| begun == 0);
+        if let Some(hold) = slow {
+            tokio::time::sleep(hold).await;
+            let since = self.begun.load(Ordering::SeqCst) - begun - 1;
+            self.begun_while_slow.lock().unwrap().push(since);
+        } else if let Some(hold) = self.hold {
             tokio::time::sleep(hold).await;
         }
         self.seen.lock().unwrap().extend_from_slice(batch);

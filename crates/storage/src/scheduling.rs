@@ -579,8 +579,24 @@ const REMINDER_COLUMNS: &str =
     step_id, channel, segment, template, variant, experiment, status, scheduled_for, policy_id,
     policy_version, topic, command, decided_by, decided_at, decision_note";
 
+/// What planning reads of a past reminder: not its command, a few kilobytes of JSON a row
+/// that planning never looks at.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PastReminderRow {
+    pub tenant: String,
+    pub customer_id: String,
+    pub invoice_ids: Vec<String>,
+    /// `message`, `task` or `escalation`.
+    pub kind: String,
+    pub trigger: serde_json::Value,
+    pub step_id: String,
+    /// `awaiting_approval`, `queued`, `rejected`, `cancelled` or `deferred`.
+    pub status: String,
+    pub scheduled_for: DateTime<Utc>,
+}
+
 /// The reminders of `customer_ids` since `since`, of every status (cancelled ones count for
-/// attempt numbers, not as taken).
+/// attempt numbers, not as taken), oldest first.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the query fails.
@@ -588,14 +604,15 @@ pub async fn reminder_history(
     connection: &mut PgConnection,
     customer_keys: &[Scoped],
     since: DateTime<Utc>,
-) -> Result<Vec<ReminderRow>, StorageError> {
+) -> Result<Vec<PastReminderRow>, StorageError> {
     let (tenants, ids) = key_columns(customer_keys);
-    sqlx::query_as(&format!(
-        "SELECT {REMINDER_COLUMNS} FROM reminders
+    sqlx::query_as(
+        "SELECT tenant, customer_id, invoice_ids, kind, trigger, step_id, status, scheduled_for
+         FROM reminders
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $3::text[]))
            AND scheduled_for >= $2
-         ORDER BY scheduled_for"
-    ))
+         ORDER BY scheduled_for",
+    )
     .bind(&tenants)
     .bind(since)
     .bind(&ids)

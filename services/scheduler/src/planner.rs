@@ -21,7 +21,7 @@ use relance_policy::{
     plan_customer, CustomerSnapshot, PastAction, PastActionKind, PastReminder, Risk, Trigger,
 };
 use relance_storage::outbox::{self, OutboxRecord};
-use relance_storage::scheduling::{self, ReminderRow, SchedulingCustomer};
+use relance_storage::scheduling::{self, PastReminderRow, ReminderRow, SchedulingCustomer};
 use relance_storage::{invoices, StorageError};
 use sqlx::PgPool;
 use tokio::sync::Notify;
@@ -127,27 +127,23 @@ pub fn customer_snapshot(customer: &SchedulingCustomer) -> CustomerSnapshot {
     }
 }
 
-/// Reminder rows as the policy sees them: cancelled and deferred ones do not count, and a
-/// row whose trigger cannot be read is left out.
-pub fn past_reminders(rows: &[ReminderRow]) -> Vec<PastReminder> {
-    rows.iter()
-        .filter_map(|row| {
-            Some(PastReminder {
-                action: PastAction {
-                    invoice_ids: row.invoice_ids.clone(),
-                    trigger: serde_json::from_value::<Trigger>(row.trigger.clone()).ok()?,
-                    step_id: row.step_id.clone(),
-                    at: row.scheduled_for,
-                    kind: if row.kind == "escalation" {
-                        PastActionKind::Escalation
-                    } else {
-                        PastActionKind::Reminder
-                    },
-                },
-                active: !matches!(row.status.as_str(), "cancelled" | "deferred"),
-            })
-        })
-        .collect()
+/// A past reminder as the policy sees it: cancelled and deferred ones do not count, and a row
+/// whose trigger cannot be read is left out.
+pub fn past_reminder(row: PastReminderRow) -> Option<PastReminder> {
+    Some(PastReminder {
+        active: !matches!(row.status.as_str(), "cancelled" | "deferred"),
+        action: PastAction {
+            trigger: serde_json::from_value::<Trigger>(row.trigger).ok()?,
+            kind: if row.kind == "escalation" {
+                PastActionKind::Escalation
+            } else {
+                PastActionKind::Reminder
+            },
+            invoice_ids: row.invoice_ids,
+            step_id: row.step_id,
+            at: row.scheduled_for,
+        },
+    })
 }
 
 /// What one tick did.
@@ -337,13 +333,16 @@ impl Scheduler {
             ..TickReport::default()
         };
         let mut writes = Writes::default();
-        // Grouped once: a batch holds hundreds of customers.
-        let mut history_of: HashMap<(&str, &str), Vec<ReminderRow>> = HashMap::new();
-        for row in &history {
-            history_of
-                .entry((row.tenant.as_str(), row.customer_id.as_str()))
-                .or_default()
-                .push(row.clone());
+        // Grouped once: a batch holds hundreds of customers. Moved, not cloned.
+        let mut history_of: HashMap<(String, String), Vec<PastReminder>> = HashMap::new();
+        for mut row in history {
+            let key = (
+                std::mem::take(&mut row.tenant),
+                std::mem::take(&mut row.customer_id),
+            );
+            if let Some(past) = past_reminder(row) {
+                history_of.entry(key).or_default().push(past);
+            }
         }
         let mut invoices_of: HashMap<(&str, &str), Vec<Invoice>> = HashMap::new();
         for invoice in book.invoices.values() {
@@ -354,7 +353,9 @@ impl Scheduler {
         }
         for customer in &customers {
             let key = (customer.tenant.as_str(), customer.customer_id.as_str());
-            let rows = history_of.remove(&key).unwrap_or_default();
+            let past = history_of
+                .remove(&(customer.tenant.clone(), customer.customer_id.clone()))
+                .unwrap_or_default();
             let invoices = invoices_of.remove(&key).unwrap_or_default();
             let _customer = tracing::info_span!(
                 "plan.customer",
@@ -362,7 +363,7 @@ impl Scheduler {
                 customer_id = %customer.customer_id,
             )
             .entered();
-            self.plan(customer, invoices, &rows, now, &mut writes, &mut report)?;
+            self.plan(customer, invoices, &past, now, &mut writes, &mut report)?;
         }
         let outbox = self
             .record(transaction, &mut book, writes, now, &mut report)
@@ -375,7 +376,7 @@ impl Scheduler {
         &self,
         customer: &SchedulingCustomer,
         invoices: Vec<Invoice>,
-        rows: &[ReminderRow],
+        past: &[PastReminder],
         now: DateTime<Utc>,
         writes: &mut Writes,
         report: &mut TickReport,
@@ -387,14 +388,7 @@ impl Scheduler {
             customer_id: &customer.customer_id,
             facts: Some(&customer.facts),
         };
-        let planned = match plan_customer(
-            policy,
-            context,
-            &snapshot,
-            &invoices,
-            &past_reminders(rows),
-            now,
-        ) {
+        let planned = match plan_customer(policy, context, &snapshot, &invoices, past, now) {
             Ok(planned) => planned,
             Err(error) => {
                 // Left for a person rather than stopping everyone else's dunning.

@@ -9,7 +9,8 @@
 //!   stops the runner: it bisects the batch, applying what it can, until the records at fault
 //!   are alone, and hands each to the handler's dead-letter writer with the reason. A poison
 //!   record costs a few extra transactions, never a crash loop.
-//! - A fatal failure stops the runner with an error, without committing.
+//! - A fatal failure stops the runner with an error, without committing the failed batch;
+//!   the other lanes finish the batch in hand first (one waiting to retry gives it up).
 //! - On shutdown, the batch in hand is finished (or, while waiting to retry, abandoned),
 //!   committed if processed, and the consumer leaves its group. Abandoned records are
 //!   redelivered to whoever owns the partition next; handlers are idempotent.
@@ -250,11 +251,19 @@ impl ConsumerRunner {
         // The partition numbers of each lane's batch in hand.
         let mut in_hand: Vec<Vec<i32>> = vec![Vec::new(); lanes];
         let mut held = Held::default();
-        // A JoinSet, so that a lane's fatal error (returning) aborts the other lanes.
+        // A JoinSet, so that dropping the runner (aborted) aborts the lanes.
         let mut tasks: JoinSet<LaneOutcome<H>> = JoinSet::new();
         let mut stopping = false;
+        // A lane's fatal error, returned once the other lanes have finished their batches.
+        let mut failure: Option<ConsumerError> = None;
+        // Cancelled on shutdown, and on a fatal error: a lane waiting to retry then gives its
+        // batch up instead of holding the error back.
+        let lanes_stop = shutdown.child_token();
         loop {
             if tasks.is_empty() {
+                if let Some(error) = failure {
+                    return Err(error);
+                }
                 // Every lane is idle: the one moment the runner polls.
                 if stopping || shutdown.is_cancelled() {
                     break;
@@ -277,7 +286,7 @@ impl ConsumerRunner {
                 let all: Vec<usize> = (0..lanes).collect();
                 let parts = self.deal(&mut held, &all, &[]);
                 for (lane, part) in parts.into_iter().enumerate() {
-                    self.start_lane(&mut tasks, &mut idle, &mut in_hand, lane, part, &shutdown);
+                    self.start_lane(&mut tasks, &mut idle, &mut in_hand, lane, part, &lanes_stop);
                 }
                 continue;
             }
@@ -286,7 +295,12 @@ impl ConsumerRunner {
             };
             let (lane, handler, batch, outcome, took) = match finished {
                 Ok(finished) => finished,
-                Err(panicked) => return Err(ConsumerError::Handler(Box::new(panicked))),
+                Err(panicked) => {
+                    failure = Some(ConsumerError::Handler(Box::new(panicked)));
+                    stopping = true;
+                    lanes_stop.cancel();
+                    continue;
+                }
             };
             idle[lane] = Some(handler);
             in_hand[lane].clear();
@@ -297,9 +311,14 @@ impl ConsumerRunner {
                     self.commit(&records).await;
                 }
                 Ok(false) => stopping = true,
-                // A lane failed for good: its batch is not committed, and the other lanes'
-                // batches in hand are abandoned (their transactions roll back).
-                Err(error) => return Err(error),
+                // A lane failed for good: its batch is not committed, nothing new starts,
+                // and the other lanes finish their batches (committed) before the runner
+                // returns the error, rather than being cut off mid-transaction.
+                Err(error) => {
+                    failure = Some(error);
+                    stopping = true;
+                    lanes_stop.cancel();
+                }
             }
             // Where time goes: whether lanes wait on the poll, on each other or on the commit.
             tracing::debug!(
@@ -332,7 +351,7 @@ impl ConsumerRunner {
                 if part.is_empty() {
                     break;
                 }
-                self.start_lane(&mut tasks, &mut idle, &mut in_hand, next, part, &shutdown);
+                self.start_lane(&mut tasks, &mut idle, &mut in_hand, next, part, &lanes_stop);
             }
         }
         tracing::info!("Consumer stopped; leaving the group.");
@@ -468,7 +487,8 @@ impl ConsumerRunner {
         let mut read = 0;
         while held.total < most_held {
             // Once the lanes would be full, only what librdkafka has already fetched: a
-            // timeout that has passed still polls the read once.
+            // timeout at the present still polls the read once (tokio rounds it up to the next
+            // millisecond).
             let until = if held.fills(lanes, most) {
                 tokio::time::Instant::now()
             } else {

@@ -673,3 +673,62 @@ async fn a_slow_batch_does_not_hold_the_other_lanes_back() {
         );
     }
 }
+
+/// A lane that fails for good stops the runner even while another lane waits to retry (a
+/// database that is down): the waiting lane gives its batch up, uncommitted, instead of
+/// holding the error back until the database returns.
+#[tokio::test]
+async fn a_lane_that_fails_for_good_stops_the_runner_while_another_waits_to_retry() {
+    let partitions = 2;
+    let fixture = fixture("fatal-lanes", partitions).await;
+    let topic = fixture.topics.customers.clone();
+    let group = group_name("fatal-lanes");
+    for key in 0..8 {
+        for index in 0..5 {
+            fixture
+                .producer
+                .send(&record(
+                    &topic,
+                    &format!("cus_{key}"),
+                    format!("cus_{key} {index}").as_bytes(),
+                    &[],
+                ))
+                .await
+                .expect("produce");
+        }
+    }
+    let fatal = Recorder::default();
+    *fatal.fatal.lock().unwrap() = true;
+    let waiting = Recorder::default();
+    *waiting.transient_failures_left.lock().unwrap() = u32::MAX;
+    let consumer = start_lanes_with(
+        &fixture,
+        &group,
+        &[&topic],
+        vec![fatal, waiting.clone()],
+        RunnerOptions {
+            batch_max_messages: 10,
+            batch_max_wait: Duration::from_millis(200),
+            retry_initial: Duration::from_millis(20),
+            retry_max: Duration::from_millis(100),
+        },
+    );
+    let result = tokio::time::timeout(Duration::from_secs(30), consumer.task)
+        .await
+        .expect("the runner stops by itself")
+        .expect("task");
+    assert!(
+        matches!(result, Err(relance_kafka::ConsumerError::Handler(_))),
+        "{result:?}"
+    );
+    assert!(
+        *waiting.transient_failures_left.lock().unwrap() < u32::MAX,
+        "the second lane had a batch and was waiting to retry it"
+    );
+    assert!(waiting.records().is_empty(), "nothing was handled");
+    assert_eq!(
+        committed_offsets(&fixture.settings, &group, &topic, partitions),
+        vec![-1, -1],
+        "nothing committed"
+    );
+}

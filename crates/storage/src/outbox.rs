@@ -241,9 +241,18 @@ pub async fn claim_pending(
     if !locked {
         return Ok(Vec::new());
     }
+    // One ordered range of the partial index `outbox_unpublished (producer, id)` for each
+    // producer value, merged: with the two in one `OR`, PostgreSQL read and sorted every
+    // pending record of the producer on every claim (29 % of the database's time while the
+    // scheduler queued 100,000 commands, make bench).
     let rows: Vec<PendingRow> = sqlx::query_as(
-        "SELECT id, topic, message_key, payload, headers::text FROM outbox
-         WHERE published_at IS NULL AND failed_at IS NULL AND (producer = $1 OR producer IS NULL)
+        "(SELECT id, topic, message_key, payload, headers::text FROM outbox
+          WHERE published_at IS NULL AND failed_at IS NULL AND producer = $1
+          ORDER BY id LIMIT $2)
+         UNION ALL
+         (SELECT id, topic, message_key, payload, headers::text FROM outbox
+          WHERE published_at IS NULL AND failed_at IS NULL AND producer IS NULL
+          ORDER BY id LIMIT $2)
          ORDER BY id LIMIT $2",
     )
     .bind(producer)

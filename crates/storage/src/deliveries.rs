@@ -158,13 +158,22 @@ pub async fn claim_due(
         .map(|route| route.2.as_str())
         .collect();
     sqlx::query_as(
-        "WITH routes AS (
-             SELECT * FROM unnest($5::text[], $6::text[], $7::text[]) AS r(tenant, email, sms)),
-         due AS (
-             SELECT d.delivery_id FROM deliveries d LEFT JOIN routes r ON r.tenant = d.tenant
+        // The route is looked up per delivery, not joined: joined, PostgreSQL estimated
+        // that few due deliveries match it and read and sorted every due one to take the
+        // first `limit`, on every claim (a backlog after a provider outage, or the morning's
+        // reminders, was read again and again); filtered, it walks `deliveries_due` in order
+        // and stops at `limit`.
+        "WITH due AS (
+             SELECT d.delivery_id FROM deliveries d
              WHERE d.status IN ('pending', 'in_flight') AND d.next_attempt_at <= $1
-               AND CASE d.channel WHEN 'email' THEN coalesce(r.email, $8)
-                                  ELSE coalesce(r.sms, $9) END = $4
+               AND CASE d.channel
+                       WHEN 'email' THEN coalesce(
+                           (SELECT r.email FROM unnest($5::text[], $6::text[]) AS r(tenant, email)
+                            WHERE r.tenant = d.tenant), $8)
+                       ELSE coalesce(
+                           (SELECT r.sms FROM unnest($5::text[], $7::text[]) AS r(tenant, sms)
+                            WHERE r.tenant = d.tenant), $9)
+                   END = $4
              ORDER BY d.next_attempt_at
              LIMIT $3
              FOR UPDATE OF d SKIP LOCKED)

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod claims;
+mod dispatch;
 mod privacy;
 mod repositories;
 

@@ -114,7 +114,8 @@ pub struct ClaimedDelivery {
 pub struct Routes {
     pub default_email: String,
     pub default_sms: String,
-    /// `(tenant, email provider, sms provider)` of tenants with their own.
+    /// `(tenant, email provider, sms provider)` of tenants with their own, one entry a tenant
+    /// (of two, the first counts).
     pub tenants: Vec<(String, String, String)>,
 }
 
@@ -169,10 +170,10 @@ pub async fn claim_due(
                AND CASE d.channel
                        WHEN 'email' THEN coalesce(
                            (SELECT r.email FROM unnest($5::text[], $6::text[]) AS r(tenant, email)
-                            WHERE r.tenant = d.tenant), $8)
+                            WHERE r.tenant = d.tenant LIMIT 1), $8)
                        ELSE coalesce(
                            (SELECT r.sms FROM unnest($5::text[], $7::text[]) AS r(tenant, sms)
-                            WHERE r.tenant = d.tenant), $9)
+                            WHERE r.tenant = d.tenant LIMIT 1), $9)
                    END = $4
              ORDER BY d.next_attempt_at
              LIMIT $3

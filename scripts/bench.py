@@ -1816,7 +1816,8 @@ class Bench:
             "scripts/bench.py --build release --phases ingest,cancel   # some phases only",
             "scripts/bench.py --ingest-events 50000 --schedule-large 300000 --send-messages 1000 --keep",
             "# also: --schedule-timeout S (default 180), --send-timeout S, --cancel-payments N, --seed N,",
-            "#       --out-dir DIR,",
+            "#       --out-dir DIR, --invoices-per-customer N (the seed's, all due in the first scheduler run;",
+            "#       default 10),",
             f"#       --profile (make bench passes it: perf record -F {PERF_FREQUENCY} on each measured service run,",
             "#       shown under Profiles with the database's top statements; perf.data files stay in the run",
             "#       folder, kept with --keep),",
@@ -1975,6 +1976,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--schedule-large", type=int, default=None,
                         help="open invoices, one due a customer (default 1,000,000; --quick 100,000)")
     parser.add_argument("--seed-invoices", type=int, default=None, help="invoices of the seed cloned for the scheduler (default 10,000)")
+    parser.add_argument("--invoices-per-customer", type=int, default=None,
+                        help="invoices a customer of that seed (default 10): all due in the first scheduler run")
     parser.add_argument("--send-messages", type=int, default=None, help="messages a sender run (default 2,000; --quick 500)")
     parser.add_argument("--cancel-payments", type=int, default=None, help="payments racing queued reminders (default 300)")
     parser.add_argument("--schedule-timeout", type=float, default=180.0, help="longest a scheduler run may take (s)")
@@ -2004,7 +2007,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = (QUICK if args.quick else FULL).but(
         ingest_events=args.ingest_events, schedule_small=args.schedule_small, schedule_large=args.schedule_large,
-        seed_invoices=args.seed_invoices, send_messages=args.send_messages, cancel_payments=args.cancel_payments)
+        seed_invoices=args.seed_invoices, invoices_per_customer=args.invoices_per_customer,
+        send_messages=args.send_messages, cancel_payments=args.cancel_payments)
     phases = [name.strip() for name in args.phases.split(",") if name.strip()]
     unknown = [name for name in phases if name not in PHASES]
     if unknown:

@@ -320,6 +320,7 @@ pub struct SchedulerSettings {
     pub policies_dir: String,
     pub tick_interval_ms: u64,
     pub batch_customers: u32,
+    pub batch_invoices: u32,
     pub planning_workers: u32,
     pub history_days: u32,
 }

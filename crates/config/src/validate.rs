@@ -862,6 +862,12 @@ impl Settings {
             10_000,
         );
         findings.range(
+            "scheduler.batch_invoices",
+            u64::from(scheduler.batch_invoices),
+            1,
+            1_000_000,
+        );
+        findings.range(
             "scheduler.planning_workers",
             u64::from(scheduler.planning_workers),
             1,

@@ -38,14 +38,57 @@ pub async fn mark_for_replanning(
     Ok(())
 }
 
-/// Due invoices looked at per customer claimed, first (see [`claim_due_customers_among`]).
-const CLAIM_FIRST_WINDOW_PER_CUSTOMER: i64 = 5;
-/// Due invoices looked at per customer claimed when the first window fell short.
-const CLAIM_WINDOW_PER_CUSTOMER: i64 = 20;
+/// The windows of most overdue invoices a claim reads, first the narrow one and then, when
+/// that found too few customers while more invoices were due, the wide one: invoices looked at
+/// per customer wanted, and per invoice the round may still take (see
+/// [`claim_due_customers_among`]).
+const CLAIM_WINDOWS: [(i64, i64); 2] = [(5, 1), (20, 4)];
 /// Candidates tried per customer claimed: enough to pass over those other workers hold (nine
 /// other workers claiming as many), few enough that the list is not mostly sent back unused
 /// (make bench: 3,860 candidates for a claim of 200).
 const CLAIM_CANDIDATES_PER_CUSTOMER: i64 = 10;
+
+/// How much one planning round takes on: at most `customers` customers, and no customer whose
+/// due invoices would take the round past `invoices` (a round always takes its first customer,
+/// however many invoices they have due). The invoices bound the round's memory; the customers
+/// its statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundLimits {
+    pub customers: i64,
+    pub invoices: i64,
+}
+
+impl RoundLimits {
+    /// Up to `customers` customers, whatever their invoices.
+    #[must_use]
+    pub fn customers(customers: i64) -> Self {
+        Self {
+            customers,
+            invoices: i64::MAX,
+        }
+    }
+}
+
+/// The customers a claim locked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// To plan in this round, most overdue first, within both limits.
+    pub customers: Vec<Scoped>,
+    /// Locked, but with more due invoices than the window showed and the round has room for:
+    /// left for a later round (their locks go with this round's transaction).
+    pub set_back: Vec<Scoped>,
+    /// Due invoices of `customers`.
+    pub invoices: i64,
+    /// A limit stopped the claim: more customers may be due at once.
+    pub full: bool,
+}
+
+impl Claimed {
+    /// Every customer the claim locked.
+    pub fn locked(&self) -> impl Iterator<Item = &Scoped> {
+        self.customers.iter().chain(&self.set_back)
+    }
+}
 
 /// Claims up to `limit` customers with an invoice due for planning at `now`, most overdue
 /// first, locking their rows; customers another scheduler holds are skipped, so replicas never
@@ -58,54 +101,111 @@ pub async fn claim_due_customers(
     now: DateTime<Utc>,
     limit: i64,
 ) -> Result<Vec<Scoped>, StorageError> {
-    claim_due_customers_among(connection, now, limit, None, &HashSet::new()).await
+    claim_due_customers_among(
+        connection,
+        now,
+        RoundLimits::customers(limit),
+        None,
+        &HashSet::new(),
+    )
+    .await
+    .map(|claimed| claimed.customers)
 }
 
-/// [`claim_due_customers`] among `only` (all when `None`), passing over `held_here`: the
-/// customers this process's other workers are planning, which the database would only skip
-/// as locked, one lock attempt each (when workers share the most overdue customers, those
-/// attempts were most of the claim's time).
+/// [`claim_due_customers`] within `limits`, among `only` (all when `None`), passing over
+/// `held_here`: the customers this process's other workers are planning, which the database
+/// would only skip as locked, one lock attempt each (when workers share the most overdue
+/// customers, those attempts were most of the claim's time).
 ///
-/// The most overdue invoices are read first in a narrow window of [`CLAIM_FIRST_WINDOW_PER_CUSTOMER`]
-/// a customer wanted, and again in a wide one only when that finds too few customers while
-/// more invoices are due (customers with many due invoices, or many held elsewhere): the
-/// window's cost grows with its size, and with one due invoice a customer the wide one was a
-/// quarter of the database's time (make bench, 100,000 due invoices among 1,000,000).
+/// The most overdue invoices are read first in a narrow window ([`CLAIM_WINDOWS`]), and again
+/// in a wide one only when that finds too few customers while more invoices are due (customers
+/// with many due invoices, or many held elsewhere): the window's cost grows with its size, and
+/// with one due invoice a customer the wide one was a quarter of the database's time (make
+/// bench, 100,000 due invoices among 1,000,000).
+///
+/// Candidates are locked while their invoices in the window fit the round's invoices; the lock
+/// counts each one's due invoices, and a customer with more than the window showed and the
+/// round has room for is set back, locked but not planned.
 ///
 /// # Errors
 /// [`StorageError::Query`] when a query fails.
 pub async fn claim_due_customers_among(
     connection: &mut PgConnection,
     now: DateTime<Utc>,
-    limit: i64,
+    limits: RoundLimits,
     only: Option<&[Scoped]>,
     held_here: &HashSet<Scoped>,
-) -> Result<Vec<Scoped>, StorageError> {
-    let wanted = usize::try_from(limit).unwrap_or(0);
-    let mut claimed: Vec<Scoped> = Vec::new();
+) -> Result<Claimed, StorageError> {
+    let mut claimed = Claimed::default();
     let mut tried: HashSet<Scoped> = HashSet::new();
-    for window_per_customer in [CLAIM_FIRST_WINDOW_PER_CUSTOMER, CLAIM_WINDOW_PER_CUSTOMER] {
-        let window = limit.saturating_mul(window_per_customer);
+    for (per_customer, per_invoice) in CLAIM_WINDOWS {
+        let customers_left = limits.customers - count(claimed.customers.len());
+        let invoices_left = limits.invoices - claimed.invoices;
+        let window = customers_left
+            .saturating_mul(per_customer)
+            .min(invoices_left.saturating_mul(per_invoice));
         let (candidates, window_rows) =
-            due_candidates(connection, now, window, limit, only, held_here).await?;
-        let untried: Vec<Scoped> = candidates
+            due_candidates(connection, now, window, customers_left, only, held_here).await?;
+        let untried: Vec<(Scoped, i64)> = candidates
             .into_iter()
-            .filter(|customer| !tried.contains(customer))
+            .filter(|(customer, _)| !tried.contains(customer))
             .collect();
-        tried.extend(untried.iter().cloned());
-        if !untried.is_empty() {
-            let more = i64::try_from(wanted - claimed.len()).unwrap_or(limit);
-            claimed.extend(lock_due_customers(connection, &untried, more, now).await?);
+        tried.extend(untried.iter().map(|(customer, _)| customer.clone()));
+        // As many as fit by their invoices seen in the window, a lower bound of their due
+        // invoices: the lock below counts them and has the last word. Every candidate is
+        // offered, in order, so that the lock passes over those another replica holds (two
+        // replicas claiming at once offer the same customers) and takes the next ones.
+        let mut seen = 0_i64;
+        let mut fitting = 0_i64;
+        let mut more_than_fit = false;
+        for (_, in_window) in &untried {
+            let first = claimed.customers.is_empty() && fitting == 0;
+            if !first && claimed.invoices + seen + in_window > limits.invoices {
+                more_than_fit = true;
+                break;
+            }
+            seen += in_window;
+            fitting += 1;
         }
-        if claimed.len() >= wanted || window_rows < window {
+        let to_lock: Vec<Scoped> = untried.into_iter().map(|(customer, _)| customer).collect();
+        let limit = fitting.min(customers_left);
+        if limit > 0 {
+            for (customer, due) in lock_due_customers(connection, &to_lock, limit, now).await? {
+                let first = claimed.customers.is_empty();
+                if !claimed.set_back.is_empty()
+                    || (!first && claimed.invoices + due > limits.invoices)
+                {
+                    claimed.full = true;
+                    claimed.set_back.push(customer);
+                } else {
+                    claimed.invoices += due;
+                    claimed.customers.push(customer);
+                }
+            }
+        }
+        // Stopped by a limit with customers in hand; with none (every one offered was held
+        // elsewhere), the wide window looks further.
+        if !claimed.customers.is_empty()
+            && (more_than_fit
+                || count(claimed.customers.len()) >= limits.customers
+                || claimed.invoices >= limits.invoices)
+        {
+            claimed.full = true;
+        }
+        if claimed.full || window_rows < window {
             break;
         }
     }
     Ok(claimed)
 }
 
-/// Customers of the `window` most overdue invoices (among `only`), most overdue first, with
-/// how many invoices the window held (fewer than `window`: every due invoice was in it).
+fn count(length: usize) -> i64 {
+    i64::try_from(length).unwrap_or(i64::MAX)
+}
+
+/// Customers of the `window` most overdue invoices (among `only`), most overdue first, each
+/// with how many of its invoices the window held, and how many invoices the window held in all
+/// (fewer than `window`: every due invoice was in it).
 async fn due_candidates(
     connection: &mut PgConnection,
     now: DateTime<Utc>,
@@ -113,7 +213,7 @@ async fn due_candidates(
     limit: i64,
     only: Option<&[Scoped]>,
     held_here: &HashSet<Scoped>,
-) -> Result<(Vec<Scoped>, i64), StorageError> {
+) -> Result<(Vec<(Scoped, i64)>, i64), StorageError> {
     let (tenants, ids) = only.map(key_columns).unzip();
     let (held_tenants, held_ids): (Vec<&str>, Vec<&str>) = held_here
         .iter()
@@ -127,8 +227,8 @@ async fn due_candidates(
     // The invoices of customers held here do not count in the window: siblings hold the most
     // overdue customers, and with many due invoices each they filled the window, so rounds
     // came back short and their workers waited for the next tick.
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT tenant, customer_id, sum(invoices) OVER ()::bigint
+    let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+        "SELECT tenant, customer_id, invoices, sum(invoices) OVER ()::bigint
          FROM (SELECT tenant, customer_id, min(next_action_at) AS due, count(*) AS invoices
                FROM (SELECT tenant, customer_id, next_action_at FROM invoices
                      WHERE next_action_at <= $1
@@ -153,23 +253,23 @@ async fn due_candidates(
     .fetch_all(&mut *connection)
     .await
     .map_err(StorageError::query("finding customers with due invoices"))?;
-    let window_rows = rows.first().map_or(0, |row| row.2);
+    let window_rows = rows.first().map_or(0, |row| row.3);
     Ok((
         rows.into_iter()
-            .map(|(tenant, customer_id, _)| (tenant, customer_id))
+            .map(|(tenant, customer_id, invoices, _)| ((tenant, customer_id), invoices))
             .collect(),
         window_rows,
     ))
 }
 
 /// Locks up to `limit` of `candidates` that still have an invoice due at `now`, in their order,
-/// skipping those another transaction holds.
+/// skipping those another transaction holds; with how many invoices each has due.
 async fn lock_due_customers(
     connection: &mut PgConnection,
     candidates: &[Scoped],
     limit: i64,
     now: DateTime<Utc>,
-) -> Result<Vec<Scoped>, StorageError> {
+) -> Result<Vec<(Scoped, i64)>, StorageError> {
     // In the candidates' order: key_columns would sort them.
     let (tenants, ids): (Vec<&str>, Vec<&str>) = candidates
         .iter()
@@ -178,14 +278,16 @@ async fn lock_due_customers(
     // Locked in that order, one primary-key lookup each, stopping at `limit`: joined in one
     // statement, PostgreSQL read every customer (a sequential scan growing with the
     // portfolio) to lock a few hundred. Without ORDER BY the rows come in the array's order.
-    // A customer another worker planned since the candidates were read is passed over.
-    sqlx::query_as(
-        "SELECT c.tenant, c.customer_id
+    // A customer another worker planned since the candidates were read is passed over. The
+    // count reads the customer's due entries of `invoices_by_customer`, as the load will.
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT c.tenant, c.customer_id, d.due
          FROM unnest($1::text[], $2::text[]) AS k(tenant, customer_id)
          JOIN customers c ON c.tenant = k.tenant AND c.customer_id = k.customer_id
-         WHERE EXISTS (SELECT 1 FROM invoices i
-                       WHERE i.tenant = c.tenant AND i.customer_id = c.customer_id
-                         AND i.next_action_at <= $4)
+         CROSS JOIN LATERAL (SELECT count(*) AS due FROM invoices i
+                             WHERE i.tenant = c.tenant AND i.customer_id = c.customer_id
+                               AND i.next_action_at <= $4) AS d
+         WHERE d.due > 0
          LIMIT $3
          FOR UPDATE OF c SKIP LOCKED",
     )
@@ -195,7 +297,11 @@ async fn lock_due_customers(
     .bind(now)
     .fetch_all(connection)
     .await
-    .map_err(StorageError::query("claiming due customers"))
+    .map_err(StorageError::query("claiming due customers"))?;
+    Ok(rows
+        .into_iter()
+        .map(|(tenant, customer_id, due)| ((tenant, customer_id), due))
+        .collect())
 }
 
 /// A hold on all of a customer's invoices.

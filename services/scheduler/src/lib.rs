@@ -195,14 +195,13 @@ async fn run_ticks(
     shutdown: &CancellationToken,
 ) -> Result<(), BoxError> {
     let interval = Duration::from_millis(scheduler.settings.tick_interval_ms);
-    let full = scheduler.settings.batch_customers as usize;
     loop {
         loop {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
             match scheduler.tick(clock.now()).await {
-                Ok(report) if report.customers >= full => continue,
+                Ok(report) if report.full => continue,
                 Ok(report) => {
                     if report.customers > 0 {
                         tracing::debug!(

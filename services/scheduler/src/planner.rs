@@ -66,13 +66,14 @@ impl InFlight {
         self.0.lock().map(|held| held.clone()).unwrap_or_default()
     }
 
-    fn hold(&self, customers: &[Scoped]) -> Held {
+    fn hold<'a>(&self, customers: impl Iterator<Item = &'a Scoped>) -> Held {
+        let customers: Vec<Scoped> = customers.cloned().collect();
         if let Ok(mut held) = self.0.lock() {
             held.extend(customers.iter().cloned());
         }
         Held {
             in_flight: self.clone(),
-            customers: customers.to_vec(),
+            customers,
         }
     }
 }
@@ -155,6 +156,8 @@ pub struct TickReport {
     pub escalations: usize,
     /// Customers whose data cannot form a valid command: left for a person.
     pub quarantined: usize,
+    /// The round stopped at `batch_customers` or `batch_invoices`: more may be due now.
+    pub full: bool,
 }
 
 /// What a tick writes, gathered before it is written once.
@@ -167,8 +170,15 @@ struct Writes {
 }
 
 impl Scheduler {
-    /// One round: claims up to `batch_customers` customers with due invoices at `now` and plans
-    /// them. Returns what it did; zero customers means nothing was due.
+    fn round_limits(&self) -> scheduling::RoundLimits {
+        scheduling::RoundLimits {
+            customers: i64::from(self.settings.batch_customers),
+            invoices: i64::from(self.settings.batch_invoices),
+        }
+    }
+
+    /// One round: claims up to `batch_customers` customers with due invoices at `now` (no more
+    /// than `batch_invoices` due invoices, but at least one customer) and plans them. Returns what it did; zero customers means nothing was due.
     ///
     /// # Errors
     /// [`SchedulerError`] when the database fails (the transaction rolls back and the
@@ -188,11 +198,12 @@ impl Scheduler {
         let candidates = scheduling::claim_due_customers_among(
             &mut transaction,
             now,
-            i64::from(self.settings.batch_customers),
+            self.round_limits(),
             None,
             &self.in_flight.snapshot(),
         )
-        .await?;
+        .await?
+        .customers;
         transaction
             .rollback()
             .await
@@ -297,17 +308,25 @@ impl Scheduler {
         only: Option<&[Scoped]>,
         held: &mut Option<Held>,
     ) -> Result<(TickReport, bool), SchedulerError> {
-        let customer_ids = scheduling::claim_due_customers_among(
+        let claimed = scheduling::claim_due_customers_among(
             transaction,
             now,
-            i64::from(self.settings.batch_customers),
+            self.round_limits(),
             only,
             &self.in_flight.snapshot(),
         )
         .await?;
-        *held = Some(self.in_flight.hold(&customer_ids));
+        *held = Some(self.in_flight.hold(claimed.locked()));
+        let full = claimed.full;
+        let customer_ids = claimed.customers;
         if customer_ids.is_empty() {
-            return Ok((TickReport::default(), false));
+            return Ok((
+                TickReport {
+                    full,
+                    ..TickReport::default()
+                },
+                false,
+            ));
         }
         let customers = scheduling::load_customers(transaction, &customer_ids).await?;
         let loaded = scheduling::load_due_invoices(transaction, &customer_ids, now).await?;
@@ -330,6 +349,7 @@ impl Scheduler {
         };
         let mut report = TickReport {
             customers: customers.len(),
+            full,
             ..TickReport::default()
         };
         let mut writes = Writes::default();

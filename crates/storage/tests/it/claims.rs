@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use relance_storage::scheduling::claim_due_customers_among;
+use relance_storage::scheduling::{claim_due_customers_among, RoundLimits};
 use relance_storage::Scoped;
 use sqlx::PgPool;
 
@@ -55,9 +55,16 @@ async fn a_claim_takes_the_most_overdue_customers_past_a_short_first_window(pool
         seed(&pool, index, 10).await;
     }
     let mut transaction = pool.begin().await.unwrap();
-    let claimed = claim_due_customers_among(&mut transaction, now(), 4, None, &HashSet::new())
-        .await
-        .unwrap();
+    let claimed = claim_due_customers_among(
+        &mut transaction,
+        now(),
+        RoundLimits::customers(4),
+        None,
+        &HashSet::new(),
+    )
+    .await
+    .unwrap()
+    .customers;
     assert_eq!(claimed, (0..4).map(customer).collect::<Vec<_>>());
 }
 
@@ -75,9 +82,16 @@ async fn a_claim_passes_over_customers_held_elsewhere_or_by_a_sibling(pool: PgPo
         .unwrap();
     let sibling: HashSet<Scoped> = [customer(1)].into();
     let mut transaction = pool.begin().await.unwrap();
-    let claimed = claim_due_customers_among(&mut transaction, now(), 3, None, &sibling)
-        .await
-        .unwrap();
+    let claimed = claim_due_customers_among(
+        &mut transaction,
+        now(),
+        RoundLimits::customers(3),
+        None,
+        &sibling,
+    )
+    .await
+    .unwrap()
+    .customers;
     assert_eq!(claimed, vec![customer(2), customer(3), customer(4)]);
     let sibling_row_free: Option<i32> =
         sqlx::query_scalar("SELECT 1 FROM customers WHERE customer_id = 'C01' FOR UPDATE NOWAIT")
@@ -95,15 +109,29 @@ async fn a_claim_takes_every_due_customer_when_fewer_are_due_than_wanted(pool: P
     // C03 has only an invoice planned for next week.
     seed(&pool, 3, 0).await;
     let mut transaction = pool.begin().await.unwrap();
-    let claimed = claim_due_customers_among(&mut transaction, now(), 100, None, &HashSet::new())
-        .await
-        .unwrap();
+    let claimed = claim_due_customers_among(
+        &mut transaction,
+        now(),
+        RoundLimits::customers(100),
+        None,
+        &HashSet::new(),
+    )
+    .await
+    .unwrap()
+    .customers;
     assert_eq!(claimed, (0..3).map(customer).collect::<Vec<_>>());
     let only = [customer(2)];
     let mut other = pool.begin().await.unwrap();
-    let among = claim_due_customers_among(&mut other, now(), 100, Some(&only), &HashSet::new())
-        .await
-        .unwrap();
+    let among = claim_due_customers_among(
+        &mut other,
+        now(),
+        RoundLimits::customers(100),
+        Some(&only),
+        &HashSet::new(),
+    )
+    .await
+    .unwrap()
+    .customers;
     assert!(
         among.is_empty(),
         "C02 is held by the first claim: {among:?}"
@@ -119,8 +147,81 @@ async fn invoices_of_customers_held_by_siblings_do_not_fill_the_window(pool: PgP
     }
     let siblings: HashSet<Scoped> = (0..5).map(customer).collect();
     let mut transaction = pool.begin().await.unwrap();
-    let claimed = claim_due_customers_among(&mut transaction, now(), 2, None, &siblings)
+    let claimed = claim_due_customers_among(
+        &mut transaction,
+        now(),
+        RoundLimits::customers(2),
+        None,
+        &siblings,
+    )
+    .await
+    .unwrap()
+    .customers;
+    assert_eq!(claimed, vec![customer(5), customer(6)]);
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn a_claim_stops_at_the_rounds_invoices_and_sets_back_a_customer_the_window_undercounted(
+    pool: PgPool,
+) {
+    // Ten due invoices a customer. A round of 25 invoices reads the 25 most overdue: all of
+    // C00's and C01's, five of C02's. C02 looks as if it fits; the lock counts its ten, so it
+    // is set back, locked but not planned, and the round says it is full.
+    for index in 0..6 {
+        seed(&pool, index, 10).await;
+    }
+    let limits = RoundLimits {
+        customers: 100,
+        invoices: 25,
+    };
+    let mut transaction = pool.begin().await.unwrap();
+    let claimed = claim_due_customers_among(&mut transaction, now(), limits, None, &HashSet::new())
         .await
         .unwrap();
-    assert_eq!(claimed, vec![customer(5), customer(6)]);
+    assert_eq!(claimed.customers, vec![customer(0), customer(1)]);
+    assert_eq!(claimed.invoices, 20);
+    assert_eq!(claimed.set_back, vec![customer(2)]);
+    assert!(claimed.full);
+    // Set back, C02 stays locked with the round: no sibling plans it meanwhile.
+    let mut other = pool.begin().await.unwrap();
+    let elsewhere = claim_due_customers_among(
+        &mut other,
+        now(),
+        RoundLimits::customers(100),
+        Some(&[customer(2)]),
+        &HashSet::new(),
+    )
+    .await
+    .unwrap();
+    assert!(elsewhere.customers.is_empty(), "{elsewhere:?}");
+}
+
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn a_round_takes_its_first_customer_whatever_their_invoices_and_many_with_few(pool: PgPool) {
+    seed(&pool, 0, 30).await;
+    for index in 1..8 {
+        seed(&pool, index, 1).await;
+    }
+    let limits = RoundLimits {
+        customers: 100,
+        invoices: 10,
+    };
+    let mut transaction = pool.begin().await.unwrap();
+    let first = claim_due_customers_among(&mut transaction, now(), limits, None, &HashSet::new())
+        .await
+        .unwrap();
+    assert_eq!(first.customers, vec![customer(0)]);
+    assert_eq!(first.invoices, 30);
+    assert!(first.full);
+    transaction.commit().await.unwrap();
+    // C00 still due (nothing planned it): held by a sibling, the next round takes the seven
+    // customers of one invoice each, all of them, and is not full.
+    let sibling: HashSet<Scoped> = [customer(0)].into();
+    let mut transaction = pool.begin().await.unwrap();
+    let next = claim_due_customers_among(&mut transaction, now(), limits, None, &sibling)
+        .await
+        .unwrap();
+    assert_eq!(next.customers, (1..8).map(customer).collect::<Vec<_>>());
+    assert_eq!(next.invoices, 7);
+    assert!(!next.full);
 }

@@ -10,6 +10,7 @@ mod isolation;
 mod payments;
 mod policy_change;
 mod replicas;
+mod rounds;
 mod simulation;
 
 mod lifecycle {

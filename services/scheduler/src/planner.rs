@@ -163,7 +163,11 @@ pub struct TickReport {
 /// What a tick writes, gathered before it is written once.
 #[derive(Default)]
 struct Writes {
-    reminders: Vec<(ReminderRow, OutboxRecord, Vec<relance_domain::InvoiceEvent>)>,
+    reminders: Vec<(
+        ReminderRow<String>,
+        OutboxRecord,
+        Vec<relance_domain::InvoiceEvent>,
+    )>,
     /// Each plan as JSON text, serialised without a `serde_json::Value` tree between (those
     /// trees were the largest part of the scheduler's heap at its peak, by heaptrack).
     next_actions: Vec<(Scoped, Option<DateTime<Utc>>, String)>,
@@ -458,7 +462,8 @@ impl Scheduler {
         now: DateTime<Utc>,
         report: &mut TickReport,
     ) -> Result<bool, SchedulerError> {
-        let rows: Vec<&ReminderRow> = writes.reminders.iter().map(|(row, _, _)| row).collect();
+        let rows: Vec<&ReminderRow<String>> =
+            writes.reminders.iter().map(|(row, _, _)| row).collect();
         let inserted: HashSet<String> = scheduling::insert_reminders(transaction, &rows)
             .await?
             .into_iter()

@@ -141,6 +141,17 @@ async fn three_replicas_and_ten_thousand_due_invoices_publish_each_command_exact
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 2_500);
+    // What is published is what was recorded: the command is serialised once for both.
+    let recorded: HashMap<String, &serde_json::Value> = rows
+        .iter()
+        .map(|row| (row.reminder_id.to_string(), &row.command))
+        .collect();
+    for record in &published {
+        let json: serde_json::Value =
+            serde_json::from_slice(record.payload.as_deref().unwrap()).unwrap();
+        let id = json["id"].as_str().unwrap();
+        assert_eq!(recorded.get(id), Some(&&json), "reminder {id}");
+    }
     // outbox.retention_hours = 0 (the default): a record is deleted as it is published.
     assert_eq!(settings.outbox.retention_hours, 0);
     let left: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE topic = $1")

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, NaiveDate, Utc};
 use relance_domain::{CustomerFacts, Invoice};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::error::StorageError;
@@ -72,22 +72,13 @@ impl RoundLimits {
 /// The customers a claim locked.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Claimed {
-    /// To plan in this round, most overdue first, within both limits.
+    /// To plan in this round, most overdue first, within both limits; locked until the
+    /// round's transaction ends.
     pub customers: Vec<Scoped>,
-    /// Locked, but with more due invoices than the window showed and the round has room for:
-    /// left for a later round (their locks go with this round's transaction).
-    pub set_back: Vec<Scoped>,
     /// Due invoices of `customers`.
     pub invoices: i64,
     /// A limit stopped the claim: more customers may be due at once.
     pub full: bool,
-}
-
-impl Claimed {
-    /// Every customer the claim locked.
-    pub fn locked(&self) -> impl Iterator<Item = &Scoped> {
-        self.customers.iter().chain(&self.set_back)
-    }
 }
 
 /// Claims up to `limit` customers with an invoice due for planning at `now`, most overdue
@@ -123,9 +114,10 @@ pub async fn claim_due_customers(
 /// with one due invoice a customer the wide one was a quarter of the database's time (make
 /// bench, 100,000 due invoices among 1,000,000).
 ///
-/// Candidates are locked while their invoices in the window fit the round's invoices; the lock
-/// counts each one's due invoices, and a customer with more than the window showed and the
-/// round has room for is set back, locked but not planned.
+/// Candidates are locked while their invoices in the window fit the round's invoices. The
+/// lock counts each one's due invoices; when the window undercounted, the first customer the
+/// round has no room for and every one after it are let go again (see [`lock_within`]) and
+/// the round is full: a later round, of any worker or replica, takes them.
 ///
 /// # Errors
 /// [`StorageError::Query`] when a query fails.
@@ -170,18 +162,7 @@ pub async fn claim_due_customers_among(
         let to_lock: Vec<Scoped> = untried.into_iter().map(|(customer, _)| customer).collect();
         let limit = fitting.min(customers_left);
         if limit > 0 {
-            for (customer, due) in lock_due_customers(connection, &to_lock, limit, now).await? {
-                let first = claimed.customers.is_empty();
-                if !claimed.set_back.is_empty()
-                    || (!first && claimed.invoices + due > limits.invoices)
-                {
-                    claimed.full = true;
-                    claimed.set_back.push(customer);
-                } else {
-                    claimed.invoices += due;
-                    claimed.customers.push(customer);
-                }
-            }
+            lock_within(connection, &to_lock, limit, now, limits, &mut claimed).await?;
         }
         // Stopped by a limit with customers in hand; with none (every one offered was held
         // elsewhere), the wide window looks further.
@@ -197,6 +178,59 @@ pub async fn claim_due_customers_among(
         }
     }
     Ok(claimed)
+}
+
+/// Locks up to `limit` of `candidates` (see [`lock_due_customers`]) and adds to `claimed` those
+/// whose due invoices fit `limits`, in order (the round's first customer always). The lock is
+/// taken under a savepoint: when a customer turns out not to fit, the savepoint is rolled back,
+/// which lets go of every lock it took, and only the customers that fit are locked again.
+/// Holding the others to the end of the round would keep their events waiting (the ingestor
+/// locks a customer to apply them) for a round that does not plan them; with due invoices
+/// spread in time, a window of 500 can show 200 customers one invoice each who have ten.
+async fn lock_within(
+    connection: &mut PgConnection,
+    candidates: &[Scoped],
+    limit: i64,
+    now: DateTime<Utc>,
+    limits: RoundLimits,
+    claimed: &mut Claimed,
+) -> Result<(), StorageError> {
+    let mut attempt = connection
+        .begin()
+        .await
+        .map_err(StorageError::query("claiming due customers"))?;
+    let mut fit: Vec<(Scoped, i64)> = Vec::new();
+    let mut invoices = claimed.invoices;
+    let mut let_go = false;
+    for (customer, due) in lock_due_customers(&mut attempt, candidates, limit, now).await? {
+        let first = claimed.customers.is_empty() && fit.is_empty();
+        if !first && invoices + due > limits.invoices {
+            let_go = true;
+            break;
+        }
+        invoices += due;
+        fit.push((customer, due));
+    }
+    if let_go {
+        attempt
+            .rollback()
+            .await
+            .map_err(StorageError::query("claiming due customers"))?;
+        let keys: Vec<Scoped> = fit.into_iter().map(|(customer, _)| customer).collect();
+        // Another worker may take one of them in between: the round then has fewer.
+        fit = lock_due_customers(connection, &keys, count(keys.len()), now).await?;
+        claimed.full = true;
+    } else {
+        attempt
+            .commit()
+            .await
+            .map_err(StorageError::query("claiming due customers"))?;
+    }
+    for (customer, due) in fit {
+        claimed.invoices += due;
+        claimed.customers.push(customer);
+    }
+    Ok(())
 }
 
 fn count(length: usize) -> i64 {

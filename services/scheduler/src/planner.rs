@@ -182,7 +182,9 @@ impl Scheduler {
     }
 
     /// One round: claims up to `batch_customers` customers with due invoices at `now` (no more
-    /// than `batch_invoices` due invoices, but at least one customer) and plans them. Returns what it did; zero customers means nothing was due.
+    /// than `batch_invoices` due invoices, but at least one customer) and plans them. Returns
+    /// what it did; zero customers means nothing was due that another worker or replica did
+    /// not hold.
     ///
     /// # Errors
     /// [`SchedulerError`] when the database fails (the transaction rolls back and the
@@ -320,7 +322,7 @@ impl Scheduler {
             &self.in_flight.snapshot(),
         )
         .await?;
-        *held = Some(self.in_flight.hold(claimed.locked()));
+        *held = Some(self.in_flight.hold(claimed.customers.iter()));
         let full = claimed.full;
         let customer_ids = claimed.customers;
         if customer_ids.is_empty() {

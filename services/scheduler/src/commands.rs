@@ -46,10 +46,15 @@ fn envelope<T: EventPayload + serde::Serialize>(
     )
     .with_subject(subject.clone());
     let headers = cloudevent_headers(T::EVENT_TYPE, &decided.reminder_id.to_string(), tenant);
-    Ok((
-        serde_json::to_string(&envelope).unwrap_or_default(),
-        headers,
-    ))
+    // Cannot fail for these types; were it to, the customer is set aside with the reason
+    // rather than the round failing on an empty command.
+    let command = serde_json::to_string(&envelope).map_err(|error| {
+        fail(relance_contracts::InvalidValue {
+            kind: "command",
+            reason: error.to_string(),
+        })
+    })?;
+    Ok((command, headers))
 }
 
 /// A decision as stored (its reminder row) and as published (its outbox record).

@@ -184,9 +184,17 @@ impl ConsumerRunner {
         options: RunnerOptions,
         metrics: KafkaMetrics,
     ) -> Result<Self, ConsumerError> {
+        // Each topic shows 0 from the start: an alert on a consumer that never joins needs it.
+        for topic in topics {
+            metrics
+                .assigned_partitions_gauge()
+                .with_label_values(&[topic])
+                .set(0);
+        }
         let consumer: StreamConsumer<RelanceContext> = consumer_config(settings, service, group_id)
-            .create_with_context(RelanceContext::with_consumer_lag(
+            .create_with_context(RelanceContext::for_consumer(
                 metrics.consumer_lag_gauge(),
+                metrics.assigned_partitions_gauge(),
             ))
             .map_err(ConsumerError::Create)?;
         consumer

@@ -15,6 +15,8 @@ use rdkafka::TopicPartitionList;
 pub struct RelanceContext {
     /// Where a consumer reports its lag per partition, from librdkafka's statistics.
     consumer_lag: Option<prometheus::IntGaugeVec>,
+    /// Where a consumer counts the partitions assigned to it, by topic.
+    assigned_partitions: Option<prometheus::IntGaugeVec>,
     /// The partitions revoked so far, for a runner holding records read before.
     revocations: Arc<Revocations>,
 }
@@ -28,11 +30,33 @@ struct Revocations {
 }
 
 impl RelanceContext {
-    /// A context that reports consumer lag to `gauge` (labels `topic`, `partition`).
-    pub fn with_consumer_lag(gauge: prometheus::IntGaugeVec) -> Self {
+    /// A consumer's context: it reports its lag to `consumer_lag` (labels `topic`,
+    /// `partition`) and the partitions assigned to it to `assigned_partitions` (label `topic`).
+    pub fn for_consumer(
+        consumer_lag: prometheus::IntGaugeVec,
+        assigned_partitions: prometheus::IntGaugeVec,
+    ) -> Self {
         Self {
-            consumer_lag: Some(gauge),
+            consumer_lag: Some(consumer_lag),
+            assigned_partitions: Some(assigned_partitions),
             revocations: Arc::default(),
+        }
+    }
+
+    /// Counts `partitions` in or out of the assigned-partitions gauge. Both rebalance protocols
+    /// are covered: an eager revocation lists every partition held, an incremental one only
+    /// those that leave, and an assignment only those that arrive after its revocation.
+    fn record_assignment(&self, partitions: &TopicPartitionList, assigned: bool) {
+        let Some(gauge) = &self.assigned_partitions else {
+            return;
+        };
+        for element in partitions.elements() {
+            let gauge = gauge.with_label_values(&[element.topic()]);
+            if assigned {
+                gauge.inc();
+            } else {
+                gauge.dec();
+            }
         }
     }
 
@@ -141,9 +165,11 @@ impl ConsumerContext for RelanceContext {
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions revoked.");
                 self.record_revocation(partitions);
+                self.record_assignment(partitions, false);
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions assigned.");
+                self.record_assignment(partitions, true);
             }
             Rebalance::Error(error) => tracing::warn!(error = %error, "Rebalance failed."),
         }
@@ -166,6 +192,36 @@ mod tests {
             partitions.add_partition(topic, *partition);
         }
         partitions
+    }
+
+    #[test]
+    fn assigned_partitions_are_counted_by_topic_in_and_out() {
+        let lag = prometheus::IntGaugeVec::new(
+            prometheus::Opts::new("lag", "lag"),
+            &["topic", "partition"],
+        )
+        .expect("gauge");
+        let assigned =
+            prometheus::IntGaugeVec::new(prometheus::Opts::new("assigned", "assigned"), &["topic"])
+                .expect("gauge");
+        let context = RelanceContext::for_consumer(lag, assigned.clone());
+        let count = |topic: &str| assigned.with_label_values(&[topic]).get();
+
+        context.record_assignment(
+            &partitions(&[("invoices", 0), ("invoices", 1), ("customers", 0)]),
+            true,
+        );
+        assert_eq!((count("invoices"), count("customers")), (2, 1));
+        // An incremental rebalance takes one partition away and later gives another.
+        context.record_assignment(&partitions(&[("invoices", 1)]), false);
+        context.record_assignment(&partitions(&[("invoices", 2)]), true);
+        assert_eq!((count("invoices"), count("customers")), (2, 1));
+        // An eager one revokes everything held.
+        context.record_assignment(
+            &partitions(&[("invoices", 0), ("invoices", 2), ("customers", 0)]),
+            false,
+        );
+        assert_eq!((count("invoices"), count("customers")), (0, 0));
     }
 
     #[test]

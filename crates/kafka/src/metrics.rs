@@ -19,6 +19,7 @@ pub struct KafkaMetrics {
     batch_retries: IntCounter,
     commit_failures: IntCounter,
     consumer_lag: IntGaugeVec,
+    assigned_partitions: IntGaugeVec,
     records_isolated: IntCounterVec,
     keys_at_risk: IntCounterVec,
     key_warned: Arc<Mutex<HashMap<(String, &'static str), Instant>>>,
@@ -56,6 +57,13 @@ impl KafkaMetrics {
             ),
             &["topic", "partition"],
         )?;
+        let assigned_partitions = IntGaugeVec::new(
+            Opts::new(
+                "relance_kafka_assigned_partitions",
+                "Partitions of each topic assigned to this consumer by its group, updated on every rebalance: 0 until it has joined.",
+            ),
+            &["topic"],
+        )?;
         let records_isolated = IntCounterVec::new(
             Opts::new(
                 "relance_kafka_records_isolated_total",
@@ -73,6 +81,7 @@ impl KafkaMetrics {
         registry.register(Box::new(keys_at_risk.clone()))?;
         registry.register(Box::new(records_isolated.clone()))?;
         registry.register(Box::new(consumer_lag.clone()))?;
+        registry.register(Box::new(assigned_partitions.clone()))?;
         registry.register(Box::new(records_consumed.clone()))?;
         registry.register(Box::new(batches_committed.clone()))?;
         registry.register(Box::new(batch_retries.clone()))?;
@@ -83,6 +92,7 @@ impl KafkaMetrics {
             batch_retries,
             commit_failures,
             consumer_lag,
+            assigned_partitions,
             records_isolated,
             keys_at_risk,
             key_warned: Arc::default(),
@@ -91,6 +101,10 @@ impl KafkaMetrics {
 
     pub(crate) fn consumer_lag_gauge(&self) -> IntGaugeVec {
         self.consumer_lag.clone()
+    }
+
+    pub(crate) fn assigned_partitions_gauge(&self) -> IntGaugeVec {
+        self.assigned_partitions.clone()
     }
 
     pub(crate) fn record_consumed(&self, topic: &str) {

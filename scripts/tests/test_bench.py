@@ -41,6 +41,22 @@ class Percentiles(unittest.TestCase):
         self.assertEqual(bench.per_second(10, 4), 2.5)
 
 
+class Metrics(unittest.TestCase):
+    EXPOSITION = "\n".join([
+        "# HELP relance_kafka_assigned_partitions Partitions of each topic assigned to this consumer.",
+        "# TYPE relance_kafka_assigned_partitions gauge",
+        'relance_kafka_assigned_partitions{topic="billing.invoices"} 4',
+        'relance_kafka_assigned_partitions{topic="billing.payments"} 0',
+        'relance_kafka_assigned_partitions_other{topic="billing.payments"} 7',
+        "relance_ingest_events_total 12",
+    ])
+
+    def test_every_series_of_the_metric_and_only_it(self) -> None:
+        self.assertEqual(bench.series_values(self.EXPOSITION, "relance_kafka_assigned_partitions"), [4.0, 0.0])
+        self.assertEqual(bench.series_values(self.EXPOSITION, "relance_ingest_events_total"), [12.0])
+        self.assertEqual(bench.series_values(self.EXPOSITION, "relance_missing"), [])
+
+
 class EventMix(unittest.TestCase):
     def test_the_mix_is_sixty_thirty_ten_and_adds_up(self) -> None:
         self.assertEqual(bench.mix_counts(100_000), (10_000, 60_000, 30_000))

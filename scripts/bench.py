@@ -19,7 +19,8 @@ Phases, each timed:
 1. **ingest** — 100,000 billing events (60 % invoices issued, 30 % payments, 10 % customer
    upserts; the contracts of scripts/simulate_billing.py, no bad records) in two shapes: about
    12 invoices a customer, and about 1. All are published first; then the ingestor starts and
-   the time runs until every event is in processed_events. Beside it: a bare confluent-kafka
+   the time runs from its consumer group giving it the partitions until every event is in
+   processed_events (the start-up is given beside it). Beside it: a bare confluent-kafka
    consumer reading the same topics (msg/s) and a server-side batched upsert (500 rows a
    statement, the ingestor's own statement) of as many rows into a copy of the invoices table
    (rows/s). The tracker then reads the 30,000 payments (its memory).
@@ -28,9 +29,10 @@ Phases, each timed:
    small portfolio and cloning it in SQL. Reminders decided per second until no invoice is due,
    beside a plain batched INSERT of as many reminder rows.
 3. **send** — reminder commands made by a scheduler from seeded due invoices, sent by one sender
-   to the mock Postmark, once through its single-message endpoint (sender.dispatch_batch = 1)
-   and once through its batch endpoint (dispatch_batch = 100); beside the mock's own capacity,
-   measured by firing the same messages at it from Python, one request at a time as the sender.
+   to the mock, once through a single-message endpoint (SendGrid's /v3/mail/send, the provider's
+   default concurrency of calls at once) and once through Postmark's batch endpoint; beside the
+   mock's own capacity, measured by firing the same messages at it from Python, one request at a
+   time.
 4. **cancel** — reminders queued in the outbox (their scheduler cannot reach a broker, so they
    stay unpublished), a background ingest load, and payments for their invoices: the time from
    publishing a payment until the reminder's status is 'cancelled' (polled every 5 ms).
@@ -168,6 +170,12 @@ def series_values(exposition: str, name: str) -> list[float]:
 def ingested_events(port: int) -> int:
     """The ingestor's relance_ingest_events_total, every type and outcome; 0 when unreadable."""
     return int(sum(metric_series(port, "relance_ingest_events_total")))
+
+
+def bare_address(text: str) -> str:
+    """The email address of `Name <address>` or of a bare address."""
+    match = re.search(r"<([^<>]+)>\s*$", text)
+    return (match.group(1) if match else text).strip()
 
 
 def per_second(count: float, seconds: float) -> float:
@@ -1488,10 +1496,19 @@ class Bench:
             sample: list[dict[str, Any]] = []
             rates: dict[str, float] = {}
             send_figures: dict[str, Figure] = {}
-            for mode, batch in (("single-message endpoint", 1), ("batch endpoint", 100)):
-                group = f"relance-sender-{'single' if batch == 1 else 'batch'}"
+            batch = 100
+            for mode in ("single-message endpoint", "batch endpoint"):
+                single = mode.startswith("single")
+                group = f"relance-sender-{'single' if single else 'batch'}"
+                # A provider without a batch endpoint gets a claim's deliveries in waves of its
+                # `concurrency` calls at once: SendGrid, as production would run it.
+                provider = {"RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER": "sendgrid",
+                            "RELANCE__SENDER__PROVIDERS__SENDGRID__KIND": "sendgrid",
+                            "RELANCE__SENDER__PROVIDERS__SENDGRID__BASE_URL": mock.url,
+                            "RELANCE__SENDER__PROVIDERS__SENDGRID__API_KEY": POSTMARK_TOKEN,
+                            "RELANCE__SENDER__PROVIDERS__SENDGRID__TIMEOUT_MS": "2000"} if single else {}
                 run = self.start("sender", group.replace("relance-", ""), database, broker.bootstrap, {
-                    "RELANCE__SENDER__PROVIDERS__POSTMARK__BASE_URL": mock.url,
+                    "RELANCE__SENDER__PROVIDERS__POSTMARK__BASE_URL": mock.url, **provider,
                     "RELANCE__SENDER__DISPATCH_BATCH": str(batch), "RELANCE__SENDER__GROUP_ID": group},
                     profile=("send", mode))
                 accepted = 0
@@ -1519,7 +1536,8 @@ class Bench:
                 if stats.get("duplicate_messages"):
                     self.notes.append(f"Send ({mode}): {stats['duplicate_messages']} duplicate messages at the mock.")
                 self.details.setdefault("send", []).append({
-                    "mode": mode, "dispatch_batch": batch, "expected": expected, "accepted": accepted,
+                    "mode": mode, "provider": "sendgrid" if single else "postmark", "dispatch_batch": batch,
+                    "expected": expected, "accepted": accepted,
                     "seconds": elapsed, "messages_per_second": rate, "messages_per_second_first_to_last": steady,
                     "cpu_seconds": cpu, "deliveries": statuses,
                     "mock": {k: stats.get(k) for k in ("requests", "messages_accepted", "duplicate_messages")}})
@@ -1529,7 +1547,10 @@ class Bench:
                     sample = page.get("messages", []) if status == 200 and isinstance(page, dict) else []
                 run.profile["figure"] = f"Messages sent per second, {mode} ({expected:,} commands)"
                 send_figures[mode] = Figure("send", run.profile["figure"], rate,
-                                            "msg/s", None, note=f"{cpu or 0:,.1f} CPU s; sender.dispatch_batch = {batch}; "
+                                            "msg/s", None, note=f"{cpu or 0:,.1f} CPU s; "
+                                            + ("SendGrid's /v3/mail/send, 4 calls at once (the provider's concurrency); "
+                                               if single else "Postmark's /email/batch; ")
+                                            + f"sender.dispatch_batch = {batch}; "
                                             f"{steady or 0:,.0f}/s from the first message accepted to the last "
                                             f"(without start-up and the consumer-group join)")
                 self.figures.append(send_figures[mode])
@@ -1544,7 +1565,8 @@ class Bench:
             for mode, figure in send_figures.items():
                 figure.limit = limits[mode]
                 figure.limit_name = ("the mock's capacity: as many messages fired from Python, one request at a time, "
-                                     + ("to /email" if mode.startswith("single") else "100 a request to /email/batch"))
+                                     + ("to SendGrid's /v3/mail/send" if mode.startswith("single")
+                                        else "100 a request to /email/batch"))
             log(f"Mock capacity from Python: {limits['single-message endpoint']:,.0f} msg/s one by one, "
                 f"{limits['batch endpoint']:,.0f} msg/s in batches of 100")
         finally:
@@ -1573,7 +1595,7 @@ class Bench:
     def mock_limits(self, mock: Mock, sample: list[dict[str, Any]], total: int) -> dict[str, float]:
         """The mock's capacity: `total` messages made from those the sender sent (new send ids)
         fired from Python over one keep-alive connection, one request at a time: one by one to
-        /email, then 100 a request to /email/batch."""
+        SendGrid's /v3/mail/send, then 100 a request to Postmark's /email/batch."""
         if not sample:
             self.notes.append("No message body to measure the mock's capacity with.")
             return {"single-message endpoint": 0.0, "batch endpoint": 0.0}
@@ -1588,22 +1610,37 @@ class Bench:
             if source.get("reply_to"):
                 body["ReplyTo"] = source["reply_to"]
             return body
-        headers = {"X-Postmark-Server-Token": POSTMARK_TOKEN, "Accept": "application/json",
-                   "Content-Type": "application/json"}
+
+        def sendgrid(index: int) -> dict[str, Any]:
+            source = sample[index % len(sample)]
+            return {"personalizations": [{"to": [{"email": bare_address(source["to"])}],
+                                          "custom_args": {**(source.get("metadata") or {}),
+                                                          "relance_send": str(uuid.uuid4())}}],
+                    "from": {"email": bare_address(source["from"])},
+                    "subject": source.get("subject") or "Reminder",
+                    "content": [{"type": "text/plain", "value": source.get("text_body") or "-"},
+                                {"type": "text/html", "value": source.get("html_body") or "-"}]}
+        postmark_headers = {"X-Postmark-Server-Token": POSTMARK_TOKEN, "Accept": "application/json",
+                            "Content-Type": "application/json"}
+        sendgrid_headers = {"Authorization": f"Bearer {POSTMARK_TOKEN}", "Accept": "application/json",
+                            "Content-Type": "application/json"}
         results = {}
         for mode, size in (("single-message endpoint", 1), ("batch endpoint", 100)):
             bodies = []
             for start in range(0, total, size):
-                messages = [message(index) for index in range(start, min(start + size, total))]
-                bodies.append(json.dumps(messages[0] if size == 1 else messages).encode())
-            path = "/email" if size == 1 else "/email/batch"
+                if size == 1:
+                    bodies.append(json.dumps(sendgrid(start)).encode())
+                else:
+                    bodies.append(json.dumps([message(index) for index in range(start, min(start + size, total))]).encode())
+            path, headers, expected_status = (("/v3/mail/send", sendgrid_headers, 202) if size == 1
+                                              else ("/email/batch", postmark_headers, 200))
             connection = http.client.HTTPConnection("127.0.0.1", mock.port, timeout=30)
             began = time.time()
             for body in bodies:
                 connection.request("POST", path, body=body, headers=headers)
                 response = connection.getresponse()
                 response.read()
-                if response.status != 200:
+                if response.status != expected_status:
                     raise RuntimeError(f"the mock answered {response.status} to a direct {path}")
             seconds = time.time() - began
             connection.close()
@@ -1880,12 +1917,14 @@ class Bench:
             "`next_action_at <= now`. A customer's due invoices become one reminder (consolidation): reminders "
             "decided are the commands; the due invoices planned a second are given beside them.",
             "- **Send**: the scheduler's commands are on `relance.reminders` before the sender starts; the time runs "
-            "from its start until the mock has accepted every message. The single-message run sets "
-            "`sender.dispatch_batch = 1` (one message a claim: Postmark's `/email`), the batch run 100 "
-            "(`/email/batch`). The mock (`scripts/mock_postmark.py`, as the chaos run uses it) has no latency "
-            "or faults. The raw limit fires as many messages made from those "
-            "the sender sent (new send ids) at the mock from Python over one keep-alive connection, one request "
-            "at a time like the sender: one by one to `/email`, 100 a request to `/email/batch`.",
+            "from its start until the mock has accepted every message. The single-message run sends through "
+            "SendGrid's `/v3/mail/send` (a provider without a batch endpoint: a claim of `sender.dispatch_batch` "
+            "= 100 deliveries goes out in waves of the provider's `concurrency`, 4 by default, calls at once), "
+            "the batch run through Postmark's `/email/batch` (100 a request). The mock (`scripts/mock_postmark.py`, "
+            "as the chaos run uses it; it answers both APIs) has no latency or faults. The raw limit fires as "
+            "many messages made from those the sender sent (new send ids) at the mock from Python over one "
+            "keep-alive connection, one request at a time: one by one to `/v3/mail/send`, 100 a request to "
+            "`/email/batch`.",
             "- **Cancel**: reminders queued by a scheduler that cannot reach its broker stay in the outbox; the "
             "payments are published one every 50 ms while a background load of new invoices is ingested; the "
             "reminders table is polled every 5 ms. The background load is the ingest phase's billing mix, paced "

@@ -10,6 +10,16 @@ shared/notes/email-providers.md (section 1) and docs/providers.md:
                               messagestream and metadata_<key>=<value> (relance: metadata_relance_send)
   GET  /messages/outbound/{MessageID}/details
 
+It also answers SendGrid's send, for a provider without a batch endpoint (the benchmark's
+single-message figure; shared/notes/email-providers.md, section 2):
+
+  POST /v3/mail/send          one message; 202 with an empty body and X-Message-Id. Needs
+                              `Authorization: Bearer <server token>` (401 otherwise); a body
+                              without personalizations[].to[].email, from.email, a subject or
+                              content is 400 with SendGrid's {"errors": [{message, field}]}.
+                              The message is stored as the Postmark ones are (custom_args as
+                              metadata), and the faults apply to it alike.
+
 Every Postmark request needs `X-Postmark-Server-Token` (401, ErrorCode 10 otherwise) and
 `Accept: application/json`; sends also need `Content-Type: application/json` (422, ErrorCode
 409). Invalid JSON is 422/402, a body of the wrong shape 422/403, more than 500 messages 422/410,
@@ -830,7 +840,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def postmark(self, method: str, path: str) -> None:
         endpoint = self.endpoint_name(method, path)
-        status = self.postmark_answer(method, path, endpoint)
+        if endpoint == "sendgrid":
+            status = self.sendgrid_answer()
+        else:
+            status = self.postmark_answer(method, path, endpoint)
         self.state.record_request(endpoint, status)
 
     def endpoint_name(self, method: str, path: str) -> str:
@@ -838,6 +851,8 @@ class Handler(BaseHTTPRequestHandler):
             return "email"
         if method == "POST" and path == "/email/batch":
             return "batch"
+        if method == "POST" and path == "/v3/mail/send":
+            return "sendgrid"
         if method == "GET" and path == "/messages/outbound":
             return "search"
         if method == "GET" and re.fullmatch(r"/messages/outbound/[^/]+/details", path):
@@ -884,6 +899,62 @@ class Handler(BaseHTTPRequestHandler):
         except (UnicodeDecodeError, json.JSONDecodeError):
             return self.answer(422, {"ErrorCode": 402, "Message": "Received invalid JSON input."})
         return self.send_single(payload) if endpoint == "email" else self.send_batch(payload)
+
+    # -- SendGrid -------------------------------------------------------------------------------
+
+    def sendgrid_answer(self) -> int:
+        state = self.state
+        outage = state.current_outage()
+        if outage is not None and outage.mode == "refuse":
+            state.count("outage_dropped_connections")
+            raise DropConnection()
+        body = self.read_body(MAX_MESSAGE_BYTES)
+        if outage is not None:
+            state.count("outage_errors")
+            return self.answer(500, sendgrid_errors("Service unavailable (mock outage)."))
+        wait = state.rate_limited()
+        if wait is not None:
+            state.count("rate_limited")
+            reset = str(int(time.time() + wait + 0.999))
+            return self.answer(429, sendgrid_errors("too many requests"), {"X-RateLimit-Reset": reset})
+        authorization = self.headers.get("Authorization") or ""
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not state.token_accepted(token.strip()):
+            return self.answer(401, sendgrid_errors("The provided authorization grant is invalid, expired, "
+                                                    "or revoked"))
+        if state.draw() < state.faults.error_rate:
+            state.count("injected_errors")
+            return self.answer(500, sendgrid_errors("Internal server error (mock)."))
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return self.answer(400, sendgrid_errors("Bad Request"))
+        try:
+            message = sendgrid_message(payload)
+        except SendGridRefusal as refusal:
+            state.count("messages_rejected")
+            return self.answer(400, sendgrid_errors(refusal.message, refusal.field))
+        delay = self.timed_out()
+        stored = state.accept(message, "sendgrid")
+        if delay is not None:
+            state.count("timed_out_requests")
+            state.count("timed_out_messages")
+        time.sleep(state.latency_seconds() if delay is None else delay)
+        self.send_empty(202, {"X-Message-Id": stored.message_id.replace("-", "")[:22]})
+        return 202
+
+    def send_empty(self, status: int, headers: dict[str, str]) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            self.close_connection = True
 
     def answer(self, status: int, payload: Any, headers: dict[str, str] | None = None,
                delay: float | None = None) -> int:
@@ -1067,6 +1138,79 @@ def _int(text: str | None, default: int, minimum: int) -> int:
         return max(minimum, int(text)) if text is not None else default
     except ValueError:
         return default
+
+
+class SendGridRefusal(Exception):
+    """What SendGrid answers 400 for, with the field it names."""
+
+    def __init__(self, message: str, field: str | None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def sendgrid_errors(message: str, field: str | None = None) -> dict[str, Any]:
+    return {"errors": [{"message": message, "field": field}]}
+
+
+def sendgrid_address(value: Any, field: str) -> str:
+    """`Name <email>` (or the email) of a SendGrid `{email, name?}` object."""
+    if not isinstance(value, dict) or not isinstance(value.get("email"), str) \
+            or not ADDRESS.match(value["email"]):
+        raise SendGridRefusal(f"The {field} does not contain a valid address.", field)
+    name = value.get("name")
+    if name is not None and (not isinstance(name, str) or any(c in name for c in ";,")):
+        raise SendGridRefusal(f"The {field} name must be a string without ; or ,.", field.replace("email", "name"))
+    return f"{name} <{value['email']}>" if name else value["email"]
+
+
+def sendgrid_message(payload: Any) -> dict[str, Any]:
+    """A SendGrid mail/send body as the Postmark message the mock stores, or SendGridRefusal."""
+    if not isinstance(payload, dict):
+        raise SendGridRefusal("Bad Request", None)
+    personalizations = payload.get("personalizations")
+    if not isinstance(personalizations, list) or not personalizations:
+        raise SendGridRefusal("The personalizations field is required and must have at least one "
+                              "personalization.", "personalizations")
+    if len(personalizations) > 1:
+        raise SendGridRefusal("The mock stores one personalization a message.", "personalizations")
+    personalization = personalizations[0]
+    recipients = personalization.get("to") if isinstance(personalization, dict) else None
+    if not isinstance(recipients, list) or not recipients:
+        raise SendGridRefusal("The to array is required for all personalization objects, and must have "
+                              "at least one email object with a valid email address.", "personalizations.0.to")
+    to = ", ".join(sendgrid_address(recipient, "personalizations.0.to.email") for recipient in recipients)
+    sender = sendgrid_address(payload.get("from"), "from.email")
+    subject = personalization.get("subject") or payload.get("subject")
+    if not isinstance(subject, str) or not subject:
+        raise SendGridRefusal("The subject is required. You can get around this requirement if you use "
+                              "a template with a subject defined or if every personalization has a subject "
+                              "defined.", "subject")
+    content = payload.get("content")
+    parts = {item.get("type"): item.get("value") for item in content if isinstance(item, dict)} \
+        if isinstance(content, list) else {}
+    if not any(isinstance(value, str) and value for value in parts.values()):
+        raise SendGridRefusal("Unless a valid template_id is provided, the content parameter is required. "
+                              "There must be at least one defined content block.", "content")
+    custom_args: dict[str, Any] = {}
+    for args in (payload.get("custom_args"), personalization.get("custom_args")):
+        if args is None:
+            continue
+        if not isinstance(args, dict) or not all(isinstance(value, str) for value in args.values()):
+            raise SendGridRefusal("Custom args must be an object of strings.", "custom_args")
+        custom_args.update(args)
+    reply_to = payload.get("reply_to")
+    categories = payload.get("categories") if isinstance(payload.get("categories"), list) else []
+    return {
+        "To": to,
+        "From": sender,
+        "ReplyTo": reply_to.get("email") if isinstance(reply_to, dict) else None,
+        "Subject": subject,
+        "HtmlBody": parts.get("text/html"),
+        "TextBody": parts.get("text/plain"),
+        "Tag": str(categories[-1]) if categories else None,
+        "Metadata": custom_args,
+    }
 
 
 def accepted_answer(stored: StoredMessage) -> dict[str, Any]:

@@ -57,6 +57,12 @@ class Metrics(unittest.TestCase):
         self.assertEqual(bench.series_values(self.EXPOSITION, "relance_missing"), [])
 
 
+class Addresses(unittest.TestCase):
+    def test_the_address_of_a_display_name_or_a_bare_one(self) -> None:
+        self.assertEqual(bench.bare_address("Camille Durand <camille@example.com>"), "camille@example.com")
+        self.assertEqual(bench.bare_address(" billing@acme.example "), "billing@acme.example")
+
+
 class EventMix(unittest.TestCase):
     def test_the_mix_is_sixty_thirty_ten_and_adds_up(self) -> None:
         self.assertEqual(bench.mix_counts(100_000), (10_000, 60_000, 30_000))

@@ -214,6 +214,73 @@ class SendingTest(MockTestCase):
         self.assertTrue((self.out_dir / f"{send_id}.dup1.eml").exists())
 
 
+def sendgrid_message(send_id: str) -> dict[str, Any]:
+    """A message shaped as relance's SendGrid client sends it (crates/channels/src/sendgrid.rs)."""
+    return {
+        "personalizations": [{
+            "to": [{"email": "camille@boulangerie.example", "name": "Camille Durand"}],
+            "custom_args": {"relance_send": send_id, "tenant": "acme", "invoice": "inv_2026_0412"},
+        }],
+        "from": {"email": "billing@acme.example", "name": "Acme Billing"},
+        "subject": "Invoice F-2026-0412: payment not yet received",
+        "content": [{"type": "text/plain", "value": "Hello. Pay: http://127.0.0.1:8082/l/pay/v1.k.abc.def"},
+                    {"type": "text/html", "value": '<p>Hello</p><a href="http://127.0.0.1:8082/l/pay/v1.k.abc.def">Pay</a>'}],
+        "headers": {"X-Relance-Send": send_id},
+        "tracking_settings": {"click_tracking": {"enable": False, "enable_text": False},
+                              "subscription_tracking": {"enable": False}},
+        "mail_settings": {"sandbox_mode": {"enable": False}},
+        "reply_to": {"email": "ar@acme.example"},
+        "categories": ["dunning", "dunning-default-first_reminder"],
+    }
+
+
+SENDGRID_HEADERS = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json",
+                    "Content-Type": "application/json"}
+
+
+class SendGridTest(MockTestCase):
+    def test_a_relance_message_is_accepted_with_sendgrids_answer_and_stored(self) -> None:
+        send_id = str(uuid.uuid4())
+        status, headers, body = self.request("POST", "/v3/mail/send", sendgrid_message(send_id), SENDGRID_HEADERS)
+        self.assertEqual(status, 202)
+        self.assertIsNone(body)
+        self.assertRegex(headers["x-message-id"], r"^[0-9a-f]{22}$")
+        stats = self.admin("GET", "stats")
+        self.assertEqual(stats["messages_accepted"], 1)
+        stored = self.admin("GET", "messages?after=0")["messages"][0]
+        self.assertEqual(stored["send_id"], send_id)
+        self.assertEqual(stored["to"], "Camille Durand <camille@boulangerie.example>")
+        self.assertEqual(stored["metadata"]["invoice"], "inv_2026_0412")
+        self.assertIn("/l/pay/", stored["html_body"])
+        self.assertEqual(stored["endpoint"], "sendgrid")
+
+    def test_the_bearer_key_is_required(self) -> None:
+        for authorization in (None, "Bearer wrong", TOKEN):
+            headers = {key: value for key, value in SENDGRID_HEADERS.items() if key != "Authorization"}
+            if authorization is not None:
+                headers["Authorization"] = authorization
+            status, _, body = self.request("POST", "/v3/mail/send", sendgrid_message(str(uuid.uuid4())), headers)
+            self.assertEqual(status, 401)
+            self.assertIn("authorization grant", body["errors"][0]["message"])
+        self.assertEqual(self.admin("GET", "stats")["messages_accepted"], 0)
+
+    def test_invalid_bodies_are_400_naming_the_field(self) -> None:
+        cases = [
+            ({"personalizations": []}, "personalizations"),
+            ({"from": {"email": "not an address"}}, "from.email"),
+            ({"subject": ""}, "subject"),
+            ({"content": []}, "content"),
+        ]
+        for change, field in cases:
+            message = {**sendgrid_message(str(uuid.uuid4())), **change}
+            status, _, body = self.request("POST", "/v3/mail/send", message, SENDGRID_HEADERS)
+            self.assertEqual(status, 400, change)
+            self.assertEqual(body["errors"][0]["field"], field)
+        status, _, body = self.request("POST", "/v3/mail/send", None, SENDGRID_HEADERS, raw=b"{not json")
+        self.assertEqual(status, 400)
+        self.assertEqual(self.admin("GET", "stats")["messages_accepted"], 0)
+
+
 class SearchTest(MockTestCase):
     def test_a_message_is_found_by_its_send_id(self) -> None:
         send_id = str(uuid.uuid4())

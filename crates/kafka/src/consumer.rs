@@ -184,17 +184,11 @@ impl ConsumerRunner {
         options: RunnerOptions,
         metrics: KafkaMetrics,
     ) -> Result<Self, ConsumerError> {
-        // Each topic shows 0 from the start: an alert on a consumer that never joins needs it.
-        for topic in topics {
-            metrics
-                .assigned_partitions_gauge()
-                .with_label_values(&[topic])
-                .set(0);
-        }
         let consumer: StreamConsumer<RelanceContext> = consumer_config(settings, service, group_id)
             .create_with_context(RelanceContext::for_consumer(
                 metrics.consumer_lag_gauge(),
                 metrics.assigned_partitions_gauge(),
+                topics,
             ))
             .map_err(ConsumerError::Create)?;
         consumer

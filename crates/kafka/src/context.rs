@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::TopicPartitionList;
@@ -15,8 +15,9 @@ use rdkafka::TopicPartitionList;
 pub struct RelanceContext {
     /// Where a consumer reports its lag per partition, from librdkafka's statistics.
     consumer_lag: Option<prometheus::IntGaugeVec>,
-    /// Where a consumer counts the partitions assigned to it, by topic.
-    assigned_partitions: Option<prometheus::IntGaugeVec>,
+    /// Where a consumer counts the partitions assigned to it, by topic, and the topics it
+    /// reads (each shows 0 when it holds none of theirs).
+    assigned_partitions: Option<(prometheus::IntGaugeVec, Vec<String>)>,
     /// The partitions revoked so far, for a runner holding records read before.
     revocations: Arc<Revocations>,
 }
@@ -31,32 +32,40 @@ struct Revocations {
 
 impl RelanceContext {
     /// A consumer's context: it reports its lag to `consumer_lag` (labels `topic`,
-    /// `partition`) and the partitions assigned to it to `assigned_partitions` (label `topic`).
+    /// `partition`) and how many partitions of each of `topics` it holds to
+    /// `assigned_partitions` (label `topic`; each topic shows 0 from the start).
     pub fn for_consumer(
         consumer_lag: prometheus::IntGaugeVec,
         assigned_partitions: prometheus::IntGaugeVec,
+        topics: &[&str],
     ) -> Self {
+        for topic in topics {
+            // Created at 0 if new; a value already there is left to the next rebalance.
+            assigned_partitions.with_label_values(&[topic]);
+        }
         Self {
             consumer_lag: Some(consumer_lag),
-            assigned_partitions: Some(assigned_partitions),
+            assigned_partitions: Some((
+                assigned_partitions,
+                topics.iter().map(ToString::to_string).collect(),
+            )),
             revocations: Arc::default(),
         }
     }
 
-    /// Counts `partitions` in or out of the assigned-partitions gauge. Both rebalance protocols
-    /// are covered: an eager revocation lists every partition held, an incremental one only
-    /// those that leave, and an assignment only those that arrive after its revocation.
-    fn record_assignment(&self, partitions: &TopicPartitionList, assigned: bool) {
-        let Some(gauge) = &self.assigned_partitions else {
+    /// Sets the assigned-partitions gauge from the consumer's whole assignment after a
+    /// rebalance. Counted again each time rather than added to, so that neither protocol
+    /// (eager, incremental), nor a rebalance that failed, nor an assignment librdkafka could
+    /// not apply, leaves it off.
+    fn record_assignment(&self, assignment: &TopicPartitionList) {
+        let Some((gauge, topics)) = &self.assigned_partitions else {
             return;
         };
-        for element in partitions.elements() {
-            let gauge = gauge.with_label_values(&[element.topic()]);
-            if assigned {
-                gauge.inc();
-            } else {
-                gauge.dec();
-            }
+        for topic in topics {
+            let held = assignment.elements_for_topic(topic).len();
+            gauge
+                .with_label_values(&[topic.as_str()])
+                .set(i64::try_from(held).unwrap_or(i64::MAX));
         }
     }
 
@@ -165,13 +174,20 @@ impl ConsumerContext for RelanceContext {
             Rebalance::Revoke(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions revoked.");
                 self.record_revocation(partitions);
-                self.record_assignment(partitions, false);
             }
             Rebalance::Assign(partitions) => {
                 tracing::info!(partitions = %describe(partitions), "Partitions assigned.");
-                self.record_assignment(partitions, true);
             }
             Rebalance::Error(error) => tracing::warn!(error = %error, "Rebalance failed."),
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        match consumer.assignment() {
+            Ok(assignment) => self.record_assignment(&assignment),
+            Err(error) => {
+                tracing::warn!(error = %error, "The consumer's assignment could not be read.");
+            }
         }
     }
 
@@ -184,6 +200,8 @@ impl ConsumerContext for RelanceContext {
 
 #[cfg(test)]
 mod tests {
+    use prometheus::core::Collector as _;
+
     use super::*;
 
     fn partitions(list: &[(&str, i32)]) -> TopicPartitionList {
@@ -195,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn assigned_partitions_are_counted_by_topic_in_and_out() {
+    fn assigned_partitions_are_counted_by_topic_from_the_whole_assignment() {
         let lag = prometheus::IntGaugeVec::new(
             prometheus::Opts::new("lag", "lag"),
             &["topic", "partition"],
@@ -204,23 +222,24 @@ mod tests {
         let assigned =
             prometheus::IntGaugeVec::new(prometheus::Opts::new("assigned", "assigned"), &["topic"])
                 .expect("gauge");
-        let context = RelanceContext::for_consumer(lag, assigned.clone());
+        let context =
+            RelanceContext::for_consumer(lag, assigned.clone(), &["invoices", "customers"]);
         let count = |topic: &str| assigned.with_label_values(&[topic]).get();
+        // Every topic read shows 0 before the group has answered.
+        assert_eq!(assigned.collect()[0].get_metric().len(), 2);
+        assert_eq!((count("invoices"), count("customers")), (0, 0));
 
-        context.record_assignment(
-            &partitions(&[("invoices", 0), ("invoices", 1), ("customers", 0)]),
-            true,
-        );
+        context.record_assignment(&partitions(&[
+            ("invoices", 0),
+            ("invoices", 1),
+            ("customers", 0),
+        ]));
         assert_eq!((count("invoices"), count("customers")), (2, 1));
-        // An incremental rebalance takes one partition away and later gives another.
-        context.record_assignment(&partitions(&[("invoices", 1)]), false);
-        context.record_assignment(&partitions(&[("invoices", 2)]), true);
-        assert_eq!((count("invoices"), count("customers")), (2, 1));
-        // An eager one revokes everything held.
-        context.record_assignment(
-            &partitions(&[("invoices", 0), ("invoices", 2), ("customers", 0)]),
-            false,
-        );
+        // An incremental rebalance moved one partition of invoices away, and customers' only.
+        context.record_assignment(&partitions(&[("invoices", 0)]));
+        assert_eq!((count("invoices"), count("customers")), (1, 0));
+        // Whatever happened before, the count is the assignment's.
+        context.record_assignment(&partitions(&[]));
         assert_eq!((count("invoices"), count("customers")), (0, 0));
     }
 

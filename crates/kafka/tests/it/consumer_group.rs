@@ -299,3 +299,51 @@ async fn records_held_back_across_a_rebalance_are_handled_once_in_order() {
         "everything committed"
     );
 }
+
+#[tokio::test]
+async fn a_consumer_reports_the_partitions_its_group_gives_it_and_none_before() {
+    let fixture = fixture("assigned", 3).await;
+    let invoices = fixture.topics.invoices.clone();
+    let payments = fixture.topics.payments.clone();
+    let group = group_name("assigned");
+    let registry = prometheus::Registry::new();
+    let runner = relance_kafka::ConsumerRunner::new(
+        &fixture.settings.kafka,
+        "test",
+        &group,
+        &[&invoices, &payments],
+        RunnerOptions::default(),
+        relance_kafka::KafkaMetrics::register(&registry).expect("metrics"),
+    )
+    .expect("runner");
+    let held = |topic: &str| {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == "relance_kafka_assigned_partitions")
+            .flat_map(|family| family.get_metric().iter())
+            .find(|metric| {
+                metric
+                    .get_label()
+                    .iter()
+                    .any(|label| label.value() == topic)
+            })
+            .map(|metric| metric.get_gauge().get_value())
+    };
+    // Before the first poll each topic read is there, at 0: an alert can see it.
+    assert_eq!((held(&invoices), held(&payments)), (Some(0.0), Some(0.0)));
+
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(runner.run_lanes(vec![Recorder::default()], shutdown.clone()));
+    wait_for(Duration::from_secs(30), "the group's assignment", || {
+        let both = (held(&invoices), held(&payments));
+        async move { (both == (Some(3.0), Some(3.0))).then_some(()) }
+    })
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), task)
+        .await
+        .expect("consumer stops in time")
+        .expect("consumer task")
+        .expect("clean stop");
+}

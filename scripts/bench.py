@@ -1101,9 +1101,11 @@ class Bench:
                 # The time is the events', from the moment the group gives the ingestor its
                 # partitions: a backlog drained by a running service, as the database limit is
                 # a rate with no start-up. The start-up is given beside it.
-                pg_before = self.pg_cpu()
                 run = self.start("ingestor", f"ingestor-{tag}", tag, broker.bootstrap, profile=("ingest", shape))
                 joined = self.wait_assigned(run)
+                # CPU, like the time, counted from here: the start-up's is not the events'.
+                pg_before = self.pg_cpu()
+                cpu_before = cpu_seconds(run.instance.child.pid) if run.instance.child else None
                 began = time.time()
                 log(f"Ingestor in its group {joined:.1f} s after its start")
                 deadline = time.time() + max(600.0, total / 50)
@@ -1134,7 +1136,8 @@ class Bench:
                 rate = per_second(applied, elapsed)
                 steady = per_second(applied, float(last) - float(first)) if first and last and last > first else None
                 pid = run.instance.child.pid if run.instance.child else 0
-                cpu = cpu_seconds(pid)
+                cpu_total = cpu_seconds(pid)
+                cpu = cpu_total - cpu_before if cpu_total is not None and cpu_before is not None else cpu_total
                 self.finish(run, f"ingest ({shape})")
                 log(f"Ingestor: {applied:,} events applied in {elapsed:.1f} s ({rate:,.0f}/s; {steady or 0:,.0f}/s from "
                     f"the first batch), {cpu or 0:.1f} CPU s, peak {(run.peak or 0) / MIB:.0f} MiB; {dead} dead letters")
@@ -1548,7 +1551,8 @@ class Bench:
                 run.profile["figure"] = f"Messages sent per second, {mode} ({expected:,} commands)"
                 send_figures[mode] = Figure("send", run.profile["figure"], rate,
                                             "msg/s", None, note=f"{cpu or 0:,.1f} CPU s; "
-                                            + ("SendGrid's /v3/mail/send, 4 calls at once (the provider's concurrency); "
+                                            + ("SendGrid's /v3/mail/send, the provider's concurrency (4 unless --set) "
+                                               "calls at once; "
                                                if single else "Postmark's /email/batch; ")
                                             + f"sender.dispatch_batch = {batch}; "
                                             f"{steady or 0:,.0f}/s from the first message accepted to the last "
@@ -1906,7 +1910,7 @@ class Bench:
             "limit is a rate with no start-up either. The start-up before it (process start and group join, about "
             "3 s: tansu answers a join after half the 6 s session timeout; Apache Kafka delays a new group's first "
             "rebalance by `group.initial.rebalance.delay.ms`, 3 s by default) is given beside the figure, with the "
-            "rate it would make. CPU time from `/proc/<pid>/stat`. The "
+            "rate it would make. CPU time from `/proc/<pid>/stat`, over the same seconds. The "
             "database limit is the ingestor's own multi-row upsert statement (`crates/storage/src/invoices.rs`) "
             "run from Python into `bench_upsert (LIKE invoices INCLUDING ALL)`, 500 rows a statement, one "
             "transaction each, with the invoices the ingestor wrote (first inserted, then updated in turn); the "

@@ -16,9 +16,13 @@ single-message figure; shared/notes/email-providers.md, section 2):
   POST /v3/mail/send          one message; 202 with an empty body and X-Message-Id. Needs
                               `Authorization: Bearer <server token>` (401 otherwise); a body
                               without personalizations[].to[].email, from.email, a subject or
-                              content is 400 with SendGrid's {"errors": [{message, field}]}.
-                              The message is stored as the Postmark ones are (custom_args as
-                              metadata), and the faults apply to it alike.
+                              content is 400 with SendGrid's {"errors": [{message, field}]}; no
+                              `Accept: application/json` is 406; sandbox_mode on is 200 and
+                              nothing stored. The message is stored as the Postmark ones are
+                              (custom_args as metadata, X-Message-Id as its MessageID). Latency,
+                              500s, timeouts, outages and the rate limit apply to it (429 with
+                              X-RateLimit-Reset, as SendGrid); inactive recipients do not
+                              (SendGrid accepts and bounces later).
 
 Every Postmark request needs `X-Postmark-Server-Token` (401, ErrorCode 10 otherwise) and
 `Accept: application/json`; sends also need `Content-Type: application/json` (422, ErrorCode
@@ -386,7 +390,8 @@ class MockState:
             duplicate = bool(send_id) and send_id in self.by_send_id
             stored = StoredMessage(
                 seq=seq,
-                message_id=str(uuid.UUID(int=self.random.getrandbits(128), version=4)),
+                message_id=(f"{self.random.getrandbits(88):022x}" if endpoint == "sendgrid"
+                        else str(uuid.UUID(int=self.random.getrandbits(128), version=4))),
                 send_id=send_id,
                 to=str(message.get("To", "")),
                 sender=str(message.get("From", "")),
@@ -830,7 +835,10 @@ class Handler(BaseHTTPRequestHandler):
         except DropConnection:
             raise
         except Refusal as refusal:
-            self.send_json(refusal.status, refusal.body())
+            if path == "/v3/mail/send":
+                self.send_json(refusal.status, sendgrid_errors(refusal.message))
+            else:
+                self.send_json(refusal.status, refusal.body())
         except Exception as error:  # noqa: BLE001 (a mock must survive any input)
             log(f"Unexpected error on {method} {path}: {type(error).__name__}: {error}")
             self.close_connection = True
@@ -922,6 +930,8 @@ class Handler(BaseHTTPRequestHandler):
         if scheme.lower() != "bearer" or not state.token_accepted(token.strip()):
             return self.answer(401, sendgrid_errors("The provided authorization grant is invalid, expired, "
                                                     "or revoked"))
+        if not accepts_json(self.headers.get("Accept")):
+            return self.answer(406, sendgrid_errors("Accept header must be application/json."))
         if state.draw() < state.faults.error_rate:
             state.count("injected_errors")
             return self.answer(500, sendgrid_errors("Internal server error (mock)."))
@@ -934,13 +944,20 @@ class Handler(BaseHTTPRequestHandler):
         except SendGridRefusal as refusal:
             state.count("messages_rejected")
             return self.answer(400, sendgrid_errors(refusal.message, refusal.field))
+        sandbox = (payload.get("mail_settings") or {}).get("sandbox_mode") or {}
+        if isinstance(sandbox, dict) and sandbox.get("enable") is True:
+            # Validated, not sent: SendGrid answers 200 and records nothing.
+            state.count("sandbox_requests")
+            time.sleep(state.latency_seconds())
+            self.send_empty(200, {})
+            return 200
         delay = self.timed_out()
         stored = state.accept(message, "sendgrid")
         if delay is not None:
             state.count("timed_out_requests")
             state.count("timed_out_messages")
         time.sleep(state.latency_seconds() if delay is None else delay)
-        self.send_empty(202, {"X-Message-Id": stored.message_id.replace("-", "")[:22]})
+        self.send_empty(202, {"X-Message-Id": stored.message_id})
         return 202
 
     def send_empty(self, status: int, headers: dict[str, str]) -> None:

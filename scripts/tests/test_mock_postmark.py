@@ -253,6 +253,25 @@ class SendGridTest(MockTestCase):
         self.assertEqual(stored["metadata"]["invoice"], "inv_2026_0412")
         self.assertIn("/l/pay/", stored["html_body"])
         self.assertEqual(stored["endpoint"], "sendgrid")
+        # The id relance records is the one the mock's messages (and webhooks) carry.
+        self.assertEqual(stored["message_id"], headers["x-message-id"])
+
+    def test_sandbox_mode_validates_without_sending(self) -> None:
+        message = sendgrid_message(str(uuid.uuid4()))
+        message["mail_settings"] = {"sandbox_mode": {"enable": True}}
+        status, _, body = self.request("POST", "/v3/mail/send", message, SENDGRID_HEADERS)
+        self.assertEqual((status, body), (200, None))
+        self.assertEqual(self.admin("GET", "stats")["messages_accepted"], 0)
+
+    def test_errors_have_sendgrids_shape(self) -> None:
+        headers = {key: value for key, value in SENDGRID_HEADERS.items() if key != "Accept"}
+        status, _, body = self.request("POST", "/v3/mail/send", sendgrid_message(str(uuid.uuid4())), headers)
+        self.assertEqual(status, 406)
+        self.assertIn("Accept", body["errors"][0]["message"])
+        status, _, body = self.request("POST", "/v3/mail/send", None, {**SENDGRID_HEADERS, "Content-Length": "x"},
+                                       raw=b"{}")
+        self.assertEqual(status, 400)
+        self.assertIn("errors", body)
 
     def test_the_bearer_key_is_required(self) -> None:
         for authorization in (None, "Bearer wrong", TOKEN):

@@ -199,6 +199,36 @@ impl Book {
             .collect()
     }
 
+    /// The payment behaviour of each of `customers` counted again from the invoices in the
+    /// book, which must hold all of theirs: what the stored sums must equal, to repair them if
+    /// they drifted (a write outside relance, a bug). One pass over the book.
+    pub fn recount_behaviours(
+        &self,
+        customers: &[Scoped],
+        now: chrono::DateTime<chrono::Utc>,
+        fallback: chrono_tz::Tz,
+    ) -> Vec<(Scoped, PaymentBehaviour)> {
+        let mut outcomes: HashMap<(&str, &str), Vec<InvoiceOutcome>> = HashMap::new();
+        for invoice in self.invoices.values() {
+            if let Some(outcome) = invoice.outcome(self.today_of_invoice(invoice, now, fallback)) {
+                outcomes
+                    .entry((invoice.tenant.as_str(), invoice.customer_id.as_str()))
+                    .or_default()
+                    .push(outcome);
+            }
+        }
+        customers
+            .iter()
+            .map(|customer| {
+                let theirs = outcomes
+                    .get(&(customer.0.as_str(), customer.1.as_str()))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default();
+                (customer.clone(), payment_behaviour(theirs))
+            })
+            .collect()
+    }
+
     /// The payment behaviour of `customer_id` of `tenant` from the invoices in the book, on
     /// `today`.
     pub fn behaviour_of(

@@ -178,6 +178,90 @@ impl Client {
         .await
     }
 
+    /// `POST /v1/customers/{id}/recount-behaviour`.
+    pub async fn recount_customer(
+        &self,
+        id: &str,
+        reason: &str,
+        dry_run: bool,
+    ) -> Result<(), String> {
+        let result = self
+            .call(
+                reqwest::Method::POST,
+                &self.scoped(format!(
+                    "/v1/customers/{}/recount-behaviour",
+                    percent_encode(id)
+                )),
+                Some(json!({"reason": reason, "dry_run": dry_run})),
+            )
+            .await?;
+        self.print(&result, |done| {
+            format!(
+                "{} {}{}",
+                done["subject"].as_str().unwrap_or_default(),
+                done["status"].as_str().unwrap_or_default(),
+                drifted_sums(&done["drifted"])
+            )
+        });
+        Ok(())
+    }
+
+    /// `POST /v1/behaviour-recounts`, page after page until the tenant's last customer.
+    pub async fn recount_tenant(
+        &self,
+        tenant: &str,
+        reason: &str,
+        dry_run: bool,
+    ) -> Result<(), String> {
+        let mut after: Option<String> = None;
+        let mut checked = 0;
+        let mut drifted = Vec::new();
+        loop {
+            let page = self
+                .call(
+                    reqwest::Method::POST,
+                    "/v1/behaviour-recounts",
+                    Some(
+                        json!({"tenant": tenant, "reason": reason, "dry_run": dry_run,
+                                "after": after, "limit": 500}),
+                    ),
+                )
+                .await?;
+            checked += page["checked"].as_u64().unwrap_or(0);
+            let found = page["drifted"].as_array().cloned().unwrap_or_default();
+            if !self.json {
+                for customer in &found {
+                    println!(
+                        "{} {}{}",
+                        customer["customer_id"].as_str().unwrap_or_default(),
+                        if dry_run { "drifted" } else { "repaired" },
+                        drifted_sums(&customer["drifted"])
+                    );
+                }
+            }
+            drifted.extend(found);
+            match page["next_after"].as_str() {
+                Some(next) => after = Some(next.to_string()),
+                None => break,
+            }
+        }
+        let summary =
+            json!({"tenant": tenant, "checked": checked, "dry_run": dry_run, "drifted": drifted});
+        self.print(&summary, |summary| {
+            format!(
+                "{} customers of {tenant} checked, {} {}",
+                summary["checked"],
+                drifted.len(),
+                if dry_run {
+                    "drifted (nothing written: --dry-run)"
+                } else {
+                    "repaired"
+                }
+            )
+        });
+        Ok(())
+    }
+
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).
     pub async fn invoice_action(&self, id: &str, action: &str, reason: &str) -> Result<(), String> {
         self.change(
@@ -455,5 +539,18 @@ fn waiting_for(elapsed: chrono::Duration) -> String {
         0..=59 => format!("{minutes} min"),
         60..=2879 => format!("{} h", minutes / 60),
         _ => format!("{} days", minutes / 1440),
+    }
+}
+
+/// `: open_invoices, open_balance` for the sums that drifted, or nothing.
+fn drifted_sums(drifted: &Value) -> String {
+    let names: Vec<&str> = drifted
+        .as_array()
+        .map(|names| names.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", names.join(", "))
     }
 }

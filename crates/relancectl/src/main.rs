@@ -83,7 +83,7 @@ enum TokenCommand {
         #[arg(long)]
         holder: String,
         /// read_only (reads), credit_manager (approves, pauses, resumes), operator (also dead
-        /// letters).
+        /// letters, erasure, repairing payment behaviour).
         #[arg(long, value_parser = ["read_only", "credit_manager", "operator"])]
         role: String,
         /// The tenants it may act for, comma-separated, or * for all.
@@ -240,36 +240,51 @@ enum CustomerCommand {
     Pause(PauseArgs),
     /// Lift a customer's hold.
     Resume(ResumeArgs),
+    /// Count a customer's payment behaviour (paid on time, days late, open balance, lifetime
+    /// paid, first invoice) again from all their invoices, and repair the stored sums if they
+    /// drifted. With --all, every customer of --tenant, page by page. Needs an operator token;
+    /// each repair is recorded with the reason.
+    RecountBehaviour {
+        /// The customer; omit it with --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        customer_id: Option<String>,
+        /// Every customer of --tenant.
+        #[arg(long)]
+        all: bool,
+        /// Why, recorded with your name on each customer repaired.
+        #[arg(long)]
+        reason: String,
+        /// Report what differs; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result =
-        match cli.command {
-            Command::Policy(PolicyCommand::Check {
-                files,
-                templates,
-                template_set,
-            }) => return check(&files, &templates, &template_set),
-            Command::Policy(PolicyCommand::Simulate(arguments)) => {
-                simulate::run(&arguments, cli.json)
-            }
-            Command::Templates(templates::TemplatesCommand::Lint(arguments)) => {
-                return templates::run_lint(&arguments)
-            }
-            Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
-                templates::run_render(&arguments)
-            }
-            Command::Tokens(TokenCommand::Mint {
-                holder,
-                role,
-                tenants,
-            }) => mint(&holder, &role, &tenants),
-            command => {
-                let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json)
-                    .for_tenant(cli.tenant.as_deref());
-                match command {
+    let result = match cli.command {
+        Command::Policy(PolicyCommand::Check {
+            files,
+            templates,
+            template_set,
+        }) => return check(&files, &templates, &template_set),
+        Command::Policy(PolicyCommand::Simulate(arguments)) => simulate::run(&arguments, cli.json),
+        Command::Templates(templates::TemplatesCommand::Lint(arguments)) => {
+            return templates::run_lint(&arguments)
+        }
+        Command::Templates(templates::TemplatesCommand::Render(arguments)) => {
+            templates::run_render(&arguments)
+        }
+        Command::Tokens(TokenCommand::Mint {
+            holder,
+            role,
+            tenants,
+        }) => mint(&holder, &role, &tenants),
+        command => {
+            let client = admin::Client::new(&cli.url, cli.token.as_deref(), cli.json)
+                .for_tenant(cli.tenant.as_deref());
+            match command {
                 Command::Approvals(ApprovalCommand::List) => {
                     client.list_approvals(cli.tenant.as_deref()).await
                 }
@@ -335,6 +350,18 @@ async fn main() -> ExitCode {
                 Command::Customers(CustomerCommand::Resume(resume)) => {
                     client.resume("customers", &resume.id, &resume.reason).await
                 }
+                Command::Customers(CustomerCommand::RecountBehaviour {
+                    customer_id,
+                    all: _,
+                    reason,
+                    dry_run,
+                }) => match (customer_id, cli.tenant.as_deref()) {
+                    (Some(customer_id), _) => {
+                        client.recount_customer(&customer_id, &reason, dry_run).await
+                    }
+                    (None, Some(tenant)) => client.recount_tenant(tenant, &reason, dry_run).await,
+                    (None, None) => Err("--all needs --tenant (or RELANCE_TENANT): a sweep is of one tenant's customers".to_string()),
+                },
                 Command::Dlq(DeadLetterCommand::List {
                     selection,
                     not_replayed,
@@ -364,8 +391,8 @@ async fn main() -> ExitCode {
                 }
                 Command::Policy(_) | Command::Templates(_) | Command::Tokens(_) => Ok(()),
             }
-            }
-        };
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {

@@ -10,6 +10,7 @@ use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
+pub mod behaviour;
 pub mod customers;
 pub mod dead_letters;
 pub mod deliveries;

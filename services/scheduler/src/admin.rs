@@ -292,6 +292,14 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/customers/{customer_id}/pause", post(pause_customer))
         .route("/v1/customers/{customer_id}/resume", post(resume_customer))
         .route("/v1/customers/{customer_id}/erase", post(erase_customer))
+        .route(
+            "/v1/customers/{customer_id}/recount-behaviour",
+            post(crate::behaviour::recount_customer),
+        )
+        .route(
+            "/v1/behaviour-recounts",
+            post(crate::behaviour::recount_tenant),
+        )
         .route("/v1/policies", get(list_policies))
         .route("/v1/dead-letters", get(crate::dead_letters::list))
         .route("/v1/dead-letters/replay", post(crate::dead_letters::replay))
@@ -694,7 +702,7 @@ struct Resume {
 /// Why a person acts: required, not blank (recorded with the token's holder).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "String")]
-struct Reason(String);
+pub(crate) struct Reason(pub(crate) String);
 
 impl TryFrom<String> for Reason {
     type Error = String;
@@ -720,7 +728,7 @@ struct Done {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TenantQuery {
-    tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
 }
 
 /// The tenant whose `what` (`invoice` or `customer`) `id` the request means, among those the
@@ -960,7 +968,7 @@ async fn resume_invoice(
     .await
 }
 
-async fn customer_tenant(
+pub(crate) async fn customer_tenant(
     connection: &mut PgConnection,
     customer_id: &str,
     requested: Option<String>,

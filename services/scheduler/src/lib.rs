@@ -4,6 +4,7 @@
 //! admin API (and `relancectl`).
 
 pub mod admin;
+mod behaviour;
 pub mod commands;
 pub mod dead_letters;
 mod extract;

@@ -127,3 +127,46 @@ fn payment_behaviour_counts_on_time_and_late_payments_open_balance_and_lifetime_
         Some(date("2019-05-01"))
     );
 }
+
+#[test]
+fn a_recount_reads_each_customers_own_invoices_and_names_the_sums_that_drifted() {
+    let mut book = relance_domain::Book::default();
+    let now = at(5, 9);
+    let mut theirs = event("a1", at(1, 9), issued(eur(10_000), "2026-12-20"));
+    theirs.invoice_id = "inv_a".into();
+    let mut another_customers = event("b1", at(1, 9), issued(eur(3_000), "2026-12-20"));
+    another_customers.invoice_id = "inv_b".into();
+    another_customers.customer_id = "cus_2".into();
+    for invoice_event in [theirs, another_customers] {
+        book.apply_at(
+            &relance_domain::BookEvent::Invoice(invoice_event),
+            now,
+            chrono_tz::UTC,
+        )
+        .unwrap();
+    }
+    let customers = [
+        relance_domain::scoped("acme", "cus_1"),
+        relance_domain::scoped("acme", "cus_without_invoices"),
+    ];
+    let recounted = book.recount_behaviours(&customers, now, chrono_tz::UTC);
+    assert_eq!(recounted.len(), 2);
+    let (key, first) = &recounted[0];
+    assert_eq!(key, &customers[0]);
+    assert_eq!(first.open_invoices, 1);
+    assert_eq!(
+        first.open_balance.values().copied().collect::<Vec<_>>(),
+        vec![10_000],
+        "the other customer's invoice is not theirs"
+    );
+    assert_eq!(recounted[1].1, relance_domain::PaymentBehaviour::default());
+
+    let mut drifted = first.clone();
+    drifted.open_invoices = 2;
+    drifted.open_balance.clear();
+    assert_eq!(
+        drifted.differences(first),
+        vec!["open_invoices", "open_balance"]
+    );
+    assert!(first.differences(first).is_empty());
+}

@@ -282,6 +282,11 @@ proptest! {
                     .min();
             }
             prop_assert_eq!(&stored, &book.behaviour_of("acme", "cus_1", date("2026-12-31")));
+            // The repair's recount (POST /v1/customers/{id}/recount-behaviour) finds nothing to
+            // repair in sums kept this way.
+            let recounted = book.recount_behaviours(std::slice::from_ref(&customer), now, chrono_tz::UTC);
+            prop_assert_eq!(recounted.len(), 1);
+            prop_assert_eq!(stored.differences(&recounted[0].1), Vec::<&str>::new());
         }
     }
 

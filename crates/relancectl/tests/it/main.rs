@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // Test code: a panic is a failed test.
 
 mod approvals;
+mod behaviour;
 mod conformance;
 mod hostile_ids;
 mod policy;

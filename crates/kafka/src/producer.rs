@@ -51,7 +51,10 @@ impl ProduceError {
     }
 
     /// Whether producing the same record again may succeed. A record the broker refuses for
-    /// its content (too large, invalid) will never be accepted.
+    /// its content (too large, invalid) or for a topic name no topic can have will never be
+    /// accepted. A topic that does not exist yet or an ACL not granted yet are fixed by ops
+    /// without touching the record, so those are retried (the service reports itself not
+    /// ready meanwhile) rather than set aside with the reminder they carry.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self.source.rdkafka_error_code(),
@@ -59,8 +62,6 @@ impl ProduceError {
                 RDKafkaErrorCode::MessageSizeTooLarge
                     | RDKafkaErrorCode::InvalidRecord
                     | RDKafkaErrorCode::InvalidMessage
-                    | RDKafkaErrorCode::TopicAuthorizationFailed
-                    | RDKafkaErrorCode::UnknownTopic
                     | RDKafkaErrorCode::InvalidTopic
             )
         )
@@ -243,5 +244,41 @@ pub async fn broker_reachable(
         Ok(Ok(_)) => Err("the cluster reported no brokers".into()),
         Ok(Err(error)) => Err(format!("metadata request failed: {error}")),
         Err(error) => Err(format!("metadata request panicked: {error}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: RDKafkaErrorCode) -> ProduceError {
+        ProduceError {
+            topic: "relance.reminders".into(),
+            source: KafkaError::MessageProduction(code),
+        }
+    }
+
+    /// A topic not created yet (a deploy before the topics, a topic deleted by mistake, a
+    /// cluster without auto-creation) or an ACL not granted yet is fixed by ops without
+    /// touching the record: setting the record aside for good would lose a reminder.
+    #[test]
+    fn a_missing_topic_or_a_refused_authorization_is_retried_a_refused_record_is_not() {
+        for passing in [
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            RDKafkaErrorCode::MessageTimedOut,
+            RDKafkaErrorCode::BrokerTransportFailure,
+        ] {
+            assert!(failure(passing).is_retryable(), "{passing:?}");
+        }
+        for for_good in [
+            RDKafkaErrorCode::MessageSizeTooLarge,
+            RDKafkaErrorCode::InvalidRecord,
+            RDKafkaErrorCode::InvalidMessage,
+            RDKafkaErrorCode::InvalidTopic,
+        ] {
+            assert!(!failure(for_good).is_retryable(), "{for_good:?}");
+        }
     }
 }

@@ -65,7 +65,7 @@ pub async fn erase_customer(
                       CASE WHEN jsonb_typeof(facts->'contact') = 'object'
                            THEN jsonb_set(facts, '{contact,value}', 'null') ELSE facts END AS facts
                FROM invoices WHERE tenant = $1 AND customer_id = $2) AS c
-         WHERE i.invoice_id = c.invoice_id")
+         WHERE i.tenant = $1 AND i.invoice_id = c.invoice_id")
     .execute(&mut *connection)
     .await
     .map_err(StorageError::query("erasing a customer's invoices"))?

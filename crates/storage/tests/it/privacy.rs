@@ -240,6 +240,57 @@ async fn erasure_leaves_no_contact_data_and_keeps_the_money(pool: PgPool) {
     assert_eq!(pending, 0, "nothing left to send to an erased customer");
 }
 
+/// Found by review: the invoices' update matched on the invoice id alone, so erasing acme's
+/// customer copied acme's invoice (tenant, customer, amounts) over another tenant's invoice of
+/// the same number.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn erasure_leaves_another_tenants_invoice_of_the_same_id_alone(pool: PgPool) {
+    seed_customer(&pool).await;
+    let theirs = apply_invoice_event(
+        None,
+        &InvoiceEvent {
+            event_id: "g1".into(),
+            tenant: "globex".into(),
+            customer_id: "cus_9".into(),
+            invoice_id: "inv_1".into(),
+            time: Utc.with_ymd_and_hms(2026, 11, 2, 9, 0, 0).unwrap(),
+            revision: Some(1),
+            fact: InvoiceFact::Issued {
+                number: "G-1".into(),
+                issued_on: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+                due_on: chrono::NaiveDate::from_ymd_opt(2026, 12, 2).unwrap(),
+                total: Money::new(5_000, Currency::parse("USD").unwrap()).unwrap(),
+                order_reference: None,
+                payment_url: None,
+                contact: None,
+                description: Some("Globex's own".into()),
+            },
+        },
+    )
+    .unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    let mut connection = pool.acquire().await.unwrap();
+    invoices::upsert(
+        &mut connection,
+        &[(&theirs, &theirs.view(today), today)],
+        None,
+    )
+    .await
+    .unwrap();
+    let mut transaction = pool.begin().await.unwrap();
+    let erased = erasure::erase_customer(&mut transaction, "acme", "cus_1", "dpo")
+        .await
+        .unwrap()
+        .unwrap();
+    transaction.commit().await.unwrap();
+    assert_eq!(erased.invoices, 1, "acme's invoice only");
+    let key = relance_storage::scoped("globex", "inv_1");
+    let stored = invoices::load_for_update(&mut connection, std::slice::from_ref(&key))
+        .await
+        .unwrap();
+    assert_eq!(stored[&key], theirs, "globex's invoice is as it was");
+}
+
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn retention_deletes_what_is_past_its_period_and_nothing_else(pool: PgPool) {
     seed_customer(&pool).await;

@@ -213,32 +213,6 @@ pub struct PaymentBehaviour {
     pub first_invoice_on: Option<NaiveDate>,
 }
 
-impl PaymentBehaviour {
-    /// The names of the sums in which `self` and `other` differ, in declaration order.
-    pub fn differences(&self, other: &Self) -> Vec<&'static str> {
-        let mut differ = Vec::new();
-        let mut check = |name: &'static str, same: bool| {
-            if !same {
-                differ.push(name);
-            }
-        };
-        check("paid_invoices", self.paid_invoices == other.paid_invoices);
-        check("paid_on_time", self.paid_on_time == other.paid_on_time);
-        check(
-            "total_days_late",
-            self.total_days_late == other.total_days_late,
-        );
-        check("open_invoices", self.open_invoices == other.open_invoices);
-        check("open_balance", self.open_balance == other.open_balance);
-        check("lifetime_paid", self.lifetime_paid == other.lifetime_paid);
-        check(
-            "first_invoice_on",
-            self.first_invoice_on == other.first_invoice_on,
-        );
-        differ
-    }
-}
-
 /// What a change of some of a customer's invoices does to their [`PaymentBehaviour`]: what the
 /// invoices count for after it, minus what they counted for before. Changes add up, in any
 /// order, so writers of one customer never overwrite each other's.

@@ -210,10 +210,10 @@ impl Client {
     pub async fn recount_tenant(
         &self,
         tenant: &str,
+        mut after: Option<String>,
         reason: &str,
         dry_run: bool,
     ) -> Result<(), String> {
-        let mut after: Option<String> = None;
         let mut checked = 0;
         let mut drifted = Vec::new();
         loop {
@@ -226,7 +226,13 @@ impl Client {
                                 "after": after, "limit": 500}),
                     ),
                 )
-                .await?;
+                .await
+                .map_err(|error| match &after {
+                    Some(after) => {
+                        format!("{error} (in the page after {after}: resume with --after {after})")
+                    }
+                    None => error,
+                })?;
             checked += page["checked"].as_u64().unwrap_or(0);
             let found = page["drifted"].as_array().cloned().unwrap_or_default();
             if !self.json {

@@ -251,6 +251,9 @@ enum CustomerCommand {
         /// Every customer of --tenant.
         #[arg(long)]
         all: bool,
+        /// With --all, start after this customer id (to resume a sweep that stopped).
+        #[arg(long, requires = "all")]
+        after: Option<String>,
         /// Why, recorded with your name on each customer repaired.
         #[arg(long)]
         reason: String,
@@ -353,13 +356,18 @@ async fn main() -> ExitCode {
                 Command::Customers(CustomerCommand::RecountBehaviour {
                     customer_id,
                     all: _,
+                    after,
                     reason,
                     dry_run,
                 }) => match (customer_id, cli.tenant.as_deref()) {
                     (Some(customer_id), _) => {
                         client.recount_customer(&customer_id, &reason, dry_run).await
                     }
-                    (None, Some(tenant)) => client.recount_tenant(tenant, &reason, dry_run).await,
+                    (None, Some(tenant)) => {
+                        client
+                            .recount_tenant(tenant, after, &reason, dry_run)
+                            .await
+                    }
                     (None, None) => Err("--all needs --tenant (or RELANCE_TENANT): a sweep is of one tenant's customers".to_string()),
                 },
                 Command::Dlq(DeadLetterCommand::List {

@@ -5,47 +5,127 @@
 //! a customer's invoices under the customer's lock, as a full recomputation did before the
 //! sums, and writes the result when it differs.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use relance_domain::calendar::UNKNOWN_ZONE;
 use relance_domain::{Book, PaymentBehaviour};
 use serde::Serialize;
 use sqlx::PgConnection;
 
 use crate::error::StorageError;
-use crate::{customers, decode_facts, key_columns, RawFacts, Scoped};
+use crate::{customers, decode_facts, key_columns, scheduling, RawFacts, Scoped};
+
+/// A customer's payment behaviour as the `customers` row holds it, read as raw columns: sums
+/// that drifted may not read as a [`PaymentBehaviour`] at all (a negative count, an amount map
+/// written by hand), and those are what a recount must be able to repair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredSums {
+    pub paid_invoices: i32,
+    pub paid_on_time: i32,
+    pub total_days_late: i64,
+    pub open_invoices: i32,
+    pub open_balance: serde_json::Value,
+    pub lifetime_paid: serde_json::Value,
+    pub first_invoice_on: Option<NaiveDate>,
+}
+
+impl StoredSums {
+    /// The row `behaviour` is written as (`customers::write_behaviours`).
+    fn of(behaviour: &PaymentBehaviour) -> Self {
+        let count = |value: u32| i32::try_from(value).unwrap_or(i32::MAX);
+        Self {
+            paid_invoices: count(behaviour.paid_invoices),
+            paid_on_time: count(behaviour.paid_on_time),
+            total_days_late: behaviour.total_days_late,
+            open_invoices: count(behaviour.open_invoices),
+            open_balance: serde_json::to_value(&behaviour.open_balance).unwrap_or_default(),
+            lifetime_paid: serde_json::to_value(&behaviour.lifetime_paid).unwrap_or_default(),
+            first_invoice_on: behaviour.first_invoice_on,
+        }
+    }
+
+    /// The names of the columns in which `self` and `other` differ, in the table's order.
+    fn differences(&self, other: &Self) -> Vec<&'static str> {
+        [
+            ("paid_invoices", self.paid_invoices == other.paid_invoices),
+            ("paid_on_time", self.paid_on_time == other.paid_on_time),
+            (
+                "total_days_late",
+                self.total_days_late == other.total_days_late,
+            ),
+            ("open_invoices", self.open_invoices == other.open_invoices),
+            ("open_balance", self.open_balance == other.open_balance),
+            ("lifetime_paid", self.lifetime_paid == other.lifetime_paid),
+            (
+                "first_invoice_on",
+                self.first_invoice_on == other.first_invoice_on,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(name, same)| (!same).then_some(name))
+        .collect()
+    }
+}
 
 /// A customer's payment behaviour as stored and as counted again from all their invoices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recount {
     pub tenant: String,
     pub customer_id: String,
-    pub stored: PaymentBehaviour,
+    pub stored: StoredSums,
     pub recounted: PaymentBehaviour,
-    /// The sums that differ (empty when the stored ones are right).
+    /// The columns that differ (empty when the stored sums are right).
     pub drifted: Vec<&'static str>,
 }
+
+type SumsRow = (
+    String,
+    String,
+    i32,
+    i32,
+    i64,
+    i32,
+    serde_json::Value,
+    serde_json::Value,
+    Option<NaiveDate>,
+);
 
 /// Counts the payment behaviour of the customers among `keys` that exist again from all their
 /// invoices, locking the customers (the lock every writer of their invoices takes first, so no
 /// change of theirs lands in between). With `repair`, a customer whose stored sums differ gets
-/// the recount written in their place. In key order.
+/// the recount written in their place, and their open invoices are marked for planning (their
+/// segment may follow their behaviour). In key order.
 ///
 /// # Errors
-/// [`StorageError`] when a query fails or a stored record is unreadable.
+/// [`StorageError`] when a query fails or one of their invoices is unreadable.
 pub async fn recount(
     connection: &mut PgConnection,
     keys: &[Scoped],
     now: DateTime<Utc>,
     repair: bool,
 ) -> Result<Vec<Recount>, StorageError> {
-    let loaded = customers::load_for_update_with_behaviour(connection, keys).await?;
-    if loaded.is_empty() {
+    if keys.is_empty() {
         return Ok(Vec::new());
     }
-    let mut found: Vec<Scoped> = loaded.keys().cloned().collect();
-    found.sort();
+    let (tenants, ids) = key_columns(keys);
+    let stored: Vec<SumsRow> = sqlx::query_as(
+        "SELECT tenant, customer_id, paid_invoices, paid_on_time, total_days_late, open_invoices,
+                open_balance, lifetime_paid, first_invoice_on
+         FROM customers
+         WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+         ORDER BY tenant, customer_id FOR UPDATE",
+    )
+    .bind(&tenants)
+    .bind(&ids)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(StorageError::query("locking customers to recount"))?;
+    if stored.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found: Vec<Scoped> = stored
+        .iter()
+        .map(|row| (row.0.clone(), row.1.clone()))
+        .collect();
     let (tenants, ids) = key_columns(&found);
     let rows: Vec<(String, String, RawFacts)> = sqlx::query_as(
         "SELECT tenant, invoice_id, facts FROM invoices
@@ -58,25 +138,31 @@ pub async fn recount(
     .map_err(StorageError::query(
         "loading customers' invoices to recount",
     ))?;
+    // What an invoice counts for does not depend on the date or the customer's time zone
+    // (`Invoice::outcome`), so the book needs no profiles: a profile that no longer reads
+    // cannot stop a repair.
     let mut book = Book::default();
     for (tenant, invoice_id, facts) in rows {
         let invoice = decode_facts("invoice", &invoice_id, &facts)?;
         book.invoices.insert((tenant, invoice_id), invoice);
     }
-    let mut stored: BTreeMap<Scoped, PaymentBehaviour> = BTreeMap::new();
-    for (key, (facts, behaviour)) in loaded {
-        book.customers.insert(key.clone(), facts);
-        stored.insert(key, behaviour);
-    }
     let recounts: Vec<Recount> = book
         .recount_behaviours(&found, now, UNKNOWN_ZONE)
         .into_iter()
-        .map(|((tenant, customer_id), recounted)| {
-            let stored = stored
-                .remove(&(tenant.clone(), customer_id.clone()))
-                .unwrap_or_default();
+        .zip(stored)
+        .map(|(((tenant, customer_id), recounted), row)| {
+            let (_, _, paid, on_time, days_late, open, balance, lifetime, first) = row;
+            let stored = StoredSums {
+                paid_invoices: paid,
+                paid_on_time: on_time,
+                total_days_late: days_late,
+                open_invoices: open,
+                open_balance: balance,
+                lifetime_paid: lifetime,
+                first_invoice_on: first,
+            };
             Recount {
-                drifted: stored.differences(&recounted),
+                drifted: stored.differences(&StoredSums::of(&recounted)),
                 tenant,
                 customer_id,
                 stored,
@@ -85,17 +171,23 @@ pub async fn recount(
         })
         .collect();
     if repair {
-        let keys: Vec<Scoped> = recounts
+        let drifted: Vec<(Scoped, &Recount)> = recounts
             .iter()
-            .map(|recount| (recount.tenant.clone(), recount.customer_id.clone()))
+            .filter(|recount| !recount.drifted.is_empty())
+            .map(|recount| {
+                (
+                    (recount.tenant.clone(), recount.customer_id.clone()),
+                    recount,
+                )
+            })
             .collect();
-        let repaired: Vec<(&Scoped, PaymentBehaviour)> = recounts
+        let written: Vec<(&Scoped, PaymentBehaviour)> = drifted
             .iter()
-            .zip(&keys)
-            .filter(|(recount, _)| !recount.drifted.is_empty())
-            .map(|(recount, key)| (key, recount.recounted.clone()))
+            .map(|(key, recount)| (key, recount.recounted.clone()))
             .collect();
-        customers::write_behaviours(connection, &repaired).await?;
+        customers::write_behaviours(connection, &written).await?;
+        let keys: Vec<Scoped> = drifted.into_iter().map(|(key, _)| key).collect();
+        scheduling::mark_customers_for_replanning(connection, &keys, now).await?;
     }
     Ok(recounts)
 }

@@ -733,7 +733,7 @@ pub(crate) struct TenantQuery {
 
 /// The tenant whose `what` (`invoice` or `customer`) `id` the request means, among those the
 /// token sees: 404 when none, 409 `ambiguous_tenant` when several and `?tenant=` is missing.
-async fn resolve_tenant(
+pub(crate) async fn resolve_tenant(
     connection: &mut PgConnection,
     actor: &Actor,
     table: scheduling::IdTable,
@@ -968,7 +968,7 @@ async fn resume_invoice(
     .await
 }
 
-pub(crate) async fn customer_tenant(
+async fn customer_tenant(
     connection: &mut PgConnection,
     customer_id: &str,
     requested: Option<String>,

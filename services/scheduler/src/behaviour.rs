@@ -13,7 +13,7 @@ use serde_json::json;
 use sqlx::PgConnection;
 
 use crate::admin::{
-    customer_tenant, manual_action, Actor, AdminState, ApiError, Reason, TenantQuery,
+    manual_action, resolve_tenant, Actor, AdminState, ApiError, Reason, TenantQuery,
 };
 use crate::extract::{page_limit, ApiJson, ApiPath, ApiQuery};
 
@@ -47,7 +47,16 @@ pub(crate) async fn recount_customer(
     actor.require(AdminRole::Operator)?;
     let now = state.clock.now();
     let mut transaction = state.pool.begin().await?;
-    let tenant = customer_tenant(&mut transaction, &customer_id, query.tenant, &actor).await?;
+    // Not `customer_tenant`: it reads the customer's stored behaviour, which may be what no
+    // longer reads; the recount locks the customer and reads its sums raw.
+    let tenant = resolve_tenant(
+        &mut transaction,
+        &actor,
+        scheduling::IdTable::Customers,
+        &customer_id,
+        query.tenant,
+    )
+    .await?;
     let key = scoped(&tenant, &customer_id);
     let recount = behaviour::recount(
         &mut transaction,

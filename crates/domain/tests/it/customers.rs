@@ -129,7 +129,7 @@ fn payment_behaviour_counts_on_time_and_late_payments_open_balance_and_lifetime_
 }
 
 #[test]
-fn a_recount_reads_each_customers_own_invoices_and_names_the_sums_that_drifted() {
+fn a_recount_reads_each_customers_own_invoices() {
     let mut book = relance_domain::Book::default();
     let now = at(5, 9);
     let mut theirs = event("a1", at(1, 9), issued(eur(10_000), "2026-12-20"));
@@ -160,13 +160,4 @@ fn a_recount_reads_each_customers_own_invoices_and_names_the_sums_that_drifted()
         "the other customer's invoice is not theirs"
     );
     assert_eq!(recounted[1].1, relance_domain::PaymentBehaviour::default());
-
-    let mut drifted = first.clone();
-    drifted.open_invoices = 2;
-    drifted.open_balance.clear();
-    assert_eq!(
-        drifted.differences(first),
-        vec!["open_invoices", "open_balance"]
-    );
-    assert!(first.differences(first).is_empty());
 }

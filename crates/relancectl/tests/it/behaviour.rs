@@ -71,6 +71,18 @@ async fn drift(pool: &PgPool, customer: &str) {
     .unwrap();
 }
 
+/// Sums no relance write makes: a negative count, an amount map written by hand.
+async fn drift_unreadably(pool: &PgPool, customer: &str) {
+    sqlx::query(
+        "UPDATE customers SET paid_invoices = -1, lifetime_paid = '{\"eur\": 1.5}'
+         WHERE tenant = 'acme' AND customer_id = $1",
+    )
+    .bind(customer)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
 async fn repairs_recorded(pool: &PgPool) -> Vec<(String, String, Option<String>)> {
     sqlx::query_as(
         "SELECT subject_id, actor, reason FROM manual_actions
@@ -184,8 +196,12 @@ async fn drifted_sums_are_recounted_from_the_invoices_by_an_operator_and_recorde
     assert_eq!(status, 404);
 
     // A tenant's sweep, page by page: each page says where the next starts, the last none.
+    sqlx::query("UPDATE invoices SET next_action_at = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
     drift(&pool, "cus_1").await;
-    drift(&pool, "cus_3").await;
+    drift_unreadably(&pool, "cus_3").await;
     let sweep = "/v1/behaviour-recounts";
     let (status, page) = recount(
         OPERATOR,
@@ -215,9 +231,43 @@ async fn drifted_sums_are_recounted_from_the_invoices_by_an_operator_and_recorde
         (json!(1), Value::Null)
     );
     assert_eq!(page["drifted"][0]["customer_id"], "cus_3");
+    assert_eq!(
+        page["drifted"][0]["drifted"],
+        json!(["paid_invoices", "lifetime_paid"])
+    );
+    assert_eq!(
+        page["drifted"][0]["stored"]["lifetime_paid"],
+        json!({"eur": 1.5})
+    );
     assert_eq!(sums(&pool, "cus_1").await, right);
     assert_eq!(sums(&pool, "cus_3").await, (0, json!({}), 0, json!({})));
     assert_eq!(repairs_recorded(&pool).await.len(), 3);
+    // A repaired customer's open invoices are planned again (their segment may follow).
+    let marked: Vec<String> =
+        sqlx::query_scalar("SELECT customer_id FROM invoices WHERE next_action_at = $1")
+            .bind(now)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        marked,
+        ["cus_1"],
+        "cus_1's open invoice; cus_2 was not repaired"
+    );
+    // One customer whose sums no longer read as behaviour is repaired too.
+    drift_unreadably(&pool, "cus_3").await;
+    let (status, answer) = recount(
+        OPERATOR,
+        "/v1/customers/cus_3/recount-behaviour",
+        json!({"reason": "hand-edited row"}),
+    )
+    .await;
+    assert_eq!(
+        (status, answer["status"].clone()),
+        (200, json!("repaired")),
+        "{answer}"
+    );
+    assert_eq!(sums(&pool, "cus_3").await, (0, json!({}), 0, json!({})));
     // Another tenant's token sees no such tenant; a bad page size is refused.
     let (status, _) = recount(
         "dev-only-credit-manager-globex-token-0001",

@@ -50,6 +50,20 @@ impl ProduceError {
         )
     }
 
+    /// Whether the failure is the topic's, not the record's: it does not exist (yet) or this
+    /// service may not write to it. Every record for that topic fails alike until ops fix it,
+    /// while other topics publish.
+    pub fn is_topic_unavailable(&self) -> bool {
+        matches!(
+            self.source.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::UnknownTopic
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::TopicAuthorizationFailed
+            )
+        )
+    }
+
     /// Whether producing the same record again may succeed. A record the broker refuses for
     /// its content (too large, invalid) or for a topic name no topic can have will never be
     /// accepted. A topic that does not exist yet or an ACL not granted yet are fixed by ops
@@ -272,6 +286,17 @@ mod tests {
         ] {
             assert!(failure(passing).is_retryable(), "{passing:?}");
         }
+        for topic_level in [
+            RDKafkaErrorCode::UnknownTopic,
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+        ] {
+            assert!(
+                failure(topic_level).is_topic_unavailable(),
+                "{topic_level:?}"
+            );
+        }
+        assert!(!failure(RDKafkaErrorCode::MessageTimedOut).is_topic_unavailable());
         for for_good in [
             RDKafkaErrorCode::MessageSizeTooLarge,
             RDKafkaErrorCode::InvalidRecord,

@@ -11,6 +11,10 @@
 //!   id.
 //! - A record the broker will never accept (too large, invalid) is marked failed for good,
 //!   counted and logged, never retried; others stay pending and are retried.
+//! - A topic the broker says is missing or not writable (not created yet, an ACL not granted)
+//!   is held: its records stay pending, unclaimed, and are tried again after a backoff (30 s,
+//!   doubling to 5 min), while the other topics publish. Ops fix it without touching the
+//!   records; readiness is not failed for it (the publish-failure alert is what tells).
 //! - A producer that keeps failing in a way a new producer cures (its state lost by a broker
 //!   restart, nothing acknowledged) is recreated; readiness reports publishing that has been
 //!   failing too long ([`PublishHealth`]).
@@ -152,6 +156,43 @@ impl ReadinessCheck for PublishingCheck {
     }
 }
 
+/// How long a topic the broker says is missing or not writable is first left alone, and the
+/// longest it is: each failed try doubles it. Trying costs a round up to the producer's
+/// message timeout (librdkafka waits for the topic to appear), which the backoff keeps rare.
+const TOPIC_HOLD_FIRST: Duration = Duration::from_secs(30);
+const TOPIC_HOLD_LONGEST: Duration = Duration::from_secs(300);
+
+/// Topics whose records wait: the broker said they are missing or not writable.
+#[derive(Debug, Default)]
+pub(crate) struct TopicHolds(std::collections::HashMap<String, (Instant, Duration)>);
+
+impl TopicHolds {
+    /// Holds `topic` from `now`: for [`TOPIC_HOLD_FIRST`], or twice its last hold if it was
+    /// held before and failed again. Returns how long.
+    pub(crate) fn hold(&mut self, topic: &str, now: Instant) -> Duration {
+        let hold = self.0.get(topic).map_or(TOPIC_HOLD_FIRST, |(_, last)| {
+            (*last * 2).min(TOPIC_HOLD_LONGEST)
+        });
+        self.0.insert(topic.to_string(), (now + hold, hold));
+        hold
+    }
+
+    /// Forgets `topic`: a record of it was published.
+    pub(crate) fn release(&mut self, topic: &str) -> bool {
+        self.0.remove(topic).is_some()
+    }
+
+    /// The topics still held at `now` (a topic whose hold ended is tried again, and keeps its
+    /// last hold for the backoff until a record of it is published).
+    pub(crate) fn held(&self, now: Instant) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(_, (until, _))| *until > now)
+            .map(|(topic, _)| topic.clone())
+            .collect()
+    }
+}
+
 /// Publishes one service's outbox.
 pub struct OutboxRelay {
     pool: PgPool,
@@ -164,6 +205,7 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     failed_rounds: AtomicU32,
     counted_at: Mutex<Option<Instant>>,
+    holds: Mutex<TopicHolds>,
 }
 
 /// How often the relay deletes old published records.
@@ -193,6 +235,7 @@ impl OutboxRelay {
             wake: Arc::new(Notify::new()),
             failed_rounds: AtomicU32::new(0),
             counted_at: Mutex::new(None),
+            holds: Mutex::new(TopicHolds::default()),
         }
     }
 
@@ -249,10 +292,16 @@ impl OutboxRelay {
     /// record failed, to stop the burst).
     async fn publish_round(&self) -> Result<usize, StorageError> {
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
+        let held = self
+            .holds
+            .lock()
+            .map(|holds| holds.held(Instant::now()))
+            .unwrap_or_default();
         let pending = outbox::claim_pending(
             &mut transaction,
             &self.producer_name,
             i64::from(self.settings.batch_size),
+            &held,
         )
         .await?;
         if pending.is_empty() {
@@ -285,6 +334,8 @@ impl OutboxRelay {
         let mut published = Vec::with_capacity(sources.len());
         let mut refused: Vec<(i64, &str, ProduceError)> = Vec::new();
         let mut failed: Vec<(i64, &str, ProduceError)> = Vec::new();
+        let mut unavailable: std::collections::BTreeMap<&str, (Vec<i64>, ProduceError)> =
+            std::collections::BTreeMap::new();
         for ((id, topic), result) in sources.iter().zip(results) {
             let topic = topic.as_str();
             match result {
@@ -292,10 +343,20 @@ impl OutboxRelay {
                     self.metrics.published.with_label_values(&[topic]).inc();
                     published.push(*id);
                 }
+                Err(error) if error.is_topic_unavailable() => {
+                    self.metrics.failures.with_label_values(&[topic]).inc();
+                    unavailable
+                        .entry(topic)
+                        .or_insert_with(|| (Vec::new(), error))
+                        .0
+                        .push(*id);
+                }
                 Err(error) if !error.is_retryable() => refused.push((*id, topic, error)),
                 Err(error) => failed.push((*id, topic, error)),
             }
         }
+        self.hold_unavailable(&sources, &published, &unavailable)
+            .await?;
         if self.settings.retention_hours == 0 {
             outbox::delete_published(&mut transaction, &published).await?;
         } else {
@@ -337,6 +398,36 @@ impl OutboxRelay {
         Ok(0)
     }
 
+    /// Holds the topics the broker said are missing or not writable (their records stay
+    /// pending, unclaimed until the hold ends) and releases those a record was published to.
+    async fn hold_unavailable(
+        &self,
+        sources: &[(i64, String)],
+        published: &[i64],
+        unavailable: &std::collections::BTreeMap<&str, (Vec<i64>, ProduceError)>,
+    ) -> Result<(), StorageError> {
+        let now = Instant::now();
+        if let Ok(mut holds) = self.holds.lock() {
+            if holds.0.is_empty() && unavailable.is_empty() {
+                return Ok(());
+            }
+            let published: std::collections::HashSet<&i64> = published.iter().collect();
+            for (id, topic) in sources {
+                if published.contains(id) && holds.release(topic) {
+                    tracing::info!(topic, "A held topic accepts records again.");
+                }
+            }
+            for (topic, (ids, error)) in unavailable {
+                let hold = holds.hold(topic, now);
+                tracing::warn!(topic, error = %error, records = ids.len(), retry_in_s = hold.as_secs(), "The broker says this topic is missing or not writable: its records wait, pending, while the other topics publish; create the topic or grant the ACL.");
+            }
+        }
+        for (_, (ids, error)) in unavailable.iter() {
+            outbox::record_passing_failures(&self.pool, ids, &error.to_string()).await?;
+        }
+        Ok(())
+    }
+
     fn recreate_producer(&self, why: &str) {
         match self.producer.recreate() {
             Ok(()) => {
@@ -376,5 +467,42 @@ impl OutboxRelay {
             Err(error) => tracing::warn!(error = %error, "Purging the outbox failed."),
         }
         self.count_pending(true).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_topic_waits_its_hold_then_is_tried_again_with_a_longer_one_until_published() {
+        let start = Instant::now();
+        let mut holds = TopicHolds::default();
+        assert!(holds.held(start).is_empty());
+        assert_eq!(holds.hold("relance.tasks", start), TOPIC_HOLD_FIRST);
+        assert_eq!(holds.held(start), ["relance.tasks"]);
+        assert_eq!(
+            holds.held(start + TOPIC_HOLD_FIRST - Duration::from_millis(1)),
+            ["relance.tasks"]
+        );
+        let retried = start + TOPIC_HOLD_FIRST;
+        assert!(
+            holds.held(retried).is_empty(),
+            "tried again once the hold ends"
+        );
+        // Still missing: each try doubles the hold, up to the longest.
+        assert_eq!(holds.hold("relance.tasks", retried), TOPIC_HOLD_FIRST * 2);
+        let mut hold = TOPIC_HOLD_FIRST * 2;
+        for _ in 0..10 {
+            hold = holds.hold("relance.tasks", retried);
+        }
+        assert_eq!(hold, TOPIC_HOLD_LONGEST);
+        // Another topic is not held by it; a publication releases it and resets the backoff.
+        assert!(!holds
+            .held(retried)
+            .contains(&"relance.reminders".to_string()));
+        assert!(holds.release("relance.tasks"));
+        assert!(!holds.release("relance.tasks"));
+        assert_eq!(holds.hold("relance.tasks", retried), TOPIC_HOLD_FIRST);
     }
 }

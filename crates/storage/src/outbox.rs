@@ -222,7 +222,9 @@ pub struct PendingRecord {
 /// service that wrote them), oldest first, if no other relay of that service holds its relay
 /// lock (then returns nothing). The lock lasts as long as `transaction`; no row is locked, so
 /// cancelling a queued command never waits for a publication in flight (a command cancelled
-/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`).
+/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`). Records for
+/// `held_topics` (topics the broker said are missing or not writable) are left pending and
+/// not claimed, so they never crowd out the other topics' records.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored record is unreadable.
@@ -230,6 +232,7 @@ pub async fn claim_pending(
     connection: &mut PgConnection,
     producer: &str,
     limit: i64,
+    held_topics: &[String],
 ) -> Result<Vec<PendingRecord>, StorageError> {
     let locked: bool = sqlx::query_scalar(
         "SELECT pg_try_advisory_xact_lock(hashtextextended('relance-outbox-relay:' || $1, 0))",
@@ -248,15 +251,18 @@ pub async fn claim_pending(
     let rows: Vec<PendingRow> = sqlx::query_as(
         "(SELECT id, topic, message_key, payload, headers::text FROM outbox
           WHERE published_at IS NULL AND failed_at IS NULL AND producer = $1
+            AND topic <> ALL($3)
           ORDER BY id LIMIT $2)
          UNION ALL
          (SELECT id, topic, message_key, payload, headers::text FROM outbox
           WHERE published_at IS NULL AND failed_at IS NULL AND producer IS NULL
+            AND topic <> ALL($3)
           ORDER BY id LIMIT $2)
          ORDER BY id LIMIT $2",
     )
     .bind(producer)
     .bind(limit)
+    .bind(held_topics)
     .fetch_all(&mut *connection)
     .await
     .map_err(StorageError::query("reading pending outbox records"))?;
@@ -334,6 +340,28 @@ pub async fn record_failure(
     .execute(pool)
     .await
     .map_err(StorageError::query("recording an outbox failure"))?;
+    Ok(())
+}
+
+/// Records one failed, passing, attempt of each of `ids` with the same error (records of a
+/// topic the broker said is missing or not writable), in one statement.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn record_passing_failures(
+    pool: &PgPool,
+    ids: &[i64],
+    error: &str,
+) -> Result<(), StorageError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
+        .bind(ids)
+        .bind(error)
+        .execute(pool)
+        .await
+        .map_err(StorageError::query("recording outbox failures"))?;
     Ok(())
 }
 

@@ -59,6 +59,49 @@ fn record(topic: &str, payload: &str) -> OutboxRecord {
     }
 }
 
+/// Records for a topic the broker says is missing or not writable wait, unclaimed, while the
+/// other topics' records behind them go out: a missing topic never stops a service's
+/// publishing.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn records_for_a_held_topic_are_not_claimed_and_never_crowd_out_the_others(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    let me: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    let mut records: Vec<OutboxRecord> = (0..5)
+        .map(|n| record("missing", &format!("m{n}")))
+        .collect();
+    records.push(record("fine", "f0"));
+    records.push(record("missing", "m5"));
+    records.push(record("fine", "f1"));
+    outbox::enqueue(&mut connection, &records).await.unwrap();
+    drop(connection);
+    let payloads = |claimed: &[outbox::PendingRecord]| {
+        claimed
+            .iter()
+            .map(|pending| String::from_utf8(pending.record.payload.clone()).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let mut relay = pool.begin().await.unwrap();
+    let held = ["missing".to_string()];
+    let claimed = outbox::claim_pending(&mut relay, &me, 3, &held)
+        .await
+        .unwrap();
+    assert_eq!(payloads(&claimed), ["f0", "f1"]);
+    relay.rollback().await.unwrap();
+    let mut relay = pool.begin().await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 3, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        payloads(&claimed),
+        ["m0", "m1", "m2"],
+        "in order once released"
+    );
+    relay.rollback().await.unwrap();
+}
+
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
@@ -88,7 +131,9 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     );
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 2).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 2, &[])
+        .await
+        .unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -105,13 +150,13 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     // A second relay of the same service gets nothing while the first holds the lock; another
     // service's relay publishes its own records meanwhile.
     let mut other = pool.begin().await.unwrap();
-    assert!(outbox::claim_pending(&mut other, &me, 10)
+    assert!(outbox::claim_pending(&mut other, &me, 10, &[])
         .await
         .unwrap()
         .is_empty());
     other.rollback().await.unwrap();
     let mut other_service = pool.begin().await.unwrap();
-    let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10)
+    let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10, &[])
         .await
         .unwrap();
     assert_eq!(theirs.len(), 1);
@@ -123,7 +168,9 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 1);
 
     let mut relay = pool.begin().await.unwrap();
-    let rest = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let rest = outbox::claim_pending(&mut relay, &me, 10, &[])
+        .await
+        .unwrap();
     assert_eq!(rest.len(), 1);
 
     relay.rollback().await.unwrap();
@@ -144,7 +191,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
         .unwrap();
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 0);
     let mut relay = pool.begin().await.unwrap();
-    assert!(outbox::claim_pending(&mut relay, &me, 10)
+    assert!(outbox::claim_pending(&mut relay, &me, 10, &[])
         .await
         .unwrap()
         .is_empty());
@@ -164,7 +211,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
 
     // A relay that keeps nothing deletes what it published, and only that.
     let mut relay = pool.begin().await.unwrap();
-    let theirs = outbox::claim_pending(&mut relay, "relance-other", 10)
+    let theirs = outbox::claim_pending(&mut relay, "relance-other", 10, &[])
         .await
         .unwrap();
     outbox::delete_published(&mut relay, &[theirs[0].id])
@@ -218,7 +265,9 @@ async fn a_claim_reads_the_records_it_takes_not_the_whole_backlog(pool: PgPool) 
     drop(connection);
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10, &[])
+        .await
+        .unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -536,7 +585,9 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
     .unwrap();
     // The relay has claimed the command and is sending it (its transaction is open).
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10, &[])
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
 
     // A payment arrives: its transaction cancels the command at once.

@@ -67,8 +67,8 @@ impl ProduceError {
     /// Whether producing the same record again may succeed. A record the broker refuses for
     /// its content (too large, invalid) or for a topic name no topic can have will never be
     /// accepted. A topic that does not exist yet or an ACL not granted yet are fixed by ops
-    /// without touching the record, so those are retried (the service reports itself not
-    /// ready meanwhile) rather than set aside with the reminder they carry.
+    /// without touching the record: those are retried ([`ProduceError::is_topic_unavailable`]:
+    /// the relay holds the topic) rather than set aside with the reminder they carry.
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self.source.rdkafka_error_code(),

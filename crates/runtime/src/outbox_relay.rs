@@ -162,34 +162,33 @@ impl ReadinessCheck for PublishingCheck {
 const TOPIC_HOLD_FIRST: Duration = Duration::from_secs(30);
 const TOPIC_HOLD_LONGEST: Duration = Duration::from_secs(300);
 
-/// Topics whose records wait: the broker said they are missing or not writable.
+/// How long each topic the broker said is missing or not writable is held next: the first
+/// hold, then twice the last one each time the topic fails again, until a record of it is
+/// published or it has not failed for a while.
 #[derive(Debug, Default)]
-pub(crate) struct TopicHolds(std::collections::HashMap<String, (Instant, Duration)>);
+pub(crate) struct TopicHolds(std::collections::HashMap<String, (Duration, Instant)>);
 
 impl TopicHolds {
-    /// Holds `topic` from `now`: for [`TOPIC_HOLD_FIRST`], or twice its last hold if it was
-    /// held before and failed again. Returns how long.
+    /// The hold of `topic`, failing at `now`.
     pub(crate) fn hold(&mut self, topic: &str, now: Instant) -> Duration {
-        let hold = self.0.get(topic).map_or(TOPIC_HOLD_FIRST, |(_, last)| {
-            (*last * 2).min(TOPIC_HOLD_LONGEST)
-        });
-        self.0.insert(topic.to_string(), (now + hold, hold));
+        let hold = match self.0.get(topic) {
+            // Failing again soon after its last hold ended: it is still missing.
+            Some((last, at)) if now.saturating_duration_since(*at) <= *last * 3 => {
+                (*last * 2).min(TOPIC_HOLD_LONGEST)
+            }
+            _ => TOPIC_HOLD_FIRST,
+        };
+        self.0.insert(topic.to_string(), (hold, now));
         hold
     }
 
-    /// Forgets `topic`: a record of it was published.
+    /// Forgets `topic`: a record of it was published. Whether it was held.
     pub(crate) fn release(&mut self, topic: &str) -> bool {
         self.0.remove(topic).is_some()
     }
 
-    /// The topics still held at `now` (a topic whose hold ended is tried again, and keeps its
-    /// last hold for the backoff until a record of it is published).
-    pub(crate) fn held(&self, now: Instant) -> Vec<String> {
-        self.0
-            .iter()
-            .filter(|(_, (until, _))| *until > now)
-            .map(|(topic, _)| topic.clone())
-            .collect()
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -206,6 +205,7 @@ pub struct OutboxRelay {
     failed_rounds: AtomicU32,
     counted_at: Mutex<Option<Instant>>,
     holds: Mutex<TopicHolds>,
+    holds_checked_at: Mutex<Option<Instant>>,
 }
 
 /// How often the relay deletes old published records.
@@ -236,6 +236,7 @@ impl OutboxRelay {
             failed_rounds: AtomicU32::new(0),
             counted_at: Mutex::new(None),
             holds: Mutex::new(TopicHolds::default()),
+            holds_checked_at: Mutex::new(None),
         }
     }
 
@@ -291,17 +292,12 @@ impl OutboxRelay {
     /// One round: claim, publish, mark. Returns how many records were published (0 when a
     /// record failed, to stop the burst).
     async fn publish_round(&self) -> Result<usize, StorageError> {
+        self.maintain_holds().await?;
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let held = self
-            .holds
-            .lock()
-            .map(|holds| holds.held(Instant::now()))
-            .unwrap_or_default();
         let pending = outbox::claim_pending(
             &mut transaction,
             &self.producer_name,
             i64::from(self.settings.batch_size),
-            &held,
         )
         .await?;
         if pending.is_empty() {
@@ -355,8 +351,6 @@ impl OutboxRelay {
                 Err(error) => failed.push((*id, topic, error)),
             }
         }
-        self.hold_unavailable(&sources, &published, &unavailable)
-            .await?;
         if self.settings.retention_hours == 0 {
             outbox::delete_published(&mut transaction, &published).await?;
         } else {
@@ -366,6 +360,8 @@ impl OutboxRelay {
             .commit()
             .await
             .map_err(StorageError::Unreachable)?;
+        self.hold_unavailable(&sources, &published, &unavailable)
+            .await?;
         for (id, topic, error) in &refused {
             self.metrics.failed.with_label_values(&[topic]).inc();
             tracing::error!(outbox_id = id, topic, error = %error, "The broker refuses an outbox record for good; it is set aside and will never be published (relance_outbox_failed_total).");
@@ -398,8 +394,9 @@ impl OutboxRelay {
         Ok(0)
     }
 
-    /// Holds the topics the broker said are missing or not writable (their records stay
-    /// pending, unclaimed until the hold ends) and releases those a record was published to.
+    /// Holds the topics the broker said are missing or not writable (every pending record of
+    /// theirs waits, out of the claims, until the hold ends) and forgets the holds of those a
+    /// record was published to. After the round's commit, on the pool like the other failures.
     async fn hold_unavailable(
         &self,
         sources: &[(i64, String)],
@@ -407,23 +404,54 @@ impl OutboxRelay {
         unavailable: &std::collections::BTreeMap<&str, (Vec<i64>, ProduceError)>,
     ) -> Result<(), StorageError> {
         let now = Instant::now();
-        if let Ok(mut holds) = self.holds.lock() {
-            if holds.0.is_empty() && unavailable.is_empty() {
-                return Ok(());
-            }
-            let published: std::collections::HashSet<&i64> = published.iter().collect();
-            for (id, topic) in sources {
-                if published.contains(id) && holds.release(topic) {
-                    tracing::info!(topic, "A held topic accepts records again.");
+        let mut holds = Vec::with_capacity(unavailable.len());
+        if let Ok(mut backoff) = self.holds.lock() {
+            if !backoff.is_empty() {
+                let published: std::collections::HashSet<&i64> = published.iter().collect();
+                for (id, topic) in sources {
+                    if published.contains(id) && backoff.release(topic) {
+                        tracing::info!(topic, "A held topic accepts records again.");
+                    }
                 }
             }
-            for (topic, (ids, error)) in unavailable {
-                let hold = holds.hold(topic, now);
-                tracing::warn!(topic, error = %error, records = ids.len(), retry_in_s = hold.as_secs(), "The broker says this topic is missing or not writable: its records wait, pending, while the other topics publish; create the topic or grant the ACL.");
+            for topic in unavailable.keys() {
+                holds.push(backoff.hold(topic, now));
             }
         }
-        for (_, (ids, error)) in unavailable.iter() {
-            outbox::record_passing_failures(&self.pool, ids, &error.to_string()).await?;
+        for ((topic, (ids, error)), hold) in unavailable.iter().zip(holds) {
+            let held = outbox::hold_topic(
+                &self.pool,
+                &self.producer_name,
+                topic,
+                hold.as_secs_f64(),
+                ids,
+                &error.to_string(),
+            )
+            .await?;
+            tracing::warn!(topic, error = %error, records = held, retry_in_s = hold.as_secs(), "The broker says this topic is missing or not writable: its records wait, pending, while the other topics publish; create the topic or grant the ACL.");
+        }
+        Ok(())
+    }
+
+    /// Releases the topics whose hold ended and holds the records written since for those
+    /// still held: every round while this relay holds a topic, else once a second (another
+    /// replica's relay may have held one before this one took over).
+    async fn maintain_holds(&self) -> Result<(), StorageError> {
+        let holding = self.holds.lock().is_ok_and(|holds| !holds.is_empty());
+        {
+            let Ok(mut checked) = self.holds_checked_at.lock() else {
+                return Ok(());
+            };
+            if !holding && checked.is_some_and(|at| at.elapsed() < GAUGE_INTERVAL) {
+                return Ok(());
+            }
+            *checked = Some(Instant::now());
+        }
+        for topic in outbox::maintain_holds(&self.pool, &self.producer_name).await? {
+            tracing::info!(
+                topic,
+                "A topic's hold ended: its records are tried again, oldest first."
+            );
         }
         Ok(())
     }
@@ -475,34 +503,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_held_topic_waits_its_hold_then_is_tried_again_with_a_longer_one_until_published() {
+    fn a_topic_failing_again_is_held_twice_as_long_up_to_the_longest_and_afresh_once_published() {
         let start = Instant::now();
         let mut holds = TopicHolds::default();
-        assert!(holds.held(start).is_empty());
+        assert!(holds.is_empty());
         assert_eq!(holds.hold("relance.tasks", start), TOPIC_HOLD_FIRST);
-        assert_eq!(holds.held(start), ["relance.tasks"]);
-        assert_eq!(
-            holds.held(start + TOPIC_HOLD_FIRST - Duration::from_millis(1)),
-            ["relance.tasks"]
-        );
-        let retried = start + TOPIC_HOLD_FIRST;
-        assert!(
-            holds.held(retried).is_empty(),
-            "tried again once the hold ends"
-        );
-        // Still missing: each try doubles the hold, up to the longest.
-        assert_eq!(holds.hold("relance.tasks", retried), TOPIC_HOLD_FIRST * 2);
-        let mut hold = TOPIC_HOLD_FIRST * 2;
+        // Tried again when the hold ends, still missing: twice as long, up to the longest.
+        let mut at = start + TOPIC_HOLD_FIRST;
+        let mut hold = holds.hold("relance.tasks", at);
+        assert_eq!(hold, TOPIC_HOLD_FIRST * 2);
         for _ in 0..10 {
-            hold = holds.hold("relance.tasks", retried);
+            at += hold;
+            hold = holds.hold("relance.tasks", at);
         }
         assert_eq!(hold, TOPIC_HOLD_LONGEST);
-        // Another topic is not held by it; a publication releases it and resets the backoff.
-        assert!(!holds
-            .held(retried)
-            .contains(&"relance.reminders".to_string()));
+        // Another topic has its own.
+        assert_eq!(holds.hold("relance.events", at), TOPIC_HOLD_FIRST);
+        // A publication forgets it; so does a long quiet (the topic came back meanwhile).
         assert!(holds.release("relance.tasks"));
         assert!(!holds.release("relance.tasks"));
-        assert_eq!(holds.hold("relance.tasks", retried), TOPIC_HOLD_FIRST);
+        assert_eq!(holds.hold("relance.tasks", at), TOPIC_HOLD_FIRST);
+        let much_later = at + TOPIC_HOLD_FIRST * 4;
+        assert_eq!(holds.hold("relance.tasks", much_later), TOPIC_HOLD_FIRST);
     }
 }

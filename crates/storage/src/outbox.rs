@@ -222,9 +222,9 @@ pub struct PendingRecord {
 /// service that wrote them), oldest first, if no other relay of that service holds its relay
 /// lock (then returns nothing). The lock lasts as long as `transaction`; no row is locked, so
 /// cancelling a queued command never waits for a publication in flight (a command cancelled
-/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`). Records for
-/// `held_topics` (topics the broker said are missing or not writable) are left pending and
-/// not claimed, so they never crowd out the other topics' records.
+/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`). Held records
+/// ([`hold_topic`], [`maintain_holds`]) are not claimed, and not read either: a topic the
+/// broker says is missing never crowds out the others, however many records it holds back.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored record is unreadable.
@@ -232,7 +232,6 @@ pub async fn claim_pending(
     connection: &mut PgConnection,
     producer: &str,
     limit: i64,
-    held_topics: &[String],
 ) -> Result<Vec<PendingRecord>, StorageError> {
     let locked: bool = sqlx::query_scalar(
         "SELECT pg_try_advisory_xact_lock(hashtextextended('relance-outbox-relay:' || $1, 0))",
@@ -250,19 +249,18 @@ pub async fn claim_pending(
     // scheduler queued 100,000 commands, make bench).
     let rows: Vec<PendingRow> = sqlx::query_as(
         "(SELECT id, topic, message_key, payload, headers::text FROM outbox
-          WHERE published_at IS NULL AND failed_at IS NULL AND producer = $1
-            AND topic <> ALL($3)
+          WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
+            AND producer = $1
           ORDER BY id LIMIT $2)
          UNION ALL
          (SELECT id, topic, message_key, payload, headers::text FROM outbox
-          WHERE published_at IS NULL AND failed_at IS NULL AND producer IS NULL
-            AND topic <> ALL($3)
+          WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
+            AND producer IS NULL
           ORDER BY id LIMIT $2)
          ORDER BY id LIMIT $2",
     )
     .bind(producer)
     .bind(limit)
-    .bind(held_topics)
     .fetch_all(&mut *connection)
     .await
     .map_err(StorageError::query("reading pending outbox records"))?;
@@ -343,26 +341,79 @@ pub async fn record_failure(
     Ok(())
 }
 
-/// Records one failed, passing, attempt of each of `ids` with the same error (records of a
-/// topic the broker said is missing or not writable), in one statement.
+/// Holds every pending record of `producer` for `topic` for `hold_seconds` (the broker said the
+/// topic is missing or not writable): they leave the claim's index. `attempted` (the records
+/// just tried) also get an attempt and `error`. The database's clock times the hold, so every
+/// replica's relay reads it alike.
 ///
 /// # Errors
 /// [`StorageError::Query`] when the update fails.
-pub async fn record_passing_failures(
+pub async fn hold_topic(
     pool: &PgPool,
-    ids: &[i64],
+    producer: &str,
+    topic: &str,
+    hold_seconds: f64,
+    attempted: &[i64],
     error: &str,
-) -> Result<(), StorageError> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    sqlx::query("UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)")
-        .bind(ids)
-        .bind(error)
-        .execute(pool)
-        .await
-        .map_err(StorageError::query("recording outbox failures"))?;
-    Ok(())
+) -> Result<u64, StorageError> {
+    sqlx::query(
+        "UPDATE outbox SET held_until = now() + make_interval(secs => $3),
+                attempts = attempts + (id = ANY($4))::int,
+                last_error = CASE WHEN id = ANY($4) THEN $5 ELSE last_error END
+         WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
+           AND (producer = $1 OR producer IS NULL) AND topic = $2",
+    )
+    .bind(producer)
+    .bind(topic)
+    .bind(hold_seconds)
+    .bind(attempted)
+    .bind(error)
+    .execute(pool)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query("holding an outbox topic"))
+}
+
+/// Before a claim: releases the held records of `producer` of every topic one of whose holds
+/// has ended, all of the topic at once so they are claimed again oldest first (returns those
+/// topics), and holds with the others the records written since for a topic still held, so
+/// that none of them goes out before the older ones.
+///
+/// # Errors
+/// [`StorageError::Query`] when an update fails.
+pub async fn maintain_holds(pool: &PgPool, producer: &str) -> Result<Vec<String>, StorageError> {
+    let released: Vec<String> = sqlx::query_scalar(
+        "WITH ended AS (
+             SELECT DISTINCT topic FROM outbox
+             WHERE held_until IS NOT NULL AND held_until <= now()
+               AND (producer = $1 OR producer IS NULL)
+         ), released AS (
+             UPDATE outbox SET held_until = NULL
+             WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL)
+               AND topic IN (SELECT topic FROM ended)
+             RETURNING topic
+         )
+         SELECT DISTINCT topic FROM released",
+    )
+    .bind(producer)
+    .fetch_all(pool)
+    .await
+    .map_err(StorageError::query("releasing held outbox topics"))?;
+    sqlx::query(
+        "UPDATE outbox o SET held_until = h.until
+         FROM (SELECT topic, max(held_until) AS until FROM outbox
+               WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL)
+               GROUP BY topic) AS h
+         WHERE o.topic = h.topic AND o.published_at IS NULL AND o.failed_at IS NULL
+           AND o.held_until IS NULL AND (o.producer = $1 OR o.producer IS NULL)",
+    )
+    .bind(producer)
+    .execute(pool)
+    .await
+    .map_err(StorageError::query(
+        "holding new records of held outbox topics",
+    ))?;
+    Ok(released)
 }
 
 /// Deletes published records older than `retention_hours`; returns how many.
@@ -384,8 +435,11 @@ pub async fn purge_published(pool: &PgPool, retention_hours: i64) -> Result<u64,
 /// [`StorageError::Query`] when the count fails.
 pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, StorageError> {
     sqlx::query_scalar(
-        "SELECT count(*) FROM outbox
-         WHERE published_at IS NULL AND failed_at IS NULL AND (producer = $1 OR producer IS NULL)",
+        "SELECT (SELECT count(*) FROM outbox
+                 WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
+                   AND (producer = $1 OR producer IS NULL))
+              + (SELECT count(*) FROM outbox
+                 WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL))",
     )
     .bind(producer)
     .fetch_one(pool)

@@ -59,46 +59,100 @@ fn record(topic: &str, payload: &str) -> OutboxRecord {
     }
 }
 
-/// Records for a topic the broker says is missing or not writable wait, unclaimed, while the
-/// other topics' records behind them go out: a missing topic never stops a service's
-/// publishing.
+/// Records for a topic the broker says is missing or not writable are held: a claim neither
+/// takes nor reads them, however many there are, while the other topics' records behind them
+/// go out; records written for the topic meanwhile join the hold; when a hold ends the whole
+/// topic is released and claimed again oldest first.
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
-async fn records_for_a_held_topic_are_not_claimed_and_never_crowd_out_the_others(pool: PgPool) {
+async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
     let me: String = sqlx::query_scalar("SELECT current_setting('application_name')")
         .fetch_one(&mut *connection)
         .await
         .unwrap();
-    let mut records: Vec<OutboxRecord> = (0..5)
+    let mut records: Vec<OutboxRecord> = (0..3_000)
         .map(|n| record("missing", &format!("m{n}")))
         .collect();
     records.push(record("fine", "f0"));
-    records.push(record("missing", "m5"));
-    records.push(record("fine", "f1"));
     outbox::enqueue(&mut connection, &records).await.unwrap();
-    drop(connection);
+    let first: Vec<i64> =
+        sqlx::query_scalar("SELECT id FROM outbox WHERE topic = 'missing' ORDER BY id LIMIT 2")
+            .fetch_all(&mut *connection)
+            .await
+            .unwrap();
+    let held = outbox::hold_topic(&pool, &me, "missing", 30.0, &first, "Broker: Unknown topic")
+        .await
+        .unwrap();
+    assert_eq!(held, 3_000);
+    let tried: Vec<(i32, Option<String>)> = sqlx::query_as(
+        "SELECT attempts, last_error FROM outbox WHERE topic = 'missing' ORDER BY id LIMIT 3",
+    )
+    .fetch_all(&mut *connection)
+    .await
+    .unwrap();
+    assert_eq!(
+        tried,
+        [
+            (1, Some("Broker: Unknown topic".to_string())),
+            (1, Some("Broker: Unknown topic".to_string())),
+            (0, None)
+        ]
+    );
+    // Written after the hold: the one of the held topic joins it before the next claim.
+    outbox::enqueue(
+        &mut connection,
+        &[record("missing", "m-late"), record("fine", "f1")],
+    )
+    .await
+    .unwrap();
+    assert!(outbox::maintain_holds(&pool, &me).await.unwrap().is_empty());
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 3_003);
+
     let payloads = |claimed: &[outbox::PendingRecord]| {
         claimed
             .iter()
             .map(|pending| String::from_utf8(pending.record.payload.clone()).unwrap())
             .collect::<Vec<_>>()
     };
-    let mut relay = pool.begin().await.unwrap();
-    let held = ["missing".to_string()];
-    let claimed = outbox::claim_pending(&mut relay, &me, 3, &held)
+    // A connection of its own: the statistics read below are the claim's alone (PostgreSQL 15
+    // counts, in those of the transaction, what the backend did before and has not flushed).
+    use sqlx::{ConnectOptions, Connection};
+    let mut fresh = pool.connect_options().connect().await.unwrap();
+    sqlx::query(&format!("SET application_name = '{me}'"))
+        .execute(&mut fresh)
         .await
         .unwrap();
+    let mut relay = fresh.begin().await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
     assert_eq!(payloads(&claimed), ["f0", "f1"]);
-    relay.rollback().await.unwrap();
-    let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 3, &[])
-        .await
-        .unwrap();
-    assert_eq!(
-        payloads(&claimed),
-        ["m0", "m1", "m2"],
-        "in order once released"
+    let read: i64 = sqlx::query_scalar(
+        "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+         FROM pg_stat_xact_user_tables WHERE relname = 'outbox'",
+    )
+    .fetch_one(&mut *relay)
+    .await
+    .unwrap();
+    assert!(
+        read <= 100,
+        "claiming past 3,001 held records read {read} rows of the outbox"
     );
+    relay.rollback().await.unwrap();
+
+    // One hold ends: the whole topic is released, and claimed again oldest first.
+    sqlx::query(
+        "UPDATE outbox SET held_until = now() - interval '1 second'
+         WHERE id = (SELECT max(id) FROM outbox WHERE topic = 'missing')",
+    )
+    .execute(&mut *connection)
+    .await
+    .unwrap();
+    assert_eq!(
+        outbox::maintain_holds(&pool, &me).await.unwrap(),
+        ["missing"]
+    );
+    let mut relay = pool.begin().await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 3).await.unwrap();
+    assert_eq!(payloads(&claimed), ["m0", "m1", "m2"]);
     relay.rollback().await.unwrap();
 }
 
@@ -131,9 +185,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     );
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 2, &[])
-        .await
-        .unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 2).await.unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -150,13 +202,13 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     // A second relay of the same service gets nothing while the first holds the lock; another
     // service's relay publishes its own records meanwhile.
     let mut other = pool.begin().await.unwrap();
-    assert!(outbox::claim_pending(&mut other, &me, 10, &[])
+    assert!(outbox::claim_pending(&mut other, &me, 10)
         .await
         .unwrap()
         .is_empty());
     other.rollback().await.unwrap();
     let mut other_service = pool.begin().await.unwrap();
-    let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10, &[])
+    let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10)
         .await
         .unwrap();
     assert_eq!(theirs.len(), 1);
@@ -168,9 +220,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 1);
 
     let mut relay = pool.begin().await.unwrap();
-    let rest = outbox::claim_pending(&mut relay, &me, 10, &[])
-        .await
-        .unwrap();
+    let rest = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
     assert_eq!(rest.len(), 1);
 
     relay.rollback().await.unwrap();
@@ -191,7 +241,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
         .unwrap();
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 0);
     let mut relay = pool.begin().await.unwrap();
-    assert!(outbox::claim_pending(&mut relay, &me, 10, &[])
+    assert!(outbox::claim_pending(&mut relay, &me, 10)
         .await
         .unwrap()
         .is_empty());
@@ -211,7 +261,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
 
     // A relay that keeps nothing deletes what it published, and only that.
     let mut relay = pool.begin().await.unwrap();
-    let theirs = outbox::claim_pending(&mut relay, "relance-other", 10, &[])
+    let theirs = outbox::claim_pending(&mut relay, "relance-other", 10)
         .await
         .unwrap();
     outbox::delete_published(&mut relay, &[theirs[0].id])
@@ -265,9 +315,7 @@ async fn a_claim_reads_the_records_it_takes_not_the_whole_backlog(pool: PgPool) 
     drop(connection);
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10, &[])
-        .await
-        .unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
     assert_eq!(
         claimed
             .iter()
@@ -585,9 +633,7 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
     .unwrap();
     // The relay has claimed the command and is sending it (its transaction is open).
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10, &[])
-        .await
-        .unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
 
     // A payment arrives: its transaction cancels the command at once.

@@ -216,6 +216,7 @@ impl Client {
     ) -> Result<(), String> {
         let mut checked = 0;
         let mut drifted = Vec::new();
+        let mut not_recounted = Vec::new();
         loop {
             let page = self
                 .call(
@@ -228,9 +229,9 @@ impl Client {
                 )
                 .await
                 .map_err(|error| match &after {
-                    Some(after) => {
-                        format!("{error} (in the page after {after}: resume with --after {after})")
-                    }
+                    Some(after) => format!(
+                        "{error} (the customers up to {after} are done: resume with --after {after})"
+                    ),
                     None => error,
                 })?;
             checked += page["checked"].as_u64().unwrap_or(0);
@@ -245,17 +246,40 @@ impl Client {
                     );
                 }
             }
+            let skipped = page["not_recounted"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if !self.json {
+                for customer in &skipped {
+                    println!(
+                        "{} not recounted: invoice {} does not read ({})",
+                        customer["customer_id"].as_str().unwrap_or_default(),
+                        customer["invoice_id"].as_str().unwrap_or_default(),
+                        customer["detail"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            not_recounted.extend(skipped);
             drifted.extend(found);
             match page["next_after"].as_str() {
                 Some(next) => after = Some(next.to_string()),
                 None => break,
             }
         }
-        let summary =
-            json!({"tenant": tenant, "checked": checked, "dry_run": dry_run, "drifted": drifted});
+        let summary = json!({"tenant": tenant, "checked": checked, "dry_run": dry_run,
+                             "drifted": drifted, "not_recounted": not_recounted});
         self.print(&summary, |summary| {
+            let skipped = if not_recounted.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", {} not recounted (an invoice that does not read)",
+                    not_recounted.len()
+                )
+            };
             format!(
-                "{} customers of {tenant} checked, {} {}",
+                "{} customers of {tenant} checked, {} {}{skipped}",
                 summary["checked"],
                 drifted.len(),
                 if dry_run {
@@ -265,7 +289,14 @@ impl Client {
                 }
             )
         });
-        Ok(())
+        if not_recounted.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} customers could not be recounted: an invoice of theirs does not read",
+                not_recounted.len()
+            ))
+        }
     }
 
     /// `POST /v1/invoices/{id}/{action}` with a reason (settle-claim, cancel-promise).

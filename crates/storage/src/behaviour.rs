@@ -66,6 +66,22 @@ impl StoredSums {
     }
 }
 
+/// A customer who could not be recounted: one of their invoices no longer reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotRecounted {
+    pub tenant: String,
+    pub customer_id: String,
+    pub invoice_id: String,
+    pub detail: String,
+}
+
+/// What a recount found: the customers recounted, and those it could not recount.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Recounted {
+    pub recounts: Vec<Recount>,
+    pub not_recounted: Vec<NotRecounted>,
+}
+
 /// A customer's payment behaviour as stored and as counted again from all their invoices.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Recount {
@@ -95,16 +111,19 @@ type SumsRow = (
 /// the recount written in their place, and their open invoices are marked for planning (their
 /// segment may follow their behaviour). In key order.
 ///
+/// A customer one of whose invoices no longer reads is left as stored and reported in
+/// [`Recounted::not_recounted`]: the others are recounted all the same.
+///
 /// # Errors
-/// [`StorageError`] when a query fails or one of their invoices is unreadable.
+/// [`StorageError`] when a query fails.
 pub async fn recount(
     connection: &mut PgConnection,
     keys: &[Scoped],
     now: DateTime<Utc>,
     repair: bool,
-) -> Result<Vec<Recount>, StorageError> {
+) -> Result<Recounted, StorageError> {
     if keys.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Recounted::default());
     }
     let (tenants, ids) = key_columns(keys);
     let stored: Vec<SumsRow> = sqlx::query_as(
@@ -120,15 +139,16 @@ pub async fn recount(
     .await
     .map_err(StorageError::query("locking customers to recount"))?;
     if stored.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Recounted::default());
     }
-    let found: Vec<Scoped> = stored
-        .iter()
-        .map(|row| (row.0.clone(), row.1.clone()))
-        .collect();
-    let (tenants, ids) = key_columns(&found);
-    let rows: Vec<(String, String, RawFacts)> = sqlx::query_as(
-        "SELECT tenant, invoice_id, facts FROM invoices
+    let (tenants, ids) = key_columns(
+        &stored
+            .iter()
+            .map(|row| (row.0.clone(), row.1.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let rows: Vec<(String, String, String, RawFacts)> = sqlx::query_as(
+        "SELECT tenant, customer_id, invoice_id, facts FROM invoices
          WHERE (tenant, customer_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))",
     )
     .bind(&tenants)
@@ -142,10 +162,33 @@ pub async fn recount(
     // (`Invoice::outcome`), so the book needs no profiles: a profile that no longer reads
     // cannot stop a repair.
     let mut book = Book::default();
-    for (tenant, invoice_id, facts) in rows {
-        let invoice = decode_facts("invoice", &invoice_id, &facts)?;
-        book.invoices.insert((tenant, invoice_id), invoice);
+    let mut not_recounted: Vec<NotRecounted> = Vec::new();
+    for (tenant, customer_id, invoice_id, facts) in rows {
+        match decode_facts("invoice", &invoice_id, &facts) {
+            Ok(invoice) => {
+                book.invoices.insert((tenant, invoice_id), invoice);
+            }
+            Err(error) => not_recounted.push(NotRecounted {
+                tenant,
+                customer_id,
+                invoice_id,
+                detail: error.to_string(),
+            }),
+        }
     }
+    let unreadable = |tenant: &str, customer_id: &str| {
+        not_recounted
+            .iter()
+            .any(|not| not.tenant == tenant && not.customer_id == customer_id)
+    };
+    let stored: Vec<SumsRow> = stored
+        .into_iter()
+        .filter(|row| !unreadable(&row.0, &row.1))
+        .collect();
+    let found: Vec<Scoped> = stored
+        .iter()
+        .map(|row| (row.0.clone(), row.1.clone()))
+        .collect();
     let recounts: Vec<Recount> = book
         .recount_behaviours(&found, now, UNKNOWN_ZONE)
         .into_iter()
@@ -189,7 +232,15 @@ pub async fn recount(
         let keys: Vec<Scoped> = drifted.into_iter().map(|(key, _)| key).collect();
         scheduling::mark_customers_for_replanning(connection, &keys, now).await?;
     }
-    Ok(recounts)
+    // One line a customer: the first of their invoices that does not read.
+    not_recounted.sort_by(|a, b| {
+        (&a.tenant, &a.customer_id, &a.invoice_id).cmp(&(&b.tenant, &b.customer_id, &b.invoice_id))
+    });
+    not_recounted.dedup_by(|a, b| a.tenant == b.tenant && a.customer_id == b.customer_id);
+    Ok(Recounted {
+        recounts,
+        not_recounted,
+    })
 }
 
 /// Up to `limit` customers of `tenant` after `after` (by id), to recount a tenant's customers

@@ -6,7 +6,7 @@
 use axum::extract::State;
 use axum::{Extension, Json};
 use relance_config::AdminRole;
-use relance_storage::behaviour::{self, Recount};
+use relance_storage::behaviour::{self, NotRecounted, Recount};
 use relance_storage::{scheduling, scoped};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -58,15 +58,23 @@ pub(crate) async fn recount_customer(
     )
     .await?;
     let key = scoped(&tenant, &customer_id);
-    let recount = behaviour::recount(
+    let mut recounted = behaviour::recount(
         &mut transaction,
         std::slice::from_ref(&key),
         now,
         !request.dry_run,
     )
-    .await?
-    .pop()
-    .ok_or_else(|| ApiError::not_found("customer"))?;
+    .await?;
+    if let Some(not) = recounted.not_recounted.first() {
+        return Err(ApiError::conflict(format!(
+            "the customer's invoice {} does not read, so their behaviour cannot be counted: {}",
+            not.invoice_id, not.detail
+        )));
+    }
+    let recount = recounted
+        .recounts
+        .pop()
+        .ok_or_else(|| ApiError::not_found("customer"))?;
     let status = status(&recount, request.dry_run);
     if status == "repaired" {
         record(&mut transaction, &recount, &actor, &request.reason, now).await?;
@@ -103,6 +111,8 @@ pub(crate) struct RecountedPage {
     checked: usize,
     /// Those whose stored sums differed from their invoices (repaired unless a dry run).
     drifted: Vec<Recount>,
+    /// Those left as stored: one of their invoices no longer reads.
+    not_recounted: Vec<NotRecounted>,
     dry_run: bool,
     /// Where the next page starts; `null` after the last.
     next_after: Option<String>,
@@ -129,9 +139,10 @@ pub(crate) async fn recount_tenant(
         limit,
     )
     .await?;
-    let recounts = behaviour::recount(&mut transaction, &keys, now, !request.dry_run).await?;
-    let checked = recounts.len();
-    let drifted: Vec<Recount> = recounts
+    let recounted = behaviour::recount(&mut transaction, &keys, now, !request.dry_run).await?;
+    let checked = recounted.recounts.len() + recounted.not_recounted.len();
+    let drifted: Vec<Recount> = recounted
+        .recounts
         .into_iter()
         .filter(|recount| !recount.drifted.is_empty())
         .collect();
@@ -149,6 +160,7 @@ pub(crate) async fn recount_tenant(
         tenant: request.tenant,
         checked,
         drifted,
+        not_recounted: recounted.not_recounted,
         dry_run: request.dry_run,
         next_after: full
             .then(|| keys.last().map(|(_, id)| id.clone()))

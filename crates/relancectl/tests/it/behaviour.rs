@@ -284,6 +284,52 @@ async fn drifted_sums_are_recounted_from_the_invoices_by_an_operator_and_recorde
     .await;
     assert_eq!(status, 400);
 
+    // A customer one of whose invoices no longer reads is left as stored and named; the
+    // others are recounted all the same, and the single route says why it cannot.
+    sqlx::raw_sql(
+        "CREATE TEMP TABLE c4 AS SELECT * FROM customers WHERE customer_id = 'cus_3';
+         UPDATE c4 SET customer_id = 'cus_4', open_invoices = 5,
+                       facts = jsonb_set(facts, '{customer_id}', '\"cus_4\"');
+         INSERT INTO customers SELECT * FROM c4;
+         CREATE TEMP TABLE broken AS SELECT * FROM invoices WHERE invoice_id = 'inv_2';
+         UPDATE broken SET invoice_id = 'inv_broken', customer_id = 'cus_4',
+                           facts = '{\"not\": \"an invoice\"}';
+         INSERT INTO invoices SELECT * FROM broken;
+         DROP TABLE c4; DROP TABLE broken;",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let (status, answer) = recount(
+        OPERATOR,
+        "/v1/customers/cus_4/recount-behaviour",
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{answer}");
+    assert!(
+        answer["message"].as_str().unwrap().contains("inv_broken"),
+        "{answer}"
+    );
+    let (status, page) = recount(
+        OPERATOR,
+        sweep,
+        json!({"tenant": "acme", "reason": "sweep", "after": "cus_3"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["checked"], 1);
+    assert_eq!(page["not_recounted"][0]["customer_id"], "cus_4");
+    assert_eq!(page["not_recounted"][0]["invoice_id"], "inv_broken");
+    sqlx::query("DELETE FROM invoices WHERE invoice_id = 'inv_broken'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM customers WHERE customer_id = 'cus_4'")
+        .execute(&pool)
+        .await
+        .unwrap();
+
     // relancectl sweeps every page and says what it repaired.
     drift(&pool, "cus_2").await;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_relancectl"))

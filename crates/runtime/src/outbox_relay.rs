@@ -26,9 +26,10 @@ use std::time::Duration;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use relance_config::OutboxSettings;
 use relance_kafka::{EventProducer, OutgoingRecord, ProduceError};
-use relance_storage::{outbox, StorageError};
+use relance_storage::outbox::{self, LastHold};
+use relance_storage::StorageError;
 use relance_telemetry::{CheckFuture, ReadinessCheck};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -162,33 +163,18 @@ impl ReadinessCheck for PublishingCheck {
 const TOPIC_HOLD_FIRST: Duration = Duration::from_secs(30);
 const TOPIC_HOLD_LONGEST: Duration = Duration::from_secs(300);
 
-/// How long each topic the broker said is missing or not writable is held next: the first
-/// hold, then twice the last one each time the topic fails again, until a record of it is
-/// published or it has not failed for a while.
-#[derive(Debug, Default)]
-pub(crate) struct TopicHolds(std::collections::HashMap<String, (Duration, Instant)>);
-
-impl TopicHolds {
-    /// The hold of `topic`, failing at `now`.
-    pub(crate) fn hold(&mut self, topic: &str, now: Instant) -> Duration {
-        let hold = match self.0.get(topic) {
-            // Failing again soon after its last hold ended: it is still missing.
-            Some((last, at)) if now.saturating_duration_since(*at) <= *last * 3 => {
-                (*last * 2).min(TOPIC_HOLD_LONGEST)
-            }
-            _ => TOPIC_HOLD_FIRST,
-        };
-        self.0.insert(topic.to_string(), (hold, now));
-        hold
-    }
-
-    /// Forgets `topic`: a record of it was published. Whether it was held.
-    pub(crate) fn release(&mut self, topic: &str) -> bool {
-        self.0.remove(topic).is_some()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+/// How long a topic the broker says is missing or not writable is held now, after its `last`
+/// hold (none once a record of it was published): the first hold, or twice the last one, up to
+/// the longest, when it fails again soon after that one ended (it is still missing).
+pub(crate) fn next_topic_hold(last: Option<LastHold>) -> Duration {
+    match last {
+        Some(last) if last.ended_seconds_ago <= 2.0 * last.seconds => {
+            // A hold row written by hand may say anything: never less than the first hold.
+            Duration::try_from_secs_f64(last.seconds * 2.0)
+                .unwrap_or(TOPIC_HOLD_LONGEST)
+                .clamp(TOPIC_HOLD_FIRST, TOPIC_HOLD_LONGEST)
+        }
+        _ => TOPIC_HOLD_FIRST,
     }
 }
 
@@ -204,8 +190,6 @@ pub struct OutboxRelay {
     wake: Arc<Notify>,
     failed_rounds: AtomicU32,
     counted_at: Mutex<Option<Instant>>,
-    holds: Mutex<TopicHolds>,
-    holds_checked_at: Mutex<Option<Instant>>,
 }
 
 /// How often the relay deletes old published records.
@@ -235,8 +219,6 @@ impl OutboxRelay {
             wake: Arc::new(Notify::new()),
             failed_rounds: AtomicU32::new(0),
             counted_at: Mutex::new(None),
-            holds: Mutex::new(TopicHolds::default()),
-            holds_checked_at: Mutex::new(None),
         }
     }
 
@@ -292,14 +274,20 @@ impl OutboxRelay {
     /// One round: claim, publish, mark. Returns how many records were published (0 when a
     /// record failed, to stop the burst).
     async fn publish_round(&self) -> Result<usize, StorageError> {
-        self.maintain_holds().await?;
         let mut transaction = self.pool.begin().await.map_err(StorageError::Unreachable)?;
-        let pending = outbox::claim_pending(
+        let claim = outbox::claim_pending(
             &mut transaction,
             &self.producer_name,
             i64::from(self.settings.batch_size),
         )
         .await?;
+        for topic in &claim.released {
+            tracing::info!(
+                topic,
+                "A topic's hold ended: its records are tried again, oldest first."
+            );
+        }
+        let pending = claim.records;
         if pending.is_empty() {
             transaction
                 .commit()
@@ -356,12 +344,14 @@ impl OutboxRelay {
         } else {
             outbox::mark_published(&mut transaction, &published).await?;
         }
+        self.end_holds(&mut transaction, &claim.known_holds, &sources, &published)
+            .await?;
+        self.hold_unavailable(&mut transaction, &unavailable)
+            .await?;
         transaction
             .commit()
             .await
             .map_err(StorageError::Unreachable)?;
-        self.hold_unavailable(&sources, &published, &unavailable)
-            .await?;
         for (id, topic, error) in &refused {
             self.metrics.failed.with_label_values(&[topic]).inc();
             tracing::error!(outbox_id = id, topic, error = %error, "The broker refuses an outbox record for good; it is set aside and will never be published (relance_outbox_failed_total).");
@@ -394,33 +384,48 @@ impl OutboxRelay {
         Ok(0)
     }
 
-    /// Holds the topics the broker said are missing or not writable (every pending record of
-    /// theirs waits, out of the claims, until the hold ends) and forgets the holds of those a
-    /// record was published to. After the round's commit, on the pool like the other failures.
-    async fn hold_unavailable(
+    /// Ends the holds of the topics a record was just published to: failing again later
+    /// starts afresh. In the round's transaction, under the relay lock.
+    async fn end_holds(
         &self,
+        transaction: &mut PgConnection,
+        known_holds: &[String],
         sources: &[(i64, String)],
         published: &[i64],
+    ) -> Result<(), StorageError> {
+        if known_holds.is_empty() || published.is_empty() {
+            return Ok(());
+        }
+        let published: std::collections::HashSet<&i64> = published.iter().collect();
+        let accepting: std::collections::BTreeSet<&str> = sources
+            .iter()
+            .filter(|(id, topic)| published.contains(id) && known_holds.contains(topic))
+            .map(|(_, topic)| topic.as_str())
+            .collect();
+        if accepting.is_empty() {
+            return Ok(());
+        }
+        let accepting: Vec<&str> = accepting.into_iter().collect();
+        for topic in outbox::topics_accept(transaction, &self.producer_name, &accepting).await? {
+            tracing::info!(topic, "A held topic accepts records again.");
+        }
+        Ok(())
+    }
+
+    /// Holds the topics the broker said are missing or not writable: every pending record of
+    /// theirs waits, out of the claims, until the hold ends. In the round's transaction, under
+    /// the relay lock, so that no replica's relay claims them in between and every replica
+    /// reads the same hold and backoff.
+    async fn hold_unavailable(
+        &self,
+        transaction: &mut PgConnection,
         unavailable: &std::collections::BTreeMap<&str, (Vec<i64>, ProduceError)>,
     ) -> Result<(), StorageError> {
-        let now = Instant::now();
-        let mut holds = Vec::with_capacity(unavailable.len());
-        if let Ok(mut backoff) = self.holds.lock() {
-            if !backoff.is_empty() {
-                let published: std::collections::HashSet<&i64> = published.iter().collect();
-                for (id, topic) in sources {
-                    if published.contains(id) && backoff.release(topic) {
-                        tracing::info!(topic, "A held topic accepts records again.");
-                    }
-                }
-            }
-            for topic in unavailable.keys() {
-                holds.push(backoff.hold(topic, now));
-            }
-        }
-        for ((topic, (ids, error)), hold) in unavailable.iter().zip(holds) {
+        for (topic, (ids, error)) in unavailable {
+            let last = outbox::last_topic_hold(transaction, &self.producer_name, topic).await?;
+            let hold = next_topic_hold(last);
             let held = outbox::hold_topic(
-                &self.pool,
+                transaction,
                 &self.producer_name,
                 topic,
                 hold.as_secs_f64(),
@@ -429,29 +434,6 @@ impl OutboxRelay {
             )
             .await?;
             tracing::warn!(topic, error = %error, records = held, retry_in_s = hold.as_secs(), "The broker says this topic is missing or not writable: its records wait, pending, while the other topics publish; create the topic or grant the ACL.");
-        }
-        Ok(())
-    }
-
-    /// Releases the topics whose hold ended and holds the records written since for those
-    /// still held: every round while this relay holds a topic, else once a second (another
-    /// replica's relay may have held one before this one took over).
-    async fn maintain_holds(&self) -> Result<(), StorageError> {
-        let holding = self.holds.lock().is_ok_and(|holds| !holds.is_empty());
-        {
-            let Ok(mut checked) = self.holds_checked_at.lock() else {
-                return Ok(());
-            };
-            if !holding && checked.is_some_and(|at| at.elapsed() < GAUGE_INTERVAL) {
-                return Ok(());
-            }
-            *checked = Some(Instant::now());
-        }
-        for topic in outbox::maintain_holds(&self.pool, &self.producer_name).await? {
-            tracing::info!(
-                topic,
-                "A topic's hold ended: its records are tried again, oldest first."
-            );
         }
         Ok(())
     }
@@ -504,26 +486,41 @@ mod tests {
 
     #[test]
     fn a_topic_failing_again_is_held_twice_as_long_up_to_the_longest_and_afresh_once_published() {
-        let start = Instant::now();
-        let mut holds = TopicHolds::default();
-        assert!(holds.is_empty());
-        assert_eq!(holds.hold("relance.tasks", start), TOPIC_HOLD_FIRST);
+        let after = |hold: Duration, ended_seconds_ago: f64| {
+            next_topic_hold(Some(LastHold {
+                seconds: hold.as_secs_f64(),
+                ended_seconds_ago,
+            }))
+        };
+        // No hold row: never held, or a record of it was published since.
+        assert_eq!(next_topic_hold(None), TOPIC_HOLD_FIRST);
         // Tried again when the hold ends, still missing: twice as long, up to the longest.
-        let mut at = start + TOPIC_HOLD_FIRST;
-        let mut hold = holds.hold("relance.tasks", at);
-        assert_eq!(hold, TOPIC_HOLD_FIRST * 2);
-        for _ in 0..10 {
-            at += hold;
-            hold = holds.hold("relance.tasks", at);
+        let mut hold = TOPIC_HOLD_FIRST;
+        let mut holds = Vec::new();
+        for _ in 0..6 {
+            hold = after(hold, 0.2);
+            holds.push(hold.as_secs());
         }
-        assert_eq!(hold, TOPIC_HOLD_LONGEST);
-        // Another topic has its own.
-        assert_eq!(holds.hold("relance.events", at), TOPIC_HOLD_FIRST);
-        // A publication forgets it; so does a long quiet (the topic came back meanwhile).
-        assert!(holds.release("relance.tasks"));
-        assert!(!holds.release("relance.tasks"));
-        assert_eq!(holds.hold("relance.tasks", at), TOPIC_HOLD_FIRST);
-        let much_later = at + TOPIC_HOLD_FIRST * 4;
-        assert_eq!(holds.hold("relance.tasks", much_later), TOPIC_HOLD_FIRST);
+        assert_eq!(holds, [60, 120, 240, 300, 300, 300]);
+        // Claimed again a while after the end (a quiet outbox): still the same incident.
+        assert_eq!(after(TOPIC_HOLD_FIRST, 59.0), TOPIC_HOLD_FIRST * 2);
+        // Failing long after the last hold ended: the topic came back meanwhile.
+        assert_eq!(after(TOPIC_HOLD_LONGEST, 601.0), TOPIC_HOLD_FIRST);
+        // A hold row edited by hand never makes a hold shorter than the first or endless.
+        assert_eq!(after(Duration::from_millis(1), 0.0), TOPIC_HOLD_FIRST);
+        assert_eq!(
+            next_topic_hold(Some(LastHold {
+                seconds: f64::NAN,
+                ended_seconds_ago: 0.0
+            })),
+            TOPIC_HOLD_FIRST
+        );
+        assert_eq!(
+            next_topic_hold(Some(LastHold {
+                seconds: f64::MAX,
+                ended_seconds_ago: 0.0
+            })),
+            TOPIC_HOLD_LONGEST
+        );
     }
 }

@@ -218,13 +218,33 @@ pub struct PendingRecord {
     pub record: OutboxRecord,
 }
 
+/// What a claim took: the records to publish, oldest first, and what it learnt of the
+/// service's held topics.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub records: Vec<PendingRecord>,
+    /// Topics whose hold ended: their records were put back and are claimed again oldest first.
+    pub released: Vec<String>,
+    /// Every topic with a hold row, ended or not: a record of one of them published ends it
+    /// for good ([`topics_accept`]).
+    pub known_holds: Vec<String>,
+}
+
+/// At most this many claims in one: a claim that met records of a held topic holds them and
+/// claims again past them, so a held topic's new records never take a round's place.
+const CLAIMS_PAST_HELD: usize = 8;
+
 /// Claims up to `limit` unpublished records of `producer` (the application name of the
 /// service that wrote them), oldest first, if no other relay of that service holds its relay
 /// lock (then returns nothing). The lock lasts as long as `transaction`; no row is locked, so
 /// cancelling a queued command never waits for a publication in flight (a command cancelled
-/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`). Held records
-/// ([`hold_topic`], [`maintain_holds`]) are not claimed, and not read either: a topic the
-/// broker says is missing never crowds out the others, however many records it holds back.
+/// meanwhile still leaves: the sender's guard skips it as `reminder_cancelled`).
+///
+/// Under the lock it also keeps the service's topic holds ([`hold_topic`]): a topic whose hold
+/// ended gets all its records back in the claim's index, and a record of a topic still held
+/// that the claim meets (written since the hold began) is held with the others instead of
+/// being returned. Held records are neither claimed nor read: a topic the broker says is
+/// missing never crowds out the others, however many records it holds back.
 ///
 /// # Errors
 /// [`StorageError`] when the query fails or a stored record is unreadable.
@@ -232,7 +252,7 @@ pub async fn claim_pending(
     connection: &mut PgConnection,
     producer: &str,
     limit: i64,
-) -> Result<Vec<PendingRecord>, StorageError> {
+) -> Result<Claim, StorageError> {
     let locked: bool = sqlx::query_scalar(
         "SELECT pg_try_advisory_xact_lock(hashtextextended('relance-outbox-relay:' || $1, 0))",
     )
@@ -241,8 +261,80 @@ pub async fn claim_pending(
     .await
     .map_err(StorageError::query("taking the outbox relay lock"))?;
     if !locked {
-        return Ok(Vec::new());
+        return Ok(Claim::default());
     }
+    let holds: Vec<(String, bool, bool)> = sqlx::query_as(
+        "SELECT topic, held_until > now(), released FROM outbox_topic_holds WHERE producer = $1",
+    )
+    .bind(producer)
+    .fetch_all(&mut *connection)
+    .await
+    .map_err(StorageError::query("reading the outbox's held topics"))?;
+    if holds.is_empty() {
+        let records = claim_after(connection, producer, 0, limit).await?;
+        return Ok(Claim {
+            records,
+            ..Claim::default()
+        });
+    }
+    let ended: Vec<String> = holds
+        .iter()
+        .filter(|(_, holding, released)| !holding && !released)
+        .map(|(topic, _, _)| topic.clone())
+        .collect();
+    if !ended.is_empty() {
+        release_topics(connection, producer, &ended).await?;
+    }
+    let holding: std::collections::HashSet<&str> = holds
+        .iter()
+        .filter(|(_, holding, _)| *holding)
+        .map(|(topic, _, _)| topic.as_str())
+        .collect();
+    let mut records = Vec::new();
+    let mut after = 0;
+    for _ in 0..CLAIMS_PAST_HELD {
+        let wanted = limit - i64::try_from(records.len()).unwrap_or(limit);
+        if wanted <= 0 {
+            break;
+        }
+        let claimed = claim_after(connection, producer, after, wanted).await?;
+        let Some(last) = claimed.last() else { break };
+        after = last.id;
+        let (held, free): (Vec<PendingRecord>, Vec<PendingRecord>) = claimed
+            .into_iter()
+            .partition(|pending| holding.contains(pending.record.topic.as_str()));
+        records.extend(free);
+        if held.is_empty() {
+            break;
+        }
+        let ids: Vec<i64> = held.iter().map(|pending| pending.id).collect();
+        sqlx::query(
+            "UPDATE outbox o SET held_until = h.held_until
+             FROM outbox_topic_holds h
+             WHERE o.id = ANY($2) AND h.producer = $1 AND h.topic = o.topic",
+        )
+        .bind(producer)
+        .bind(&ids)
+        .execute(&mut *connection)
+        .await
+        .map_err(StorageError::query(
+            "holding new records of held outbox topics",
+        ))?;
+    }
+    Ok(Claim {
+        records,
+        released: ended,
+        known_holds: holds.into_iter().map(|(topic, _, _)| topic).collect(),
+    })
+}
+
+/// Up to `limit` claimable records of `producer` after id `after`, oldest first.
+async fn claim_after(
+    connection: &mut PgConnection,
+    producer: &str,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<PendingRecord>, StorageError> {
     // One ordered range of the partial index `outbox_unpublished (producer, id)` for each
     // producer value, merged: with the two in one `OR`, PostgreSQL read and sorted every
     // pending record of the producer on every claim (29 % of the database's time while the
@@ -250,17 +342,18 @@ pub async fn claim_pending(
     let rows: Vec<PendingRow> = sqlx::query_as(
         "(SELECT id, topic, message_key, payload, headers::text FROM outbox
           WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
-            AND producer = $1
+            AND producer = $1 AND id > $3
           ORDER BY id LIMIT $2)
          UNION ALL
          (SELECT id, topic, message_key, payload, headers::text FROM outbox
           WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
-            AND producer IS NULL
+            AND producer IS NULL AND id > $3
           ORDER BY id LIMIT $2)
          ORDER BY id LIMIT $2",
     )
     .bind(producer)
     .bind(limit)
+    .bind(after)
     .fetch_all(&mut *connection)
     .await
     .map_err(StorageError::query("reading pending outbox records"))?;
@@ -278,6 +371,34 @@ pub async fn claim_pending(
             })
         })
         .collect()
+}
+
+/// Puts every held record of `topics` back in the claim's index, all at once so that they are
+/// claimed again oldest first, and marks the holds released.
+async fn release_topics(
+    connection: &mut PgConnection,
+    producer: &str,
+    topics: &[String],
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "UPDATE outbox SET held_until = NULL
+         WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL)
+           AND topic = ANY($2)",
+    )
+    .bind(producer)
+    .bind(topics)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("releasing held outbox topics"))?;
+    sqlx::query(
+        "UPDATE outbox_topic_holds SET released = true WHERE producer = $1 AND topic = ANY($2)",
+    )
+    .bind(producer)
+    .bind(topics)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("releasing held outbox topics"))?;
+    Ok(())
 }
 
 /// Marks records as published.
@@ -341,21 +462,70 @@ pub async fn record_failure(
     Ok(())
 }
 
-/// Holds every pending record of `producer` for `topic` for `hold_seconds` (the broker said the
-/// topic is missing or not writable): they leave the claim's index. `attempted` (the records
-/// just tried) also get an attempt and `error`. The database's clock times the hold, so every
-/// replica's relay reads it alike.
+/// A topic's last hold, as the next one is decided from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LastHold {
+    /// How long it was, in seconds.
+    pub seconds: f64,
+    /// Seconds since it ended (negative while it lasts).
+    pub ended_seconds_ago: f64,
+}
+
+/// The last hold of `producer`'s `topic` not yet ended by a publication, if any. Read under
+/// the relay lock ([`claim_pending`]'s transaction), so no other relay of the service changes
+/// it meanwhile.
 ///
 /// # Errors
-/// [`StorageError::Query`] when the update fails.
+/// [`StorageError::Query`] when the query fails.
+pub async fn last_topic_hold(
+    connection: &mut PgConnection,
+    producer: &str,
+    topic: &str,
+) -> Result<Option<LastHold>, StorageError> {
+    let row: Option<(f64, f64)> = sqlx::query_as(
+        "SELECT hold_seconds, extract(epoch FROM now() - held_until)::float8
+         FROM outbox_topic_holds WHERE producer = $1 AND topic = $2",
+    )
+    .bind(producer)
+    .bind(topic)
+    .fetch_optional(connection)
+    .await
+    .map_err(StorageError::query("reading an outbox topic's hold"))?;
+    Ok(row.map(|(seconds, ended_seconds_ago)| LastHold {
+        seconds,
+        ended_seconds_ago,
+    }))
+}
+
+/// Holds `producer`'s `topic` for `hold_seconds` (the broker said it is missing or not
+/// writable): its hold row says so to every replica's relay, and every pending record of it
+/// leaves the claim's index. `attempted` (the records just tried) also get an attempt and
+/// `error`. The database's clock times the hold. Returns how many records it holds. Run it in
+/// the claim's transaction, so that no other relay claims the topic in between.
+///
+/// # Errors
+/// [`StorageError::Query`] when an update fails.
 pub async fn hold_topic(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     producer: &str,
     topic: &str,
     hold_seconds: f64,
     attempted: &[i64],
     error: &str,
 ) -> Result<u64, StorageError> {
+    sqlx::query(
+        "INSERT INTO outbox_topic_holds (producer, topic, held_until, hold_seconds)
+         VALUES ($1, $2, now() + make_interval(secs => $3), $3)
+         ON CONFLICT (producer, topic) DO UPDATE
+         SET held_until = excluded.held_until, hold_seconds = excluded.hold_seconds,
+             released = false",
+    )
+    .bind(producer)
+    .bind(topic)
+    .bind(hold_seconds)
+    .execute(&mut *connection)
+    .await
+    .map_err(StorageError::query("holding an outbox topic"))?;
     sqlx::query(
         "UPDATE outbox SET held_until = now() + make_interval(secs => $3),
                 attempts = attempts + (id = ANY($4))::int,
@@ -368,52 +538,30 @@ pub async fn hold_topic(
     .bind(hold_seconds)
     .bind(attempted)
     .bind(error)
-    .execute(pool)
+    .execute(&mut *connection)
     .await
     .map(|done| done.rows_affected())
-    .map_err(StorageError::query("holding an outbox topic"))
+    .map_err(StorageError::query("holding an outbox topic's records"))
 }
 
-/// Before a claim: releases the held records of `producer` of every topic one of whose holds
-/// has ended, all of the topic at once so they are claimed again oldest first (returns those
-/// topics), and holds with the others the records written since for a topic still held, so
-/// that none of them goes out before the older ones.
+/// Ends for good the holds of `producer`'s `topics`, to which a record was just published:
+/// the next failure starts afresh. Returns the topics that had one.
 ///
 /// # Errors
-/// [`StorageError::Query`] when an update fails.
-pub async fn maintain_holds(pool: &PgPool, producer: &str) -> Result<Vec<String>, StorageError> {
-    let released: Vec<String> = sqlx::query_scalar(
-        "WITH ended AS (
-             SELECT DISTINCT topic FROM outbox
-             WHERE held_until IS NOT NULL AND held_until <= now()
-               AND (producer = $1 OR producer IS NULL)
-         ), released AS (
-             UPDATE outbox SET held_until = NULL
-             WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL)
-               AND topic IN (SELECT topic FROM ended)
-             RETURNING topic
-         )
-         SELECT DISTINCT topic FROM released",
+/// [`StorageError::Query`] when the delete fails.
+pub async fn topics_accept(
+    connection: &mut PgConnection,
+    producer: &str,
+    topics: &[&str],
+) -> Result<Vec<String>, StorageError> {
+    sqlx::query_scalar(
+        "DELETE FROM outbox_topic_holds WHERE producer = $1 AND topic = ANY($2) RETURNING topic",
     )
     .bind(producer)
-    .fetch_all(pool)
+    .bind(topics)
+    .fetch_all(connection)
     .await
-    .map_err(StorageError::query("releasing held outbox topics"))?;
-    sqlx::query(
-        "UPDATE outbox o SET held_until = h.until
-         FROM (SELECT topic, max(held_until) AS until FROM outbox
-               WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL)
-               GROUP BY topic) AS h
-         WHERE o.topic = h.topic AND o.published_at IS NULL AND o.failed_at IS NULL
-           AND o.held_until IS NULL AND (o.producer = $1 OR o.producer IS NULL)",
-    )
-    .bind(producer)
-    .execute(pool)
-    .await
-    .map_err(StorageError::query(
-        "holding new records of held outbox topics",
-    ))?;
-    Ok(released)
+    .map_err(StorageError::query("ending outbox topic holds"))
 }
 
 /// Deletes published records older than `retention_hours`; returns how many.
@@ -439,7 +587,8 @@ pub async fn pending_count(pool: &PgPool, producer: &str) -> Result<i64, Storage
                  WHERE published_at IS NULL AND failed_at IS NULL AND held_until IS NULL
                    AND (producer = $1 OR producer IS NULL))
               + (SELECT count(*) FROM outbox
-                 WHERE held_until IS NOT NULL AND (producer = $1 OR producer IS NULL))",
+                 WHERE held_until IS NOT NULL AND published_at IS NULL AND failed_at IS NULL
+                   AND (producer = $1 OR producer IS NULL))",
     )
     .bind(producer)
     .fetch_one(pool)

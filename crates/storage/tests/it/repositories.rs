@@ -61,8 +61,9 @@ fn record(topic: &str, payload: &str) -> OutboxRecord {
 
 /// Records for a topic the broker says is missing or not writable are held: a claim neither
 /// takes nor reads them, however many there are, while the other topics' records behind them
-/// go out; records written for the topic meanwhile join the hold; when a hold ends the whole
-/// topic is released and claimed again oldest first.
+/// go out; a record written for the topic meanwhile is held by the claim that meets it, never
+/// returned; when the hold ends the whole topic is released and claimed again oldest first;
+/// a publication ends the hold for good.
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
 async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: PgPool) {
     let mut connection = pool.acquire().await.unwrap();
@@ -80,10 +81,25 @@ async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: 
             .fetch_all(&mut *connection)
             .await
             .unwrap();
-    let held = outbox::hold_topic(&pool, &me, "missing", 30.0, &first, "Broker: Unknown topic")
-        .await
-        .unwrap();
+    let mut relay = pool.begin().await.unwrap();
+    assert_eq!(
+        outbox::last_topic_hold(&mut relay, &me, "missing")
+            .await
+            .unwrap(),
+        None
+    );
+    let held = outbox::hold_topic(
+        &mut relay,
+        &me,
+        "missing",
+        30.0,
+        &first,
+        "Broker: Unknown topic",
+    )
+    .await
+    .unwrap();
     assert_eq!(held, 3_000);
+    relay.commit().await.unwrap();
     let tried: Vec<(i32, Option<String>)> = sqlx::query_as(
         "SELECT attempts, last_error FROM outbox WHERE topic = 'missing' ORDER BY id LIMIT 3",
     )
@@ -98,15 +114,19 @@ async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: 
             (0, None)
         ]
     );
-    // Written after the hold: the one of the held topic joins it before the next claim.
+    // Written after the hold, between records of another topic: the held topic's one is
+    // never returned, not even by the first claim after it was written.
     outbox::enqueue(
         &mut connection,
-        &[record("missing", "m-late"), record("fine", "f1")],
+        &[
+            record("fine", "f1"),
+            record("missing", "m-late"),
+            record("fine", "f2"),
+        ],
     )
     .await
     .unwrap();
-    assert!(outbox::maintain_holds(&pool, &me).await.unwrap().is_empty());
-    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 3_003);
+    assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 3_004);
 
     let payloads = |claimed: &[outbox::PendingRecord]| {
         claimed
@@ -123,8 +143,10 @@ async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: 
         .await
         .unwrap();
     let mut relay = fresh.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
-    assert_eq!(payloads(&claimed), ["f0", "f1"]);
+    let claim = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    assert_eq!(payloads(&claim.records), ["f0", "f1", "f2"]);
+    assert!(claim.released.is_empty());
+    assert_eq!(claim.known_holds, ["missing"]);
     let read: i64 = sqlx::query_scalar(
         "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
          FROM pg_stat_xact_user_tables WHERE relname = 'outbox'",
@@ -136,24 +158,107 @@ async fn a_held_topic_is_neither_claimed_nor_read_and_comes_back_in_order(pool: 
         read <= 100,
         "claiming past 3,001 held records read {read} rows of the outbox"
     );
+    relay.commit().await.unwrap();
+    let late_held: bool =
+        sqlx::query_scalar("SELECT held_until IS NOT NULL FROM outbox WHERE payload = 'm-late'")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+    assert!(late_held, "the claim held the late record with its topic");
+
+    // Failing again soon after: the relay reads the last hold to double it.
+    let mut relay = pool.begin().await.unwrap();
+    let last = outbox::last_topic_hold(&mut relay, &me, "missing")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.seconds, 30.0);
+    assert!((-31.0..-29.0).contains(&last.ended_seconds_ago), "{last:?}");
     relay.rollback().await.unwrap();
 
-    // One hold ends: the whole topic is released, and claimed again oldest first.
-    sqlx::query(
-        "UPDATE outbox SET held_until = now() - interval '1 second'
-         WHERE id = (SELECT max(id) FROM outbox WHERE topic = 'missing')",
-    )
-    .execute(&mut *connection)
-    .await
-    .unwrap();
+    // The hold ends (as ops end it by hand): the whole topic is released, oldest first.
+    sqlx::query("UPDATE outbox_topic_holds SET held_until = now() WHERE topic = 'missing'")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
+    let mut relay = pool.begin().await.unwrap();
+    let claim = outbox::claim_pending(&mut relay, &me, 3).await.unwrap();
+    assert_eq!(payloads(&claim.records), ["m0", "m1", "m2"]);
+    assert_eq!(claim.released, ["missing"]);
+    relay.commit().await.unwrap();
+    let still_held: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM outbox WHERE held_until IS NOT NULL")
+            .fetch_one(&mut *connection)
+            .await
+            .unwrap();
+    assert_eq!(still_held, 0);
+    // Released, not forgotten: until a record of it is published, failing again doubles.
+    let mut relay = pool.begin().await.unwrap();
+    let claim = outbox::claim_pending(&mut relay, &me, 3).await.unwrap();
+    assert!(claim.released.is_empty());
+    assert_eq!(claim.known_holds, ["missing"]);
+    assert!(outbox::last_topic_hold(&mut relay, &me, "missing")
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(
-        outbox::maintain_holds(&pool, &me).await.unwrap(),
+        outbox::topics_accept(&mut relay, &me, &["missing", "fine"])
+            .await
+            .unwrap(),
         ["missing"]
     );
+    assert_eq!(
+        outbox::last_topic_hold(&mut relay, &me, "missing")
+            .await
+            .unwrap(),
+        None
+    );
+    relay.commit().await.unwrap();
+}
+
+/// A claim that meets more records of a held topic than it may return holds them and claims
+/// past them, so the round still carries other topics' records.
+#[sqlx::test(migrator = "relance_storage::MIGRATOR")]
+async fn a_claim_holds_a_held_topics_new_records_and_claims_past_them(pool: PgPool) {
+    let mut connection = pool.acquire().await.unwrap();
+    let me: String = sqlx::query_scalar("SELECT current_setting('application_name')")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    outbox::enqueue(&mut connection, &[record("missing", "m0")])
+        .await
+        .unwrap();
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 3).await.unwrap();
-    assert_eq!(payloads(&claimed), ["m0", "m1", "m2"]);
-    relay.rollback().await.unwrap();
+    outbox::hold_topic(
+        &mut relay,
+        &me,
+        "missing",
+        30.0,
+        &[],
+        "Broker: Unknown topic",
+    )
+    .await
+    .unwrap();
+    relay.commit().await.unwrap();
+    let mut late: Vec<OutboxRecord> = (0..25)
+        .map(|n| record("missing", &format!("late{n}")))
+        .collect();
+    late.push(record("fine", "f0"));
+    outbox::enqueue(&mut connection, &late).await.unwrap();
+    let mut relay = pool.begin().await.unwrap();
+    let claim = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let payloads: Vec<String> = claim
+        .records
+        .iter()
+        .map(|pending| String::from_utf8(pending.record.payload.clone()).unwrap())
+        .collect();
+    assert_eq!(payloads, ["f0"]);
+    relay.commit().await.unwrap();
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE held_until IS NOT NULL")
+        .fetch_one(&mut *connection)
+        .await
+        .unwrap();
+    assert_eq!(held, 26);
 }
 
 #[sqlx::test(migrator = "relance_storage::MIGRATOR")]
@@ -185,7 +290,10 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     );
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 2).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 2)
+        .await
+        .unwrap()
+        .records;
     assert_eq!(
         claimed
             .iter()
@@ -205,12 +313,14 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     assert!(outbox::claim_pending(&mut other, &me, 10)
         .await
         .unwrap()
+        .records
         .is_empty());
     other.rollback().await.unwrap();
     let mut other_service = pool.begin().await.unwrap();
     let theirs = outbox::claim_pending(&mut other_service, "relance-other", 10)
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     assert_eq!(theirs.len(), 1);
     other_service.rollback().await.unwrap();
 
@@ -220,7 +330,10 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     assert_eq!(outbox::pending_count(&pool, &me).await.unwrap(), 1);
 
     let mut relay = pool.begin().await.unwrap();
-    let rest = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let rest = outbox::claim_pending(&mut relay, &me, 10)
+        .await
+        .unwrap()
+        .records;
     assert_eq!(rest.len(), 1);
 
     relay.rollback().await.unwrap();
@@ -244,6 +357,7 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     assert!(outbox::claim_pending(&mut relay, &me, 10)
         .await
         .unwrap()
+        .records
         .is_empty());
     relay.rollback().await.unwrap();
 
@@ -263,7 +377,8 @@ async fn the_outbox_gives_records_back_in_order_to_one_relay_at_a_time(pool: PgP
     let mut relay = pool.begin().await.unwrap();
     let theirs = outbox::claim_pending(&mut relay, "relance-other", 10)
         .await
-        .unwrap();
+        .unwrap()
+        .records;
     outbox::delete_published(&mut relay, &[theirs[0].id])
         .await
         .unwrap();
@@ -315,7 +430,10 @@ async fn a_claim_reads_the_records_it_takes_not_the_whole_backlog(pool: PgPool) 
     drop(connection);
 
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10)
+        .await
+        .unwrap()
+        .records;
     assert_eq!(
         claimed
             .iter()
@@ -633,7 +751,10 @@ async fn cancelling_a_queued_command_never_waits_for_a_publication_in_flight(poo
     .unwrap();
     // The relay has claimed the command and is sending it (its transaction is open).
     let mut relay = pool.begin().await.unwrap();
-    let claimed = outbox::claim_pending(&mut relay, &me, 10).await.unwrap();
+    let claimed = outbox::claim_pending(&mut relay, &me, 10)
+        .await
+        .unwrap()
+        .records;
     assert_eq!(claimed.len(), 1);
 
     // A payment arrives: its transaction cancels the command at once.

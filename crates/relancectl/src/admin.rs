@@ -218,15 +218,14 @@ impl Client {
         let mut drifted = Vec::new();
         let mut not_recounted = Vec::new();
         loop {
+            let mut request = json!({"tenant": tenant, "reason": reason, "dry_run": dry_run,
+                                     "limit": 500});
+            // The API declares `after` a string: the first page leaves it out.
+            if let Some(after) = &after {
+                request["after"] = json!(after);
+            }
             let page = self
-                .call(
-                    reqwest::Method::POST,
-                    "/v1/behaviour-recounts",
-                    Some(
-                        json!({"tenant": tenant, "reason": reason, "dry_run": dry_run,
-                                "after": after, "limit": 500}),
-                    ),
-                )
+                .call(reqwest::Method::POST, "/v1/behaviour-recounts", Some(request))
                 .await
                 .map_err(|error| match &after {
                     Some(after) => format!(

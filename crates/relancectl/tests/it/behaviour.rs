@@ -12,6 +12,8 @@ use sqlx::PgPool;
 
 const OPERATOR: &str = "dev-only-admin-token-not-for-production";
 const ACME: &str = "dev-only-credit-manager-acme-token-0001";
+/// An operator of another tenant only, added to the development tokens for these tests.
+const GLOBEX_OPERATOR: &str = "test-only-operator-of-globex-token-0001";
 
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -128,7 +130,19 @@ async fn drifted_sums_are_recounted_from_the_invoices_by_an_operator_and_recorde
     assert_eq!(right, (1, json!({"EUR": 10_000}), 1, json!({"EUR": 4_000})));
     drift(&pool, "cus_1").await;
 
-    let url = crate::serve_admin_api(&settings, pool.clone(), now).await;
+    // The development tokens, and an operator who may repair globex only.
+    let tokens = tempfile::NamedTempFile::new().unwrap();
+    let development = std::fs::read_to_string(&settings.scheduler.admin_tokens_file).unwrap();
+    let globex_operator = relance_config::token_line(
+        "ops-globex",
+        relance_config::AdminRole::Operator,
+        &relance_config::TenantScope::Only(vec!["globex".into()]),
+        GLOBEX_OPERATOR,
+    );
+    std::fs::write(tokens.path(), format!("{development}\n{globex_operator}\n")).unwrap();
+    let mut served = settings.clone();
+    served.scheduler.admin_tokens_file = tokens.path().to_string_lossy().into_owned();
+    let url = crate::serve_admin_api(&served, pool.clone(), now).await;
     let http = reqwest::Client::new();
     let recount = |token: &'static str, path: &str, body: Value| {
         let request = http
@@ -268,7 +282,17 @@ async fn drifted_sums_are_recounted_from_the_invoices_by_an_operator_and_recorde
         "{answer}"
     );
     assert_eq!(sums(&pool, "cus_3").await, (0, json!({}), 0, json!({})));
-    // Another tenant's token sees no such tenant; a bad page size is refused.
+    // An operator of another tenant sees no such tenant, for the sweep as for one customer;
+    // a credit manager is refused before anything; a bad page size is refused.
+    let (status, answer) = recount(
+        GLOBEX_OPERATOR,
+        sweep,
+        json!({"tenant": "acme", "reason": "x"}),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = recount(GLOBEX_OPERATOR, one, json!({"reason": "x"})).await;
+    assert_eq!(status, 404, "{answer}");
     let (status, _) = recount(
         "dev-only-credit-manager-globex-token-0001",
         sweep,

@@ -36,7 +36,7 @@ fn statuses(rows: &[crate::helpers::Row]) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn two_replicas_with_a_lease_shorter_than_a_slow_providers_round_never_send_twice() {
-    const SLOW: usize = 16;
+    const SLOW: usize = 24;
     const FAST: usize = 10;
     let settings = fresh_settings("lease").await;
     let slow = FakeSendGrid {
@@ -69,17 +69,20 @@ async fn two_replicas_with_a_lease_shorter_than_a_slow_providers_round_never_sen
     }
     publish(&settings, &commands).await;
     // Tenant acme sends through a slow SendGrid (1 s a message), tenant beta through Postmark;
-    // a dispatcher's claim lasts 5 s.
+    // a dispatcher's claim lasts 7 s, less than the slow provider's round (24 messages, 4 at a
+    // time: 6 s of waves, and a wave starts only while its timeout still fits in the lease).
+    // The timeout leaves 1.5 s beyond the delay: with 0.5 s, a CI machine running eight tests
+    // on two cores let answers arrive late, and a timed-out request is rightly in doubt.
     let mut env = env_with(
         &fast_server.uri(),
         &[
             ("RELANCE__SENDER__IDENTITY__EMAIL_PROVIDER", "a_slow"),
             ("RELANCE__SENDER__TENANTS__BETA__EMAIL_PROVIDER", "postmark"),
             ("RELANCE__SENDER__PROVIDERS__POSTMARK__TIMEOUT_MS", "1500"),
-            ("RELANCE__SENDER__LEASE_MS", "5000"),
+            ("RELANCE__SENDER__LEASE_MS", "7000"),
         ],
     );
-    env.extend(sendgrid_env("a_slow", &slow_server.uri(), 1500));
+    env.extend(sendgrid_env("a_slow", &slow_server.uri(), 2500));
     let mut first = spawn_sender_with(&settings, &env).await;
     wait_for(
         Duration::from_secs(30),

@@ -375,7 +375,10 @@ async fn a_dead_letter_too_large_for_the_broker_is_cut_to_fit_and_kept_whole_in_
     ingestor.stop().await;
 }
 
-#[tokio::test]
+// Two worker threads: this test once hung a whole CI run past nextest's 180 s limit with no
+// timeout firing, so something blocked the only thread of a current-thread runtime. With
+// workers, the waits below time out and name the step instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_broker_refuses_for_good_is_set_aside_not_retried_forever() {
     let plain = crate::helpers::fresh_settings("refused_dlq").await;
     let publisher = World::on(plain.clone());
@@ -390,14 +393,19 @@ async fn a_record_the_broker_refuses_for_good_is_set_aside_not_retried_forever()
     let world: &World = &ingestor.world;
     let invoices = world.settings.kafka.topics.invoices.clone();
     let big: Vec<u8> = vec![b'x'; 300 * 1024];
-    publisher.publish_raw(&invoices, b"cus_big", &big).await;
-    publisher
-        .publish_raw(
-            &invoices,
-            b"cus_after",
-            &bytes(&issued("inv_after", "cus_after", "acme", "EUR")),
-        )
-        .await;
+    let published = async {
+        publisher.publish_raw(&invoices, b"cus_big", &big).await;
+        publisher
+            .publish_raw(
+                &invoices,
+                b"cus_after",
+                &bytes(&issued("inv_after", "cus_after", "acme", "EUR")),
+            )
+            .await;
+    };
+    tokio::time::timeout(Duration::from_secs(60), published)
+        .await
+        .expect("the two records published within a minute");
     world.wait_processed(1, Duration::from_secs(60)).await;
 
     let failed = relance_testkit::wait_for(

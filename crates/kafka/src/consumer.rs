@@ -242,6 +242,25 @@ impl ConsumerRunner {
         handlers: Vec<H>,
         shutdown: CancellationToken,
     ) -> Result<(), ConsumerError> {
+        let consumer = Arc::clone(&self.consumer);
+        let result = self.drive_lanes(handlers, shutdown).await;
+        // Dropping the last handle closes the consumer: librdkafka leaves the group and waits
+        // for its broker threads, blocking. Off the async threads, so that a slow broker never
+        // freezes a current-thread runtime (timers, the shutdown deadline) meanwhile.
+        if tokio::task::spawn_blocking(move || drop(consumer))
+            .await
+            .is_err()
+        {
+            tracing::warn!("Closing the consumer panicked.");
+        }
+        result
+    }
+
+    async fn drive_lanes<H: BatchHandler + 'static>(
+        self,
+        handlers: Vec<H>,
+        shutdown: CancellationToken,
+    ) -> Result<(), ConsumerError> {
         assert!(
             !handlers.is_empty(),
             "a consumer needs at least one handler"

@@ -230,6 +230,48 @@ pub async fn release(
     .map_err(StorageError::query("handing deliveries back"))
 }
 
+/// Hands back deliveries whose attempt this holder began ([`begin_attempts`]) and then did not
+/// make (its lease ran short before the call): nothing reached the provider, so the attempt is
+/// withdrawn (`sending_since` cleared, the count back, the attempt row finished as
+/// `withdrawn`) and the next holder sends without asking the provider. Asking could not tell
+/// for a provider that cannot be searched, and the reminder would go to a person for nothing.
+/// Fenced by `token`; returns how many were withdrawn.
+///
+/// # Errors
+/// [`StorageError::Query`] when the update fails.
+pub async fn withdraw_attempts(
+    connection: &mut PgConnection,
+    delivery_ids: &[Uuid],
+    token: Uuid,
+    next_attempt_at: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<u64, StorageError> {
+    if delivery_ids.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query(
+        "WITH withdrawn AS (
+             UPDATE deliveries SET status = 'pending', sending_since = NULL,
+                                   attempts = attempts - 1, next_attempt_at = $3, updated_at = $4
+             WHERE delivery_id = ANY($1) AND claim_token = $2 AND status = 'in_flight'
+               AND sending_since IS NOT NULL
+             RETURNING delivery_id, attempts + 1 AS attempt)
+         UPDATE delivery_attempts a
+         SET finished_at = $4, outcome = 'withdrawn',
+             message = 'handed back unsent: the lease ran short before the call'
+         FROM withdrawn w
+         WHERE a.delivery_id = w.delivery_id AND a.attempt = w.attempt AND a.finished_at IS NULL",
+    )
+    .bind(delivery_ids)
+    .bind(token)
+    .bind(next_attempt_at)
+    .bind(at)
+    .execute(connection)
+    .await
+    .map(|done| done.rows_affected())
+    .map_err(StorageError::query("withdrawing attempts not made"))
+}
+
 /// Records that attempts are about to be made through `provider`, in the transaction whose
 /// guard let them through: the attempt count goes up, `sending_since` is set and an attempt row
 /// is written. Fenced: returns the deliveries still held under `token`; only those may be sent.

@@ -338,12 +338,17 @@ impl Dispatcher {
             // The guard's transaction may have waited (a slow or restarting database): a call
             // that could still be running when the lease ends would race the next holder, whose
             // question to the provider may come before this message arrives (the chaos run saw
-            // one message accepted twice). Begun but not sent, they are handed back; the next
-            // holder asks the provider, finds nothing and sends.
+            // one message accepted twice). Begun but not sent, their attempts are withdrawn and
+            // they are handed back: the next holder sends without asking the provider (one that
+            // cannot be searched would otherwise leave them in doubt, to a person).
             if Instant::now() + provider.timeout + LEASE_MARGIN > deadline {
-                let begun: Vec<Job> = ready.into_iter().map(|ready| ready.job).collect();
-                let rest: Vec<Job> = begun.into_iter().chain(remaining.by_ref()).collect();
-                tracing::info!(provider = %provider.name, deliveries = rest.len(), "The lease ran short while the guard decided; deliveries handed back unsent.");
+                let begun: Vec<Uuid> = ready
+                    .iter()
+                    .map(|ready| ready.job.claimed.delivery_id)
+                    .collect();
+                let rest: Vec<Job> = remaining.by_ref().collect();
+                tracing::info!(provider = %provider.name, deliveries = begun.len() + rest.len(), "The lease ran short while the guard decided; deliveries handed back unsent.");
+                self.withdraw(&begun, token).await?;
                 self.release(&rest, token, self.clock.now()).await?;
                 break;
             }
@@ -359,6 +364,18 @@ impl Dispatcher {
             full,
             wait: None,
         })
+    }
+
+    /// Hands back deliveries whose attempt was begun but never made, due now.
+    async fn withdraw(&self, ids: &[Uuid], token: Uuid) -> Result<(), StorageError> {
+        let mut connection = self
+            .pool
+            .acquire()
+            .await
+            .map_err(StorageError::Unreachable)?;
+        let now = self.clock.now();
+        deliveries::withdraw_attempts(&mut connection, ids, token, now, now).await?;
+        Ok(())
     }
 
     /// Hands deliveries back without spending an attempt, due at `next`.
